@@ -1,0 +1,59 @@
+/**
+ * The registry's data model: the agent record, the commands that change it, and their results.
+ * Field names follow `proto/registry/v1/registry.proto` in camelCase.
+ */
+
+/** What a client submits: the record without the revisions the registry assigns. */
+export interface AgentSpec {
+  /** Unique id, 1..MAX_ID_CHARS of `[A-Za-z0-9._:/@-]`. */
+  readonly id: string;
+  readonly name: string;
+  /** Free-form kind such as `mcp-server`, `a2a-agent`, `service`. */
+  readonly kind: string;
+  readonly version: string;
+  readonly description: string;
+  /** What the agent can do; a find by capability reads an index, not every record. */
+  readonly capabilities: readonly string[];
+  /** Named endpoints, e.g. `{ grpc: "10.0.0.1:50051", repository: "https://..." }`. */
+  readonly endpoints: Readonly<Record<string, string>>;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** A stored agent: the spec plus the log indexes that created and last modified it (etcd's revisions). */
+export interface Agent extends AgentSpec {
+  /** Log index of the command that created this record. */
+  readonly createRevision: number;
+  /** Log index of the command that last wrote this record. */
+  readonly modRevision: number;
+}
+
+/**
+ * A state machine command, carried as the data of a Raft log entry (encoded with msgpackr, with a
+ * version tag, by `commands.ts`). `requestId` lets the node that proposed it find the waiting
+ * client when the entry is applied; it never changes what apply does.
+ */
+export type Command =
+  | { readonly type: 'register'; readonly requestId: string; readonly agent: AgentSpec }
+  | { readonly type: 'deregister'; readonly requestId: string; readonly id: string };
+
+/** The outcome of applying one command at `revision` (the entry's log index). */
+export type CommandResult =
+  | { readonly type: 'register'; readonly agent: Agent; readonly revision: number }
+  | { readonly type: 'deregister'; readonly deleted: boolean; readonly revision: number };
+
+/** Filters of a find; all given filters must hold (AND). Empty strings mean "any". */
+export interface FindQuery {
+  readonly capability?: string;
+  readonly kind?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Results per page; 0 means DEFAULT_PAGE_SIZE, more than MAX_PAGE_SIZE is refused. */
+  readonly pageSize?: number;
+  /** Opaque token from a previous page's `nextPageToken`, or empty for the first page. */
+  readonly pageToken?: string;
+}
+
+/** One page of find results, ordered by id. `nextPageToken` is empty on the last page. */
+export interface FindPage {
+  readonly agents: Agent[];
+  readonly nextPageToken: string;
+}
