@@ -1,0 +1,244 @@
+/**
+ * The client API handlers: `registry.v1.Registry` and `registry.v1.Cluster`.
+ *
+ * Every node accepts every call:
+ * - Writes (Register, Deregister) are proposed on the leader. A follower forwards the request
+ *   to the leader it knows, then waits until it has applied the write itself, so a client that
+ *   reads from the same node right after sees its write.
+ * - Linearizable reads (the default) pass a ReadIndex barrier (thesis §6.4) and are then served
+ *   from this node's state machine; serializable reads are served locally at once.
+ *
+ * Status codes: `INVALID_ARGUMENT` naming the field; `NOT_FOUND`; `UNAVAILABLE` when there is no
+ * leader or quorum, or a write's entry was lost to a leader change (safe to retry);
+ * `DEADLINE_EXCEEDED` when the request did not complete within its deadline (outcome unknown for
+ * writes); `INTERNAL` for anything else (logged).
+ */
+import * as grpc from '@grpc/grpc-js';
+import {
+  RegistryGrpcClient,
+  agentToWire,
+  findQueryFromWire,
+  specFromWire,
+  consistencyFromWire,
+  statusToWire,
+  type ClusterHandlers,
+  type DeregisterRequest,
+  type DeregisterResponse,
+  type RegisterRequest,
+  type RegisterResponse,
+  type RegistryHandlers,
+} from '../api/registry-proto.js';
+import type { Logger } from '../log.js';
+import type { NodeId } from '../raft/types.js';
+import { encodeCommand } from '../registry/commands.js';
+import { QueryError, type RegistryStateMachine } from '../registry/state-machine.js';
+import { ValidationError, validateId } from '../registry/validation.js';
+import type { Command, CommandResult } from '../registry/types.js';
+import { NotLeaderError, UnavailableError, type RaftNode } from './raft-node.js';
+
+/** Longest a request waits for commit, apply or a read barrier when the client set no deadline, in ms. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/** Metadata key marking a request forwarded by a follower: the receiver never forwards it again. */
+export const FORWARDED_METADATA_KEY = 'x-registry-forwarded-by';
+
+/** A gRPC error with a status code. */
+class StatusError extends Error {
+  constructor(readonly code: grpc.status, message: string) {
+    super(message);
+  }
+}
+
+/** The request's time budget in ms: the client's deadline if any, else the default. */
+function budgetMs(call: grpc.ServerUnaryCall<unknown, unknown>): number {
+  const d = call.getDeadline();
+  const at = d instanceof Date ? d.getTime() : typeof d === 'number' ? d : Number.POSITIVE_INFINITY;
+  if (!Number.isFinite(at)) return DEFAULT_REQUEST_TIMEOUT_MS;
+  return Math.max(0, Math.min(at - Date.now(), DEFAULT_REQUEST_TIMEOUT_MS * 6));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new StatusError(grpc.status.DEADLINE_EXCEEDED, `${what} did not complete within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** Maps an error to a gRPC status (DESIGN: expected errors are typed; the rest is INTERNAL). */
+function toServiceError(err: unknown, log: Logger): Partial<grpc.ServiceError> {
+  if (err instanceof StatusError) return { code: err.code, details: err.message };
+  if (err instanceof ValidationError || err instanceof QueryError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
+  if (err instanceof NotLeaderError || err instanceof UnavailableError) return { code: grpc.status.UNAVAILABLE, details: err.message };
+  const e = err as Partial<grpc.ServiceError>;
+  if (typeof e?.code === 'number' && typeof e.details === 'string') return { code: e.code, details: e.details };
+  log.error({ err }, 'request failed');
+  return { code: grpc.status.INTERNAL, details: (err as Error)?.message ?? String(err) };
+}
+
+/** Runs an async handler body and answers the call with its result or mapped error. */
+function unary<Req, Res>(log: Logger, body: (call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    body(call).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toServiceError(err, log) as grpc.ServiceError),
+    );
+  };
+}
+
+/** What the handlers need from the node. */
+export interface ServiceContext {
+  readonly id: NodeId;
+  readonly raft: RaftNode;
+  readonly stateMachine: RegistryStateMachine;
+  /** Member id → client/peer address. */
+  readonly members: () => ReadonlyMap<string, string>;
+  readonly logger: Logger;
+}
+
+/** The Registry and Cluster handlers of one node. */
+export class RegistryService {
+  private readonly ctx: ServiceContext;
+  private readonly log: Logger;
+  private requestSeq = 0;
+  private readonly leaderClients = new Map<string, grpc.Client>();
+
+  constructor(ctx: ServiceContext) {
+    this.ctx = ctx;
+    this.log = ctx.logger;
+  }
+
+  /** Handlers for `registry.v1.Registry`. */
+  registryHandlers(): RegistryHandlers {
+    return {
+      Register: unary(this.log, (call) => this.register(call)),
+      Deregister: unary(this.log, (call) => this.deregister(call)),
+      Get: unary(this.log, async (call) => {
+        const id = validateId(call.request.id, 'id');
+        const revision = await this.readBarrier(consistencyFromWire(call.request.consistency), call);
+        const agent = await this.ctx.stateMachine.get(id);
+        if (!agent) throw new StatusError(grpc.status.NOT_FOUND, `agent ${JSON.stringify(id)} not found`);
+        return { agent: agentToWire(agent), revision: Math.max(revision, agent.modRevision) };
+      }),
+      Find: unary(this.log, async (call) => {
+        const { query, consistency } = findQueryFromWire(call.request);
+        const revision = await this.readBarrier(consistency, call);
+        const page = await this.ctx.stateMachine.find(query);
+        return { agents: page.agents.map(agentToWire), next_page_token: page.nextPageToken, revision };
+      }),
+    };
+  }
+
+  /** Handlers for `registry.v1.Cluster`. */
+  clusterHandlers(): ClusterHandlers {
+    return {
+      Status: unary(this.log, async () => {
+        const st = this.ctx.raft.status();
+        const members = [...this.ctx.members()].map(([id, address]) => ({ id, address, voter: true }));
+        return statusToWire({
+          nodeId: this.ctx.id,
+          leaderId: st.leaderId,
+          term: st.currentTerm,
+          commitIndex: st.commitIndex,
+          appliedIndex: this.ctx.raft.appliedIndex,
+          role: st.role,
+          members,
+        });
+      }),
+    };
+  }
+
+  /** Closes the clients used to forward writes. */
+  close(): void {
+    for (const c of this.leaderClients.values()) c.close();
+    this.leaderClients.clear();
+  }
+
+  /**
+   * Waits for a linearizable read to be safe on this node and returns the revision it reads
+   * at; serializable reads return the local applied index at once.
+   */
+  private async readBarrier(consistency: 'linearizable' | 'serializable', call: grpc.ServerUnaryCall<unknown, unknown>): Promise<number> {
+    if (consistency === 'serializable') return this.ctx.raft.appliedIndex;
+    await withTimeout(this.ctx.raft.readBarrier(), budgetMs(call), 'linearizable read');
+    return this.ctx.raft.appliedIndex;
+  }
+
+  private nextRequestId(): string {
+    return `${this.ctx.id}:${++this.requestSeq}`;
+  }
+
+  private async register(call: grpc.ServerUnaryCall<RegisterRequest, RegisterResponse>): Promise<RegisterResponse> {
+    const spec = specFromWire(call.request.agent, 'agent');
+    const cmd: Command = { type: 'register', requestId: this.nextRequestId(), agent: spec };
+    const forwarded = await this.forwardIfFollower<RegisterRequest, RegisterResponse>('Register', { agent: call.request.agent }, call);
+    if (forwarded) return forwarded;
+    const result = await this.proposeAndWait(cmd, call);
+    if (result?.type !== 'register') throw new StatusError(grpc.status.INTERNAL, 'register produced no result');
+    return { agent: agentToWire(result.agent), revision: result.revision };
+  }
+
+  private async deregister(call: grpc.ServerUnaryCall<DeregisterRequest, DeregisterResponse>): Promise<DeregisterResponse> {
+    const id = validateId(call.request.id, 'id');
+    const forwarded = await this.forwardIfFollower<DeregisterRequest, DeregisterResponse>('Deregister', { id }, call);
+    if (forwarded) return forwarded;
+    const result = await this.proposeAndWait({ type: 'deregister', requestId: this.nextRequestId(), id }, call);
+    if (result?.type !== 'deregister') throw new StatusError(grpc.status.INTERNAL, 'deregister produced no result');
+    return { deleted: result.deleted, revision: result.revision };
+  }
+
+  private proposeAndWait(cmd: Command, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<CommandResult | undefined> {
+    return withTimeout(this.ctx.raft.propose(encodeCommand(cmd)), budgetMs(call), 'write');
+  }
+
+  /**
+   * On a follower, sends the write to the leader and, once answered, waits until this node has
+   * applied it too. Returns undefined on the leader (the caller proposes locally).
+   */
+  private async forwardIfFollower<Req, Res extends { revision: number }>(
+    method: 'Register' | 'Deregister',
+    request: Req,
+    call: grpc.ServerUnaryCall<unknown, unknown>,
+  ): Promise<Res | undefined> {
+    const raft = this.ctx.raft;
+    if (raft.isLeader) return undefined;
+    if (call.metadata.get(FORWARDED_METADATA_KEY).length > 0) {
+      throw new UnavailableError(`${this.ctx.id} is not the leader (request was forwarded here); retry`);
+    }
+    const leader = raft.leaderId;
+    if (!leader) throw new UnavailableError('no leader is known; retry');
+    const address = this.ctx.members().get(leader);
+    if (!address) throw new UnavailableError(`leader ${leader} has no known address; retry`);
+    const client = this.leaderClient(address);
+    const budget = budgetMs(call);
+    const md = new grpc.Metadata();
+    md.set(FORWARDED_METADATA_KEY, this.ctx.id);
+    const res = await new Promise<Res>((resolve, reject) => {
+      (client as unknown as Record<string, (r: Req, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Res) => void) => void>)[method]!(
+        request,
+        md,
+        { deadline: Date.now() + budget },
+        (err, value) => (err ? reject(err) : resolve(value)),
+      );
+    });
+    // Read-your-writes on this node: answer once the write is applied here too.
+    await withTimeout(raft.waitApplied(Number(res.revision)), budget, 'local apply of the forwarded write');
+    return res;
+  }
+
+  private leaderClient(address: string): grpc.Client {
+    let c = this.leaderClients.get(address);
+    if (!c) {
+      c = new RegistryGrpcClient(address, grpc.credentials.createInsecure());
+      this.leaderClients.set(address, c);
+    }
+    return c;
+  }
+}
