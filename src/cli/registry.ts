@@ -1,0 +1,384 @@
+#!/usr/bin/env node
+/**
+ * `registry`: the command-line client of a registry cluster.
+ *
+ *   registry [--endpoints a,b,c] [--json] [--timeout ms] <command>
+ *     import FILE                    register every valid entry of an MCP registry seed file
+ *     register --file agent.json     create or replace one agent
+ *     get ID [--serializable]        read one agent
+ *     find [--capability C] [--kind K] [--label k=v]... [--limit N] [--serializable]
+ *     deregister ID                  remove one agent
+ *     status                         every endpoint's role, term, leader and indexes
+ *
+ * Endpoints come from `--endpoints`, else `REGISTRY_ENDPOINTS`, else {@link DEFAULT_ENDPOINTS}.
+ * Output is human-readable, or JSON with `--json`. Any error prints `error: <CODE> <message>` on
+ * stderr (CODE a gRPC status name, or a system error code such as ENOENT) and exits non-zero.
+ */
+import { readFile } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { RegistryClient, type RegistryClientOptions } from '../client/registry-client.js';
+import { RegistryError } from '../client/errors.js';
+import type { Agent, AgentSpec } from '../registry/types.js';
+import { parseSeed } from '../registry/seed.js';
+import { ValidationError } from '../registry/validation.js';
+
+/** The endpoints of a local three-node cluster, used when neither flag nor environment names any. */
+export const DEFAULT_ENDPOINTS = '127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003';
+/** The environment variable that may list the endpoints (comma-separated `host:port`). */
+export const ENDPOINTS_ENV = 'REGISTRY_ENDPOINTS';
+/** How many registrations `import` keeps in flight at once. */
+export const IMPORT_CONCURRENCY = 32;
+
+/** Where the CLI writes. Each call of `out`/`err` is one line (the newline is added). */
+export interface CliIo {
+  out(line: string): void;
+  err(line: string): void;
+  /** Whether stdout is a terminal: `import` then draws a progress bar on `progressStream`. */
+  readonly isTTY: boolean;
+  readonly progressStream?: NodeJS.WritableStream;
+}
+
+/** What a program run needs besides its arguments: the output, and how to make a client. */
+export interface CliContext {
+  readonly io: CliIo;
+  /** Makes the client for the given options; a {@link RegistryClient} by default. */
+  readonly createClient?: (options: RegistryClientOptions) => RegistryClient;
+  /** The exit code; commands set it to non-zero on failure. */
+  exitCode: number;
+}
+
+/** The global options, as parsed. */
+interface GlobalOptions {
+  endpoints: string;
+  json?: boolean;
+  timeout?: string;
+}
+
+/** The process's own stdout/stderr. */
+const processIo: CliIo = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+  isTTY: Boolean(process.stdout.isTTY),
+  progressStream: process.stdout,
+};
+
+/**
+ * Builds the `registry` program. Commands write through `ctx.io` and set `ctx.exitCode`;
+ * failures are thrown (a {@link RegistryError}, {@link ValidationError} or system error) for
+ * {@link runCli} to print. Commander is set not to exit the process.
+ */
+export function buildProgram(ctx: CliContext): Command {
+  const { io } = ctx;
+  const program = new Command('registry')
+    .description('Client of a Raft-replicated registry of services and AI agents')
+    .addOption(
+      new Option('--endpoints <list>', 'comma-separated host:port of the nodes').env(ENDPOINTS_ENV).default(DEFAULT_ENDPOINTS),
+    )
+    .option('--json', 'print JSON instead of text')
+    .option('--timeout <ms>', 'overall deadline of each request, retries included, in milliseconds')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.out(s.replace(/\n$/, '')),
+      writeErr: (s) => io.err(s.replace(/\n$/, '')),
+    });
+
+  /** Runs `body` with a client built from the global options, closing it afterwards. */
+  const withClient = async (command: Command, body: (client: RegistryClient, json: boolean) => Promise<void>): Promise<void> => {
+    const opts = command.optsWithGlobals<GlobalOptions>();
+    const options: RegistryClientOptions = {
+      endpoints: parseEndpoints(opts.endpoints),
+      ...(opts.timeout !== undefined ? { deadlineMs: parsePositiveInt(opts.timeout, '--timeout') } : {}),
+    };
+    const client = (ctx.createClient ?? ((o) => new RegistryClient(o)))(options);
+    try {
+      await body(client, Boolean(opts.json));
+    } finally {
+      client.close();
+    }
+  };
+
+  program
+    .command('import')
+    .description('register every valid entry of an MCP registry seed file (e.g. data/mcp-registry-seed-2025-05-16.json)')
+    .argument('<file>', 'the seed file (a JSON array of registry entries)')
+    .option('--concurrency <n>', 'registrations in flight at once', String(IMPORT_CONCURRENCY))
+    .action(async (file: string, options: { concurrency: string }, command: Command) => {
+      const concurrency = parsePositiveInt(options.concurrency, '--concurrency');
+      const seed = parseSeed(await readJson(file));
+      await withClient(command, async (client, json) => {
+        if (!json) {
+          for (const x of seed.invalid) io.out(`invalid entry ${x.index} ${x.name === '' ? '(no name)' : x.name}: ${x.reason}`);
+        }
+        const started = performance.now();
+        const bar =
+          io.isTTY && !json && io.progressStream !== undefined
+            ? new cliProgress.SingleBar(
+                { stream: io.progressStream, format: 'importing [{bar}] {value}/{total} agents' },
+                cliProgress.Presets.shades_classic,
+              )
+            : undefined;
+        bar?.start(seed.agents.length, 0);
+        let registered = 0;
+        const failed: { id: string; code: string; message: string }[] = [];
+        await forEachConcurrently(seed.agents, concurrency, async (agent) => {
+          try {
+            await client.register(agent);
+            registered++;
+          } catch (e) {
+            const { code, message } = describeError(e);
+            failed.push({ id: agent.id, code, message });
+          }
+          bar?.increment();
+        });
+        bar?.stop();
+        const elapsedMs = Math.round(performance.now() - started);
+        if (json) {
+          io.out(JSON.stringify({ registered, invalid: seed.invalid, failed, elapsedMs }, null, 2));
+        } else {
+          for (const f of failed) io.out(`failed ${f.id}: ${f.code} ${f.message}`);
+          io.out(`registered ${registered}, invalid ${seed.invalid.length}, failed ${failed.length} in ${elapsedMs} ms`);
+        }
+        if (failed.length > 0) ctx.exitCode = 1;
+      });
+    });
+
+  program
+    .command('register')
+    .description('create or replace one agent')
+    .requiredOption('--file <path>', 'a JSON file holding one agent spec')
+    .action(async (options: { file: string }, command: Command) => {
+      const spec = (await readJson(options.file)) as AgentSpec;
+      await withClient(command, async (client, json) => {
+        const res = await client.register(spec);
+        if (json) io.out(JSON.stringify(res, null, 2));
+        else io.out(`registered ${res.agent.id} at revision ${res.revision} (created at ${res.agent.createRevision})`);
+      });
+    });
+
+  program
+    .command('get')
+    .description('read one agent')
+    .argument('<id>', 'the agent id')
+    .option('--serializable', 'read the answering node\'s local state (maybe stale; works without a leader)')
+    .action(async (id: string, options: { serializable?: boolean }, command: Command) => {
+      await withClient(command, async (client, json) => {
+        const res = await client.get(id, { consistency: options.serializable ? 'serializable' : 'linearizable' });
+        if (json) io.out(JSON.stringify(res, null, 2));
+        else for (const line of formatAgent(res.agent, res.revision)) io.out(line);
+      });
+    });
+
+  program
+    .command('find')
+    .description('list agents matching every given filter, ordered by id')
+    .option('--capability <c>', 'only agents with this capability')
+    .option('--kind <k>', 'only agents of this kind')
+    .option('--label <k=v>', 'only agents with this label (repeatable)', collectLabel, {} as Record<string, string>)
+    .option('--limit <n>', 'stop after this many agents')
+    .option('--page-size <n>', 'agents per request (0: the server default)', '0')
+    .option('--serializable', 'read the answering nodes\' local state (maybe stale)')
+    .action(
+      async (
+        options: { capability?: string; kind?: string; label: Record<string, string>; limit?: string; pageSize: string; serializable?: boolean },
+        command: Command,
+      ) => {
+        const limit = options.limit === undefined ? Infinity : parsePositiveInt(options.limit, '--limit');
+        const pageSize = parseNonNegativeInt(options.pageSize, '--page-size');
+        await withClient(command, async (client, json) => {
+          const agents: Agent[] = [];
+          let revision = 0;
+          const query = {
+            ...(options.capability !== undefined ? { capability: options.capability } : {}),
+            ...(options.kind !== undefined ? { kind: options.kind } : {}),
+            labels: options.label,
+            pageSize,
+          };
+          const consistency = options.serializable ? 'serializable' : 'linearizable';
+          for await (const page of client.findAll(query, { consistency })) {
+            revision = Math.max(revision, page.revision);
+            agents.push(...page.agents.slice(0, limit - agents.length));
+            if (agents.length >= limit) break;
+          }
+          if (json) {
+            io.out(JSON.stringify({ agents, revision }, null, 2));
+            return;
+          }
+          const rows = agents.map((a) => [a.id, a.kind, a.version, a.capabilities.join(',')]);
+          for (const line of formatTable(['ID', 'KIND', 'VERSION', 'CAPABILITIES'], rows)) io.out(line);
+          io.out(`${agents.length} agent${agents.length === 1 ? '' : 's'} (revision ${revision})`);
+        });
+      },
+    );
+
+  program
+    .command('deregister')
+    .description('remove one agent')
+    .argument('<id>', 'the agent id')
+    .action(async (id: string, _options: unknown, command: Command) => {
+      await withClient(command, async (client, json) => {
+        const res = await client.deregister(id);
+        if (json) io.out(JSON.stringify(res, null, 2));
+        else io.out(res.deleted ? `deregistered ${id} at revision ${res.revision}` : `${id} was not registered (revision ${res.revision})`);
+      });
+    });
+
+  program
+    .command('status')
+    .description('the status of every endpoint; exits non-zero when none answers')
+    .action(async (_options: unknown, command: Command) => {
+      await withClient(command, async (client, json) => {
+        const all = await client.statusAll();
+        if (json) {
+          io.out(
+            JSON.stringify(
+              all.map((s) => (s.error ? { endpoint: s.endpoint, error: { code: s.error.codeName, message: s.error.details } } : s)),
+              null,
+              2,
+            ),
+          );
+        } else {
+          const rows = all.map((s) =>
+            s.status
+              ? [s.endpoint, s.status.nodeId, s.status.role, String(s.status.term), s.status.leaderId || '-', String(s.status.commitIndex), String(s.status.appliedIndex)]
+              : [s.endpoint, `error: ${s.error.codeName} ${s.error.details}`],
+          );
+          for (const line of formatTable(['ENDPOINT', 'ID', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED'], rows)) io.out(line);
+        }
+        if (all.every((s) => s.error !== undefined)) ctx.exitCode = 1;
+      });
+    });
+
+  return program;
+}
+
+/**
+ * Runs the CLI on `argv` (the arguments after the program name) and returns the exit code. Errors
+ * are printed as `error: <CODE> <message>` on `io.err`, never thrown.
+ */
+export async function runCli(argv: readonly string[], io: CliIo = processIo, createClient?: CliContext['createClient']): Promise<number> {
+  const ctx: CliContext = { io, exitCode: 0, ...(createClient ? { createClient } : {}) };
+  const program = buildProgram(ctx);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return ctx.exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode; // commander has printed it (help: exit code 0)
+    const { code, message } = describeError(e);
+    io.err(`error: ${code} ${message}`);
+    return 1;
+  }
+}
+
+/** The code and message printed for an error. */
+function describeError(e: unknown): { code: string; message: string } {
+  if (e instanceof RegistryError) return { code: e.codeName, message: e.details };
+  if (e instanceof ValidationError) return { code: 'INVALID_ARGUMENT', message: e.message };
+  if (e instanceof Error) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { code: typeof code === 'string' ? code : 'UNKNOWN', message: e.message };
+  }
+  return { code: 'UNKNOWN', message: String(e) };
+}
+
+/** Reads and parses a JSON file. @throws ValidationError naming the file when it is not JSON. */
+async function readJson(file: string): Promise<unknown> {
+  const text = await readFile(file, 'utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new ValidationError(file, `is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+}
+
+/** Splits `a,b,c` into endpoints. @throws ValidationError (`--endpoints`) when none is left. */
+function parseEndpoints(list: string): string[] {
+  const endpoints = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (endpoints.length === 0) throw new ValidationError('--endpoints', 'must list at least one host:port');
+  return endpoints;
+}
+
+/** Parses a positive integer flag. @throws ValidationError naming the flag. */
+function parsePositiveInt(value: string, flag: string): number {
+  const n = parseNonNegativeInt(value, flag);
+  if (n === 0) throw new ValidationError(flag, 'must be a positive integer, got 0');
+  return n;
+}
+
+/** Parses a non-negative integer flag. @throws ValidationError naming the flag. */
+function parseNonNegativeInt(value: string, flag: string): number {
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(Number(value))) {
+    throw new ValidationError(flag, `must be a non-negative integer, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+/** Commander collector of repeated `--label k=v`. @throws ValidationError (`--label`) without `=`. */
+function collectLabel(value: string, previous: Record<string, string>): Record<string, string> {
+  const at = value.indexOf('=');
+  if (at <= 0) throw new ValidationError('--label', `must be key=value, got ${JSON.stringify(value)}`);
+  return { ...previous, [value.slice(0, at)]: value.slice(at + 1) };
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight. */
+async function forEachConcurrently<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** Lines describing one agent. */
+function formatAgent(agent: Agent, revision: number): string[] {
+  const entries = (m: Readonly<Record<string, string>>) => Object.entries(m).map(([k, v]) => `${k}=${v}`);
+  const block = (label: string, values: string[]) =>
+    values.length === 0 ? [`${label.padEnd(14)}-`] : values.map((v, i) => `${(i === 0 ? label : '').padEnd(14)}${v}`);
+  return [
+    `${'id:'.padEnd(14)}${agent.id}`,
+    `${'name:'.padEnd(14)}${agent.name}`,
+    `${'kind:'.padEnd(14)}${agent.kind}`,
+    `${'version:'.padEnd(14)}${agent.version}`,
+    `${'description:'.padEnd(14)}${agent.description}`,
+    `${'capabilities:'.padEnd(14)}${agent.capabilities.join(', ') || '-'}`,
+    ...block('endpoints:', entries(agent.endpoints)),
+    ...block('labels:', entries(agent.labels)),
+    `${'revisions:'.padEnd(14)}created ${agent.createRevision}, modified ${agent.modRevision}, read at ${revision}`,
+  ];
+}
+
+/** A left-aligned text table; short rows leave the remaining cells empty. */
+function formatTable(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.filter((r) => r.length > i + 1).map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+/** Whether this module is the process's entry point (also through an npm bin symlink). */
+function isMainModule(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(entry) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule()) {
+  void runCli(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

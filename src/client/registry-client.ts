@@ -1,0 +1,392 @@
+/**
+ * The TypeScript client of the registry: talks to any node of a cluster over gRPC, fails over
+ * between endpoints, and retries with bounded exponential back-off within an overall deadline.
+ *
+ * Retry rules (after etcd's clientv3 balancer and gRPC's retry guidance):
+ * - `UNAVAILABLE` and a failure to connect move to the next endpoint, for every call. Writes are
+ *   safe to resend: Register replaces the whole record and Deregister deletes, both idempotent.
+ * - `DEADLINE_EXCEEDED` of one attempt moves to the next endpoint for reads only; for a write the
+ *   outcome is unknown and the error is surfaced.
+ * - Any other status is surfaced at once as a {@link RegistryError}.
+ * After every endpoint failed once in a row, the client waits (base × 2^round, capped, jittered)
+ * before the next round. The endpoint that last answered is tried first next time.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../log.js';
+import { silentLogger } from '../log.js';
+import {
+  ClusterService,
+  RegistryService,
+  agentFromWire,
+  consistencyToWire,
+  findQueryToWire,
+  specToWire,
+  statusFromWire,
+  type ClusterStatus,
+  type Consistency,
+} from '../api/registry-proto.js';
+import type { Agent, AgentSpec, FindQuery } from '../registry/types.js';
+import { ValidationError, validateAgentSpec, validateFindQuery, validateId } from '../registry/validation.js';
+import { RegistryError, isServiceError, statusName } from './errors.js';
+
+/** Overall deadline of one client operation, retries included, in milliseconds. */
+export const DEFAULT_DEADLINE_MS = 10_000;
+/** Default longest time one read attempt may take before the client tries the next endpoint, in milliseconds. */
+export const DEFAULT_READ_ATTEMPT_MS = 3_000;
+/** Longest the client waits for a connection to an endpoint before trying the next, in milliseconds. */
+export const CONNECT_TIMEOUT_MS = 1_000;
+/** First back-off after every endpoint failed, in milliseconds. */
+export const RETRY_BASE_DELAY_MS = 50;
+/** Longest back-off between rounds of attempts, in milliseconds. */
+export const RETRY_MAX_DELAY_MS = 1_000;
+/** gRPC channel: first reconnect back-off after a failed connection, in milliseconds. */
+export const CHANNEL_INITIAL_RECONNECT_BACKOFF_MS = 100;
+/** gRPC channel: longest reconnect back-off, in milliseconds. */
+export const CHANNEL_MAX_RECONNECT_BACKOFF_MS = 2_000;
+
+/** Options of a {@link RegistryClient}. */
+export interface RegistryClientOptions {
+  /** Client API addresses of the nodes, `host:port`, at least one. */
+  readonly endpoints: readonly string[];
+  /** Overall deadline of one operation in milliseconds; {@link DEFAULT_DEADLINE_MS} by default. */
+  readonly deadlineMs?: number;
+  /**
+   * Longest time one read attempt may take before the read moves to the next endpoint, in
+   * milliseconds; {@link DEFAULT_READ_ATTEMPT_MS} by default (never more than the deadline left).
+   */
+  readonly readAttemptMs?: number;
+  /** Logger for failovers and retries (debug level); silent by default. */
+  readonly logger?: Logger;
+}
+
+/** Options of a read. */
+export interface ReadOptions {
+  /** `linearizable` (default) or `serializable` (served locally by the node, maybe stale). */
+  readonly consistency?: Consistency;
+}
+
+/** The stored agent after a register, and the revision (log index) of that write. */
+export interface RegisterResult {
+  readonly agent: Agent;
+  readonly revision: number;
+}
+
+/** An agent read by id, and the applied revision it was read at. */
+export interface GetResult {
+  readonly agent: Agent;
+  readonly revision: number;
+}
+
+/** One page of a find: agents ordered by id, the token of the next page (`''` on the last), the revision. */
+export interface FindResult {
+  readonly agents: Agent[];
+  readonly nextPageToken: string;
+  readonly revision: number;
+}
+
+/** The outcome of a deregister: whether the agent existed, and the revision of the write. */
+export interface DeregisterResult {
+  readonly deleted: boolean;
+  readonly revision: number;
+}
+
+/** The status of one endpoint in {@link RegistryClient.statusAll}: its status or its error. */
+export type EndpointStatus =
+  | { readonly endpoint: string; readonly status: ClusterStatus; readonly error?: undefined }
+  | { readonly endpoint: string; readonly status?: undefined; readonly error: RegistryError };
+
+/** Whether an operation reads or writes; it decides what is retried. */
+type CallKind = 'read' | 'write';
+
+/** A failed attempt that the retry loop may move past. */
+class RetryableAttemptError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+  ) {
+    super(details);
+  }
+}
+
+/**
+ * A client of a registry cluster. Every method may throw {@link RegistryError}: `INVALID_ARGUMENT`
+ * for bad input (checked before sending, naming the field), the server's status otherwise.
+ * One gRPC channel per endpoint, opened lazily; call {@link close} when done.
+ */
+export class RegistryClient {
+  private readonly endpoints: readonly string[];
+  private readonly deadlineMs: number;
+  private readonly readAttemptMs: number;
+  private readonly logger: Logger;
+  private readonly channels = new Map<string, grpc.Client>();
+  /** Index in `endpoints` of the endpoint that last answered. */
+  private preferred = 0;
+  private closed = false;
+
+  /**
+   * @throws ValidationError when `endpoints` is empty or holds a non-string or empty entry, or
+   *   `deadlineMs` or `readAttemptMs` is not a positive number.
+   */
+  constructor(options: RegistryClientOptions) {
+    const endpoints: unknown = options.endpoints;
+    if (!Array.isArray(endpoints) || endpoints.length === 0) {
+      throw new ValidationError('endpoints', 'must list at least one host:port');
+    }
+    endpoints.forEach((e: unknown, i) => {
+      if (typeof e !== 'string' || e.trim() === '') throw new ValidationError(`endpoints[${i}]`, 'must be a non-empty host:port');
+    });
+    this.endpoints = (endpoints as string[]).map((e) => e.trim());
+    this.deadlineMs = positiveMs(options.deadlineMs ?? DEFAULT_DEADLINE_MS, 'deadlineMs');
+    this.readAttemptMs = positiveMs(options.readAttemptMs ?? DEFAULT_READ_ATTEMPT_MS, 'readAttemptMs');
+    this.logger = (options.logger ?? silentLogger).child({ component: 'client' });
+  }
+
+  /**
+   * Creates or replaces an agent. The spec is validated (and normalized) before it is sent.
+   * @throws RegistryError `INVALID_ARGUMENT` naming the field, or the server's status.
+   */
+  async register(spec: AgentSpec): Promise<RegisterResult> {
+    const valid = guard(() => validateAgentSpec(spec));
+    const res = await this.invoke('write', RegistryService.Register, { agent: specToWire(valid) });
+    if (res.agent === null) throw new RegistryError(grpc.status.INTERNAL, 'server answered Register without an agent');
+    return { agent: agentFromWire(res.agent), revision: Number(res.revision) };
+  }
+
+  /**
+   * Reads one agent.
+   * @throws RegistryError `NOT_FOUND` when absent, `INVALID_ARGUMENT` for a bad id.
+   */
+  async get(id: string, options: ReadOptions = {}): Promise<GetResult> {
+    const valid = guard(() => validateId(id));
+    const res = await this.invoke('read', RegistryService.Get, { id: valid, consistency: consistencyToWire(options.consistency) });
+    if (res.agent === null) throw new RegistryError(grpc.status.NOT_FOUND, `agent ${valid} not found`);
+    return { agent: agentFromWire(res.agent), revision: Number(res.revision) };
+  }
+
+  /**
+   * Reads one page of agents matching every given filter, ordered by id.
+   * @throws RegistryError `INVALID_ARGUMENT` for a bad filter, page size or page token.
+   */
+  async find(query: FindQuery = {}, options: ReadOptions = {}): Promise<FindResult> {
+    const valid = guard(() => validateFindQuery(query));
+    const res = await this.invoke('read', RegistryService.Find, findQueryToWire(valid, options.consistency));
+    return {
+      agents: (res.agents ?? []).map(agentFromWire),
+      nextPageToken: res.next_page_token ?? '',
+      revision: Number(res.revision),
+    };
+  }
+
+  /**
+   * Pages through every agent matching `query`, yielding one page at a time (starting from
+   * `query.pageToken`, if any). Each page is a separate read, so pages may come from different
+   * revisions.
+   */
+  async *findAll(query: FindQuery = {}, options: ReadOptions = {}): AsyncGenerator<FindResult, void, undefined> {
+    let pageToken = query.pageToken ?? '';
+    for (;;) {
+      const page = await this.find({ ...query, pageToken }, options);
+      yield page;
+      if (page.nextPageToken === '') return;
+      pageToken = page.nextPageToken;
+    }
+  }
+
+  /**
+   * Removes an agent; an absent id answers `deleted: false`.
+   * @throws RegistryError `INVALID_ARGUMENT` for a bad id.
+   */
+  async deregister(id: string): Promise<DeregisterResult> {
+    const valid = guard(() => validateId(id));
+    const res = await this.invoke('write', RegistryService.Deregister, { id: valid });
+    return { deleted: Boolean(res.deleted), revision: Number(res.revision) };
+  }
+
+  /**
+   * The status of one node: of `endpoint` if given (one attempt, no failover), else of the first
+   * endpoint that answers.
+   */
+  async status(endpoint?: string): Promise<ClusterStatus> {
+    if (endpoint === undefined) return statusFromWire(await this.invoke('read', ClusterService.Status, {}));
+    const deadline = Date.now() + this.deadlineMs;
+    try {
+      return statusFromWire(await this.attempt(endpoint, ClusterService.Status, {}, deadline));
+    } catch (e) {
+      throw toRegistryError(e, endpoint);
+    }
+  }
+
+  /** The status of every endpoint, in the order given, each with its status or its error. Never throws. */
+  async statusAll(): Promise<EndpointStatus[]> {
+    return Promise.all(
+      this.endpoints.map(async (endpoint): Promise<EndpointStatus> => {
+        try {
+          return { endpoint, status: await this.status(endpoint) };
+        } catch (e) {
+          return { endpoint, error: toRegistryError(e, endpoint) };
+        }
+      }),
+    );
+  }
+
+  /** Closes every channel. Later calls fail with `CANCELLED`. */
+  close(): void {
+    this.closed = true;
+    for (const channel of this.channels.values()) channel.close();
+    this.channels.clear();
+  }
+
+  /**
+   * Runs one operation with failover and back-off within the overall deadline.
+   * @throws RegistryError with the first non-retryable status, or the last status when the
+   *   deadline ran out.
+   */
+  private async invoke<Req, Res>(kind: CallKind, method: grpc.MethodDefinition<Req, Res>, request: Req): Promise<Res> {
+    const deadline = Date.now() + this.deadlineMs;
+    const n = this.endpoints.length;
+    const start = this.preferred;
+    let last: RetryableAttemptError | undefined;
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0 && attempt % n === 0) {
+        const round = attempt / n;
+        const delayMs = backoffDelayMs(round);
+        if (Date.now() + delayMs >= deadline) break;
+        this.logger.debug({ round, delayMs, path: method.path }, 'every endpoint failed; backing off');
+        await sleep(delayMs);
+      }
+      if (Date.now() >= deadline) break;
+      const index = (start + attempt) % n;
+      const endpoint = this.endpoints[index] as string;
+      const attemptDeadline = kind === 'read' ? Math.min(deadline, Date.now() + this.readAttemptMs) : deadline;
+      try {
+        const res = await this.attempt(endpoint, method, request, attemptDeadline);
+        this.preferred = index;
+        return res;
+      } catch (e) {
+        if (e instanceof RetryableAttemptError) {
+          last = e;
+          this.logger.debug({ endpoint, code: statusName(e.code), path: method.path }, 'endpoint failed; trying the next');
+          continue;
+        }
+        if (isServiceError(e) && isRetryable(e.code, kind)) {
+          last = new RetryableAttemptError(e.code, e.details ?? e.message);
+          this.logger.debug({ endpoint, code: statusName(e.code), path: method.path }, 'endpoint failed; trying the next');
+          continue;
+        }
+        if (isServiceError(e) && !(e instanceof RegistryError)) this.preferred = index; // it answered
+        throw toRegistryError(e, endpoint);
+      }
+    }
+    const code = last?.code ?? grpc.status.DEADLINE_EXCEEDED;
+    const why = last === undefined ? 'no attempt completed' : `last error: ${last.details}`;
+    throw new RegistryError(code, `no endpoint of ${this.endpoints.join(',')} answered within ${this.deadlineMs} ms (${why})`);
+  }
+
+  /**
+   * One call on one endpoint: connects (bounded by {@link CONNECT_TIMEOUT_MS}), then sends.
+   * A failure to connect throws {@link RetryableAttemptError} with `UNAVAILABLE`; a status
+   * error is rethrown as the gRPC `ServiceError`.
+   */
+  private async attempt<Req, Res>(endpoint: string, method: grpc.MethodDefinition<Req, Res>, request: Req, deadline: number): Promise<Res> {
+    if (this.closed) throw new RegistryError(grpc.status.CANCELLED, 'client is closed');
+    const channel = this.channel(endpoint);
+    await connect(channel, endpoint, Math.min(deadline, Date.now() + CONNECT_TIMEOUT_MS));
+    return new Promise<Res>((resolve, reject) => {
+      channel.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        request,
+        new grpc.Metadata(),
+        { deadline },
+        (err, res) => {
+          if (err) reject(err);
+          else if (res === undefined) reject(new RegistryError(grpc.status.INTERNAL, `empty response from ${method.path}`, endpoint));
+          else resolve(res);
+        },
+      );
+    });
+  }
+
+  /** The channel of `endpoint`, created on first use. */
+  private channel(endpoint: string): grpc.Client {
+    let channel = this.channels.get(endpoint);
+    if (channel === undefined) {
+      channel = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
+        'grpc.initial_reconnect_backoff_ms': CHANNEL_INITIAL_RECONNECT_BACKOFF_MS,
+        'grpc.max_reconnect_backoff_ms': CHANNEL_MAX_RECONNECT_BACKOFF_MS,
+      });
+      this.channels.set(endpoint, channel);
+    }
+    return channel;
+  }
+}
+
+/** Checks a duration option. @throws ValidationError naming `field`. */
+function positiveMs(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new ValidationError(field, `must be a positive number of milliseconds, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Whether a status moves the call to the next endpoint. */
+function isRetryable(code: number, kind: CallKind): boolean {
+  return code === grpc.status.UNAVAILABLE || (kind === 'read' && code === grpc.status.DEADLINE_EXCEEDED);
+}
+
+/**
+ * Waits until the channel is connected. Throws a retryable `UNAVAILABLE` as soon as the
+ * connection fails (state TRANSIENT_FAILURE, e.g. connection refused) or at `deadline`.
+ */
+function connect(channel: grpc.Client, endpoint: string, deadline: number): Promise<void> {
+  const ch = channel.getChannel();
+  const fail = (why: string) => new RetryableAttemptError(grpc.status.UNAVAILABLE, `cannot connect to ${endpoint}: ${why}`);
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      const state = ch.getConnectivityState(true);
+      switch (state) {
+        case grpc.connectivityState.READY:
+          return resolve();
+        case grpc.connectivityState.TRANSIENT_FAILURE:
+          return reject(fail('connection failed'));
+        case grpc.connectivityState.SHUTDOWN:
+          return reject(new RegistryError(grpc.status.CANCELLED, 'client is closed', endpoint));
+        default:
+          ch.watchConnectivityState(state, deadline, (err?: Error) => {
+            if (err) reject(fail('not connected in time'));
+            else check();
+          });
+      }
+    };
+    check();
+  });
+}
+
+/** Back-off before round `round` (1-based): base × 2^(round-1), capped, with ±50% jitter. */
+function backoffDelayMs(round: number): number {
+  const capped = Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * 2 ** Math.min(round - 1, 30));
+  return Math.round(capped * (0.5 + Math.random() / 2));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Runs a validation, turning a {@link ValidationError} into `INVALID_ARGUMENT`. */
+function guard<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (e instanceof ValidationError) throw new RegistryError(grpc.status.INVALID_ARGUMENT, e.message);
+    throw e;
+  }
+}
+
+/** Any failure as a {@link RegistryError}. */
+function toRegistryError(e: unknown, endpoint: string): RegistryError {
+  if (e instanceof RegistryError) return e;
+  if (e instanceof RetryableAttemptError) return new RegistryError(e.code, e.details, endpoint);
+  if (isServiceError(e)) return new RegistryError(e.code, e.details ?? e.message, endpoint);
+  return new RegistryError(grpc.status.UNKNOWN, e instanceof Error ? e.message : String(e), endpoint);
+}
