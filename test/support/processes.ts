@@ -1,0 +1,146 @@
+/**
+ * Real `registry-node` processes on loopback for integration tests: ephemeral ports, a data dir
+ * per node under a temp dir, logs kept in memory for failure reports, teardown by PID.
+ * Requires the built binaries in dist/ (`npm test` builds first).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RegistryClient, type ClusterStatus } from '../../src/client/index.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const NODE_BIN = join(root, 'dist', 'src', 'cli', 'registry-node.js');
+export const REGISTRY_BIN = join(root, 'dist', 'src', 'cli', 'registry.js');
+export const SEED_FILE = join(root, 'data', 'mcp-registry-seed-2025-05-16.json');
+
+/** Asks the OS for `n` free loopback ports. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+/** Polls `check` until it returns a value other than undefined, or throws after `timeoutMs`. */
+export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, intervalMs = 100): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      lastErr = e;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** A local cluster of node processes. */
+export class ProcessCluster {
+  readonly ids: string[];
+  readonly addresses = new Map<string, string>();
+  readonly procs = new Map<string, ChildProcess>();
+  readonly logs = new Map<string, string[]>();
+  readonly dir: string;
+  private readonly extraArgs: string[];
+
+  private constructor(ids: string[], ports: number[], extraArgs: string[]) {
+    if (!existsSync(NODE_BIN)) throw new Error(`${NODE_BIN} is missing: run npm run build first`);
+    this.ids = ids;
+    ids.forEach((id, i) => this.addresses.set(id, `127.0.0.1:${ports[i]}`));
+    this.dir = mkdtempSync(join(tmpdir(), 'registry-it-'));
+    this.extraArgs = extraArgs;
+  }
+
+  /** Starts `n` nodes on fresh ports. */
+  static async start(n: number, extraArgs: string[] = []): Promise<ProcessCluster> {
+    const ports = await freePorts(n);
+    const c = new ProcessCluster(Array.from({ length: n }, (_, i) => `n${i + 1}`), ports, extraArgs);
+    for (const id of c.ids) c.startNode(id);
+    return c;
+  }
+
+  get peers(): string {
+    return [...this.addresses].map(([id, a]) => `${id}=${a}`).join(',');
+  }
+
+  endpoints(ids: string[] = this.ids): string[] {
+    return ids.map((id) => this.addresses.get(id) as string);
+  }
+
+  /** Starts (or restarts) node `id` with its data dir. */
+  startNode(id: string): ChildProcess {
+    const p = spawn(
+      process.execPath,
+      [NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, '--peers', this.peers, '--data-dir', join(this.dir, id), ...this.extraArgs],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } },
+    );
+    const buf = this.logs.get(id) ?? [];
+    this.logs.set(id, buf);
+    const keep = (d: Buffer) => {
+      buf.push(d.toString());
+      if (buf.length > 2000) buf.splice(0, buf.length - 2000);
+    };
+    p.stdout?.on('data', keep);
+    p.stderr?.on('data', keep);
+    this.procs.set(id, p);
+    return p;
+  }
+
+  /** Sends `signal` to node `id` and waits for it to exit. */
+  async kill(id: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const p = this.procs.get(id);
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill(signal);
+    await exited;
+    this.procs.delete(id);
+  }
+
+  /** The status of every reachable node. */
+  async statuses(ids: string[] = this.ids): Promise<ClusterStatus[]> {
+    const client = new RegistryClient({ endpoints: this.endpoints(ids), deadlineMs: 1_000 });
+    try {
+      return (await client.statusAll()).flatMap((s) => (s.status ? [s.status] : []));
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Waits until one of `ids` is leader and every one of them agrees on it; returns its id. */
+  async waitForLeader(ids: string[] = this.ids, timeoutMs = 20_000): Promise<string> {
+    return waitFor('a leader', timeoutMs, async () => {
+      const st = await this.statuses(ids);
+      const leader = st.find((s) => s.role === 'leader');
+      if (!leader || st.length < ids.length) return undefined;
+      return st.every((s) => s.leaderId === leader.nodeId && s.term === leader.term) ? leader.nodeId : undefined;
+    });
+  }
+
+  /** A client on the given nodes (default: all). */
+  client(ids: string[] = this.ids, deadlineMs = 15_000): RegistryClient {
+    return new RegistryClient({ endpoints: this.endpoints(ids), deadlineMs });
+  }
+
+  /** Kills every node by PID and removes the data. */
+  async destroy(): Promise<void> {
+    await Promise.all([...this.procs.keys()].map((id) => this.kill(id, 'SIGKILL')));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** The last log lines of every node, for failure messages. */
+  dumpLogs(lines = 30): string {
+    return [...this.logs].map(([id, b]) => `--- ${id}\n${b.join('').split('\n').slice(-lines).join('\n')}`).join('\n');
+  }
+}
