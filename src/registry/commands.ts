@@ -1,0 +1,137 @@
+/**
+ * The wire form of state machine commands: the data of a `normal` Raft log entry.
+ *
+ * A command is a msgpackr map with a version tag `v` and a type tag `t`:
+ *
+ * - `{ v: 1, t: 'register',   requestId, agent: { id, name, kind, version, description,
+ *      capabilities, endpoints, labels } }`
+ * - `{ v: 1, t: 'deregister', requestId, id }`
+ *
+ * Decoding checks the shape (types of every field) and nothing else: the limits on ids, sizes
+ * and counts are checked where requests enter (`validation.ts`), before anything is proposed.
+ * A log may outlive a software version, so an entry that does not decode becomes a
+ * {@link CommandDecodeError}, which the state machine logs and skips (deterministically, on
+ * every node), never a crash.
+ */
+import { Packr } from 'msgpackr';
+import { assertNever } from '../raft/types.js';
+import type { AgentSpec, Command } from './types.js';
+
+/** The command format version this code writes and reads. */
+export const COMMAND_VERSION = 1;
+
+/** The msgpackr codec of commands and records: plain maps, no shared record structures. */
+export const registryPackr = new Packr({ useRecords: false });
+
+/** An entry's data is not a command this version understands; `field` names what was wrong. */
+export class CommandDecodeError extends Error {
+  override readonly name = 'CommandDecodeError';
+  /** The offending field, e.g. `agent.capabilities[2]`, or `data` for undecodable bytes. */
+  readonly field: string;
+
+  constructor(field: string, message: string) {
+    super(`${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+/** Encodes a command as a versioned msgpackr map (see the module documentation). */
+export function encodeCommand(cmd: Command): Uint8Array {
+  switch (cmd.type) {
+    case 'register':
+      return registryPackr.pack({
+        v: COMMAND_VERSION,
+        t: 'register',
+        requestId: cmd.requestId,
+        agent: agentSpecFields(cmd.agent),
+      });
+    case 'deregister':
+      return registryPackr.pack({ v: COMMAND_VERSION, t: 'deregister', requestId: cmd.requestId, id: cmd.id });
+    default:
+      return assertNever(cmd);
+  }
+}
+
+/**
+ * Decodes an entry's data written by {@link encodeCommand}. Throws {@link CommandDecodeError}
+ * (with the offending `field`) when the bytes are not msgpack, the version is not
+ * {@link COMMAND_VERSION}, the type is unknown, or a field is missing or of the wrong type.
+ */
+export function decodeCommand(data: Uint8Array): Command {
+  if (!(data instanceof Uint8Array) || data.length === 0) {
+    throw new CommandDecodeError('data', 'empty or not bytes');
+  }
+  let decoded: unknown;
+  try {
+    decoded = registryPackr.unpack(data);
+  } catch (err) {
+    throw new CommandDecodeError('data', `not msgpack: ${(err as Error).message}`);
+  }
+  if (!isPlainMap(decoded)) throw new CommandDecodeError('data', 'not a map');
+  if (decoded.v !== COMMAND_VERSION) {
+    throw new CommandDecodeError('v', `unknown command version ${JSON.stringify(decoded.v)}`);
+  }
+  const requestId = expectString(decoded.requestId, 'requestId');
+  switch (decoded.t) {
+    case 'register':
+      return { type: 'register', requestId, agent: parseAgentSpec(decoded.agent, 'agent') };
+    case 'deregister':
+      return { type: 'deregister', requestId, id: expectString(decoded.id, 'id') };
+    default:
+      throw new CommandDecodeError('t', `unknown command type ${JSON.stringify(decoded.t)}`);
+  }
+}
+
+/**
+ * Checks that `x` has the shape of an {@link AgentSpec} and returns a fresh copy with exactly
+ * its fields. Throws {@link CommandDecodeError} naming the field (prefixed with `field`).
+ */
+export function parseAgentSpec(x: unknown, field: string): AgentSpec {
+  if (!isPlainMap(x)) throw new CommandDecodeError(field, 'not a map');
+  const capabilities = x.capabilities;
+  if (!Array.isArray(capabilities)) throw new CommandDecodeError(`${field}.capabilities`, 'not an array');
+  return {
+    id: expectString(x.id, `${field}.id`),
+    name: expectString(x.name, `${field}.name`),
+    kind: expectString(x.kind, `${field}.kind`),
+    version: expectString(x.version, `${field}.version`),
+    description: expectString(x.description, `${field}.description`),
+    capabilities: capabilities.map((c: unknown, i) => expectString(c, `${field}.capabilities[${i}]`)),
+    endpoints: expectStringMap(x.endpoints, `${field}.endpoints`),
+    labels: expectStringMap(x.labels, `${field}.labels`),
+  };
+}
+
+/** The fields of an {@link AgentSpec}, copied, in a fixed order (so encodings are stable). */
+export function agentSpecFields(spec: AgentSpec): AgentSpec {
+  return {
+    id: spec.id,
+    name: spec.name,
+    kind: spec.kind,
+    version: spec.version,
+    description: spec.description,
+    capabilities: [...spec.capabilities],
+    endpoints: { ...spec.endpoints },
+    labels: { ...spec.labels },
+  };
+}
+
+/** A msgpack map decoded as a plain object (not an array, bytes, or a msgpackr extension value). */
+function isPlainMap(x: unknown): x is Record<string, unknown> {
+  if (typeof x !== 'object' || x === null) return false;
+  const proto: unknown = Object.getPrototypeOf(x);
+  return proto === Object.prototype || proto === null;
+}
+
+function expectString(x: unknown, field: string): string {
+  if (typeof x !== 'string') throw new CommandDecodeError(field, `expected a string, got ${typeof x}`);
+  return x;
+}
+
+function expectStringMap(x: unknown, field: string): Record<string, string> {
+  if (!isPlainMap(x)) throw new CommandDecodeError(field, 'not a map');
+  const out: [string, string][] = [];
+  for (const [key, value] of Object.entries(x)) out.push([key, expectString(value, `${field}.${key}`)]);
+  // fromEntries defines own properties, so a key like `__proto__` stays a plain key.
+  return Object.fromEntries(out);
+}

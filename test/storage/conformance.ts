@@ -1,0 +1,335 @@
+/**
+ * The conformance suite of the {@link NodeStore} port: the same tests run against every
+ * implementation (LevelDB and in-memory), so both keep the same semantics.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { logIndex, nodeId, term, type Entry, type HardState } from '../../src/raft/types.js';
+import type { NodeStore } from '../../src/storage/types.js';
+
+/** Opens fresh stores of one implementation and reopens them as a restart would. */
+export interface StoreHarness {
+  /** Opens a new, empty store. */
+  open(): Promise<NodeStore>;
+  /** Closes `store` and opens the same data again. */
+  reopen(store: NodeStore): Promise<NodeStore>;
+  /** Closes what is still open and removes what the harness created. */
+  cleanup(): Promise<void>;
+}
+
+/** An entry whose data names its index and term, so a wrong read is visible. */
+export function entry(index: number, t: number, type: Entry['type'] = 'normal'): Entry {
+  return { index: logIndex(index), term: term(t), type, data: new TextEncoder().encode(`e${index}@${t}`) };
+}
+
+/** Entries `lo..hi` (inclusive) at term `t`. */
+export function entriesAt(lo: number, hi: number, t: number): Entry[] {
+  const out: Entry[] = [];
+  for (let i = lo; i <= hi; i++) out.push(entry(i, t));
+  return out;
+}
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const text = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b));
+
+async function collect(it: AsyncIterable<[string, Uint8Array]>): Promise<[string, string][]> {
+  const out: [string, string][] = [];
+  for await (const [k, v] of it) out.push([k, text(v) as string]);
+  return out;
+}
+
+async function writeEntries(store: NodeStore, entries: Entry[]): Promise<void> {
+  const b = store.batch();
+  b.appendEntries(entries);
+  await b.write();
+}
+
+const hs = (t: number, voted: string, commit: number): HardState => ({
+  currentTerm: term(t),
+  votedFor: nodeId(voted),
+  commitIndex: logIndex(commit),
+});
+
+/**
+ * Registers the conformance tests of one {@link NodeStore} implementation under `name`.
+ * `makeHarness` is called once per test.
+ */
+export function describeNodeStoreConformance(name: string, makeHarness: () => Promise<StoreHarness>): void {
+  describe(`NodeStore conformance: ${name}`, () => {
+    let harness: StoreHarness | undefined;
+    afterEach(async () => {
+      await harness?.cleanup();
+      harness = undefined;
+    });
+    async function fresh(): Promise<NodeStore> {
+      harness = await makeHarness();
+      return harness.open();
+    }
+
+    it('a fresh store is empty: first index 1, last index 0, no hard state', async () => {
+      const store = await fresh();
+      expect(store.log.firstIndex()).toBe(1);
+      expect(store.log.lastIndex()).toBe(0);
+      expect(await store.log.entries(logIndex(1), logIndex(1))).toEqual([]);
+      expect(await store.stable.hardState()).toBeUndefined();
+      expect(await store.kv.get('a')).toBeUndefined();
+      expect(store.batch().empty).toBe(true);
+    });
+
+    it('appends entries and reads back any sub-range (§5.3)', async () => {
+      const store = await fresh();
+      await writeEntries(store, entriesAt(1, 5, 1));
+      await writeEntries(store, entriesAt(6, 8, 2));
+      expect(store.log.firstIndex()).toBe(1);
+      expect(store.log.lastIndex()).toBe(8);
+      expect(await store.log.entries(logIndex(1), logIndex(9))).toEqual([...entriesAt(1, 5, 1), ...entriesAt(6, 8, 2)]);
+      expect(await store.log.entries(logIndex(4), logIndex(7))).toEqual([entry(4, 1), entry(5, 1), entry(6, 2)]);
+      expect(await store.log.entries(logIndex(9), logIndex(9))).toEqual([]);
+    });
+
+    it('keeps config entries and empty data as they were', async () => {
+      const store = await fresh();
+      const written: Entry[] = [
+        { index: logIndex(1), term: term(1), type: 'normal', data: new Uint8Array(0) },
+        { index: logIndex(2), term: term(1), type: 'config', data: new Uint8Array([0, 255, 7]) },
+      ];
+      await writeEntries(store, written);
+      const read = await store.log.entries(logIndex(1), logIndex(3));
+      expect(read).toEqual(written);
+      expect(read[1]?.data).toBeInstanceOf(Uint8Array);
+    });
+
+    it('replaces a conflicting suffix and deletes what follows it (§5.3)', async () => {
+      const store = await fresh();
+      await writeEntries(store, entriesAt(1, 6, 1));
+      await writeEntries(store, entriesAt(3, 4, 2));
+      expect(store.log.lastIndex()).toBe(4);
+      expect(await store.log.entries(logIndex(1), logIndex(5))).toEqual([entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)]);
+      await expect(store.log.entries(logIndex(1), logIndex(6))).rejects.toThrow(RangeError);
+      // Appending after the truncation continues from the new end.
+      await writeEntries(store, entriesAt(5, 5, 3));
+      expect(await store.log.entries(logIndex(4), logIndex(6))).toEqual([entry(4, 2), entry(5, 3)]);
+    });
+
+    it('lets a later appendEntries in the same batch override staged entries', async () => {
+      const store = await fresh();
+      const b = store.batch();
+      b.appendEntries(entriesAt(1, 5, 1));
+      b.appendEntries(entriesAt(3, 3, 2)); // truncates the staged 4..5
+      expect(() => b.appendEntries(entriesAt(5, 5, 2))).toThrow(RangeError); // 4 is the next index now
+      b.appendEntries(entriesAt(4, 6, 3));
+      await b.write();
+      expect(store.log.lastIndex()).toBe(6);
+      expect(await store.log.entries(logIndex(1), logIndex(7))).toEqual([
+        entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 3), entry(5, 3), entry(6, 3),
+      ]);
+    });
+
+    it('throws RangeError for appends and reads outside [firstIndex, lastIndex + 1]', async () => {
+      const store = await fresh();
+      expect(() => store.batch().appendEntries(entriesAt(2, 3, 1))).toThrow(RangeError);
+      await writeEntries(store, entriesAt(1, 3, 1));
+      const b = store.batch();
+      expect(() => b.appendEntries([entry(0, 1)])).toThrow(RangeError);
+      expect(() => b.appendEntries(entriesAt(5, 5, 1))).toThrow(/entries\[0\]\.index 5/);
+      expect(() => b.appendEntries([entry(4, 1), entry(6, 1)])).toThrow(/entries\[1\]\.index/);
+      expect(b.empty).toBe(true);
+      await expect(store.log.entries(logIndex(0), logIndex(2))).rejects.toThrow(RangeError);
+      await expect(store.log.entries(logIndex(1), logIndex(5))).rejects.toThrow(RangeError);
+      await expect(store.log.entries(logIndex(3), logIndex(2))).rejects.toThrow(RangeError);
+    });
+
+    it('rejects malformed entries, hard states and keys with an error naming the field', async () => {
+      const store = await fresh();
+      const b = store.batch();
+      expect(() => b.appendEntries([{ ...entry(1, 1), data: 'x' as unknown as Uint8Array }])).toThrow(/entries\[0\]\.data/);
+      expect(() => b.appendEntries([{ ...entry(1, 1), type: 'other' as Entry['type'] }])).toThrow(/entries\[0\]\.type/);
+      expect(() => b.appendEntries([{ ...entry(1, 1), term: term(-1) }])).toThrow(/entries\[0\]\.term/);
+      expect(() => b.setHardState({ ...hs(1, 'n1', 0), votedFor: 7 as unknown as HardState['votedFor'] })).toThrow(/votedFor/);
+      expect(() => b.put('', bytes('v'))).toThrow(/key/);
+      expect(() => b.put('k', 'v' as unknown as Uint8Array)).toThrow(/value/);
+      expect(b.empty).toBe(true);
+    });
+
+    it('round-trips the hard state; a later write replaces it', async () => {
+      const store = await fresh();
+      const b = store.batch();
+      b.setHardState(hs(1, 'n1', 0));
+      b.setHardState(hs(2, 'n2', 0));
+      await b.write();
+      expect(await store.stable.hardState()).toEqual(hs(2, 'n2', 0));
+      const b2 = store.batch();
+      b2.setHardState(hs(3, '', 5));
+      await b2.write();
+      expect(await store.stable.hardState()).toEqual(hs(3, '', 5));
+    });
+
+    it('puts, gets, deletes and ranges over the key space with bounds and limit', async () => {
+      const store = await fresh();
+      const b = store.batch();
+      for (const k of ['b', 'a', 'c/1', 'c/2', 'c/3', 'd']) b.put(k, bytes(`v-${k}`));
+      b.put('x', bytes('first'));
+      b.del('x');
+      b.del('y');
+      b.put('y', bytes('second'));
+      await b.write();
+      expect(text(await store.kv.get('a'))).toBe('v-a');
+      expect(await store.kv.get('x')).toBeUndefined();
+      expect(text(await store.kv.get('y'))).toBe('second');
+      expect(await collect(store.kv.range('c/', 'c0'))).toEqual([['c/1', 'v-c/1'], ['c/2', 'v-c/2'], ['c/3', 'v-c/3']]);
+      expect(await collect(store.kv.range('c/', 'c0', 2))).toEqual([['c/1', 'v-c/1'], ['c/2', 'v-c/2']]);
+      expect(await collect(store.kv.range('c/', 'c0', 0))).toEqual([]);
+      expect(await collect(store.kv.range('a', 'c/2'))).toEqual([['a', 'v-a'], ['b', 'v-b'], ['c/1', 'v-c/1']]);
+      expect(await collect(store.kv.range('b', 'b'))).toEqual([]);
+      const d = store.batch();
+      d.del('c/2');
+      await d.write();
+      expect(await collect(store.kv.range('c/', 'c0'))).toEqual([['c/1', 'v-c/1'], ['c/3', 'v-c/3']]);
+      expect(await store.kv.get('c/2')).toBeUndefined();
+    });
+
+    it('orders keys by their UTF-8 bytes, as LevelDB does', async () => {
+      const store = await fresh();
+      const keys = ['k\uffff', 'k\u{1F600}', 'k\u00e9', 'k\x00', 'kz'];
+      const b = store.batch();
+      for (const k of keys) b.put(k, bytes(k));
+      await b.write();
+      const got = (await collect(store.kv.range('k', 'l'))).map(([k]) => k);
+      expect(got).toEqual(['k\x00', 'kz', 'k\u00e9', 'k\uffff', 'k\u{1F600}']);
+    });
+
+    it('reads a range from a consistent view taken when the iteration starts', async () => {
+      const store = await fresh();
+      const b = store.batch();
+      for (let i = 0; i < 50; i++) b.put(`r/${String(i).padStart(3, '0')}`, bytes(String(i)));
+      await b.write();
+      const seen: string[] = [];
+      let mutated = false;
+      for await (const [k] of store.kv.range('r/', 'r0')) {
+        seen.push(k);
+        if (!mutated) {
+          mutated = true;
+          const d = store.batch();
+          for (let i = 1; i < 50; i++) d.del(`r/${String(i).padStart(3, '0')}`);
+          d.put('r/999', bytes('late'));
+          await d.write();
+        }
+      }
+      expect(seen).toHaveLength(50);
+      expect(seen).not.toContain('r/999');
+      expect(await collect(store.kv.range('r/', 'r0'))).toEqual([['r/000', '0'], ['r/999', 'late']]);
+    });
+
+    it('copies staged values: changing a buffer after put does not change what is stored', async () => {
+      const store = await fresh();
+      const value = bytes('abc');
+      const e = entry(1, 1);
+      const b = store.batch();
+      b.put('k', value);
+      b.appendEntries([e]);
+      value[0] = 0x7a;
+      e.data[0] = 0x7a;
+      await b.write();
+      expect(text(await store.kv.get('k'))).toBe('abc');
+      expect(await store.log.entries(logIndex(1), logIndex(2))).toEqual([entry(1, 1)]);
+    });
+
+    it('makes nothing visible before write() resolves, then all of it (atomic batch)', async () => {
+      const store = await fresh();
+      await writeEntries(store, entriesAt(1, 4, 1));
+      const b = store.batch();
+      b.appendEntries(entriesAt(3, 6, 2));
+      b.setHardState(hs(2, 'n1', 6));
+      b.put('k', bytes('v'));
+      expect(b.empty).toBe(false);
+      expect(store.log.lastIndex()).toBe(4);
+      expect(await store.log.entries(logIndex(1), logIndex(5))).toEqual(entriesAt(1, 4, 1));
+      expect(await store.stable.hardState()).toBeUndefined();
+      expect(await store.kv.get('k')).toBeUndefined();
+      await b.write();
+      expect(store.log.lastIndex()).toBe(6);
+      expect(await store.log.entries(logIndex(1), logIndex(7))).toEqual([...entriesAt(1, 2, 1), ...entriesAt(3, 6, 2)]);
+      expect(await store.stable.hardState()).toEqual(hs(2, 'n1', 6));
+      expect(text(await store.kv.get('k'))).toBe('v');
+    });
+
+    it('refuses to reuse a written batch', async () => {
+      const store = await fresh();
+      const b = store.batch();
+      b.put('k', bytes('v'));
+      await b.write();
+      expect(() => b.put('k2', bytes('v'))).toThrow(/already written/);
+      await expect(b.write()).rejects.toThrow(/already written/);
+    });
+
+    it('keeps log, hard state and key space across close and reopen', async () => {
+      let store = await fresh();
+      const b = store.batch();
+      b.appendEntries(entriesAt(1, 7, 1));
+      b.setHardState(hs(4, 'n3', 5));
+      b.put('agent/a', bytes('A'));
+      b.put('agent/b', bytes('B'));
+      await b.write();
+      await writeEntries(store, entriesAt(6, 6, 4)); // truncates 7
+      store = await (harness as StoreHarness).reopen(store);
+      expect(store.log.firstIndex()).toBe(1);
+      expect(store.log.lastIndex()).toBe(6);
+      expect(await store.log.entries(logIndex(1), logIndex(7))).toEqual([...entriesAt(1, 5, 1), entry(6, 4)]);
+      expect(await store.stable.hardState()).toEqual(hs(4, 'n3', 5));
+      expect(await collect(store.kv.range('agent/', 'agent0'))).toEqual([['agent/a', 'A'], ['agent/b', 'B']]);
+    });
+
+    it('rejects calls after close', async () => {
+      const store = await fresh();
+      await store.close();
+      await expect(store.kv.get('k')).rejects.toThrow();
+      await expect(store.stable.hardState()).rejects.toThrow();
+      const b = store.batch();
+      b.put('k', bytes('v'));
+      await expect(b.write()).rejects.toThrow();
+    });
+
+    it('agrees with a model log under random appends, truncations and batch splits (§5.3)', async () => {
+      // Each operation: where to start (a fraction of [first, last + 1]), how many entries,
+      // and whether to write the batch after it.
+      const op = fc.record({ at: fc.double({ min: 0, max: 1, noNaN: true }), count: fc.integer({ min: 1, max: 4 }), flush: fc.boolean() });
+      await fc.assert(
+        fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), async (ops) => {
+          await harness?.cleanup();
+          const store = await fresh();
+          let model: Entry[] = []; // durable
+          let staged: Entry[] | undefined; // model of the current batch's log
+          let b = store.batch();
+          let t = 0;
+          for (const { at, count, flush } of ops) {
+            t++;
+            const base = staged ?? model;
+            const start = 1 + Math.floor(at * (base.length + 0.999));
+            const appended = entriesAt(start, start + count - 1, t);
+            b.appendEntries(appended);
+            staged = [...base.slice(0, start - 1), ...appended];
+            if (flush) {
+              await b.write();
+              model = staged;
+              staged = undefined;
+              b = store.batch();
+              expect(store.log.lastIndex()).toBe(model.length);
+              expect(await store.log.entries(logIndex(1), logIndex(model.length + 1))).toEqual(model);
+            }
+          }
+          if (staged !== undefined) {
+            await b.write();
+            model = staged;
+          }
+          expect(store.log.lastIndex()).toBe(model.length);
+          expect(await store.log.entries(logIndex(1), logIndex(model.length + 1))).toEqual(model);
+          // A restart sees the same log: no stale suffix survives on disk.
+          const reopened = await (harness as StoreHarness).reopen(store);
+          expect(reopened.log.lastIndex()).toBe(model.length);
+          expect(await reopened.log.entries(logIndex(1), logIndex(model.length + 1))).toEqual(model);
+        }),
+        { numRuns: 25 },
+      );
+    });
+  });
+}
