@@ -1,0 +1,562 @@
+/**
+ * The wire codec of peer messages: maps the `Message` union of `src/raft/types.ts` to the
+ * protobuf messages of `proto/raft/v1/raft.proto` and back, and encodes / decodes whole
+ * `MessageBatch`es.
+ *
+ * Inbound data is untrusted: {@link fromWire} checks every field (presence, type, enum value,
+ * non-negative safe integers, consecutive entry indexes) and throws a {@link WireDecodeError}
+ * naming the first bad field, so the transport can drop the message instead of handing the core
+ * something it would have to distrust (DESIGN.md convention 9: invariants are checked where data
+ * enters).
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as protoLoader from '@grpc/proto-loader';
+import {
+  assertNever,
+  logIndex,
+  nodeId,
+  term,
+  type ConfState,
+  type Entry,
+  type EntryType,
+  type LogIndex,
+  type Message,
+  type MessageType,
+  type NodeId,
+  type Snapshot,
+  type Term,
+} from '../raft/types.js';
+
+/** The proto file of the peer service, relative to the directory that contains `proto/`. */
+export const RAFT_PROTO_RELATIVE_PATH = join('proto', 'raft', 'v1', 'raft.proto');
+/** Fully qualified name of the peer service. */
+export const RAFT_SERVICE_NAME = 'raft.v1.Raft';
+/** gRPC path of the client-streaming method every node opens to each peer. */
+export const RAFT_STREAM_METHOD_PATH = '/raft.v1.Raft/Stream';
+/** How many directories {@link resolveRaftProtoPath} climbs before giving up. */
+const MAX_PROTO_SEARCH_DEPTH_DIRS = 8;
+
+/** proto-loader options: field names as in the .proto, uint64 as numbers, enums as names. */
+const PROTO_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  arrays: true,
+  oneofs: true,
+};
+
+/**
+ * Thrown by {@link fromWire} and {@link decodeWireBatch} on malformed input. `field` is the
+ * dotted path of the offending field (e.g. `append_entries.entries[2].type`), `'batch'` when the
+ * bytes are not a `MessageBatch` at all.
+ */
+export class WireDecodeError extends Error {
+  override readonly name = 'WireDecodeError';
+  constructor(
+    /** Dotted path of the bad field. */
+    readonly field: string,
+    /** What is wrong with it. */
+    readonly reason: string,
+  ) {
+    super(`malformed peer message: ${field}: ${reason}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire shapes: what proto-loader's serializer accepts and its deserializer returns.
+// ---------------------------------------------------------------------------------------------
+
+/** Wire form of `EntryType` (`raft.v1.EntryType`). */
+export type WireEntryType = 'ENTRY_TYPE_NORMAL' | 'ENTRY_TYPE_CONFIG';
+
+/** Wire form of an `Entry` (`raft.v1.Entry`). */
+export interface WireEntry {
+  term: number;
+  index: number;
+  type: WireEntryType;
+  data: Uint8Array;
+}
+
+/** Wire form of a `Snapshot` (`raft.v1.Snapshot`). */
+export interface WireSnapshot {
+  metadata: { index: number; term: number; conf_state: { voters: string[]; learners: string[] } };
+  data: Uint8Array;
+}
+
+/** The body of a wire message: exactly one member of the `body` oneof of `raft.v1.Message`. */
+export type WireBody =
+  | {
+      append_entries: {
+        prev_log_index: number;
+        prev_log_term: number;
+        entries: WireEntry[];
+        leader_commit: number;
+      };
+    }
+  | {
+      append_entries_response: {
+        success: boolean;
+        match_index: number;
+        conflict_index: number;
+        conflict_term: number;
+      };
+    }
+  | { request_vote: { last_log_index: number; last_log_term: number; pre_vote: boolean; transfer: boolean } }
+  | { request_vote_response: { vote_granted: boolean; pre_vote: boolean } }
+  | { heartbeat: { leader_commit: number; context: Uint8Array } }
+  | { heartbeat_response: { context: Uint8Array } }
+  | { install_snapshot: { snapshot: WireSnapshot } }
+  | { timeout_now: Record<string, never> }
+  | { read_index: { context: Uint8Array } }
+  | { read_index_response: { context: Uint8Array; index: number; success: boolean } };
+
+/** Names of the members of the `body` oneof, one per {@link MessageType}. */
+export type WireBodyField =
+  | 'append_entries'
+  | 'append_entries_response'
+  | 'request_vote'
+  | 'request_vote_response'
+  | 'heartbeat'
+  | 'heartbeat_response'
+  | 'install_snapshot'
+  | 'timeout_now'
+  | 'read_index'
+  | 'read_index_response';
+
+/** Wire form of a `Message` (`raft.v1.Message`): the envelope plus one body field. */
+export type WireMessage = { from: string; to: string; term: number; body: WireBodyField } & WireBody;
+
+/** The oneof member that carries each message type. */
+export const WIRE_BODY_FIELD: Readonly<Record<MessageType, WireBodyField>> = {
+  AppendEntries: 'append_entries',
+  AppendEntriesResponse: 'append_entries_response',
+  RequestVote: 'request_vote',
+  RequestVoteResponse: 'request_vote_response',
+  Heartbeat: 'heartbeat',
+  HeartbeatResponse: 'heartbeat_response',
+  InstallSnapshot: 'install_snapshot',
+  TimeoutNow: 'timeout_now',
+  ReadIndex: 'read_index',
+  ReadIndexResponse: 'read_index_response',
+};
+
+const WIRE_BODY_FIELDS: readonly WireBodyField[] = Object.values(WIRE_BODY_FIELD);
+
+// ---------------------------------------------------------------------------------------------
+// Loading the proto.
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Finds `proto/raft/v1/raft.proto` by walking up from `fromDir` (default: this module's
+ * directory), so the same code works from `src/transport/` (tests) and `dist/src/transport/`
+ * (the build). Throws `Error` naming the start directory when no ancestor holds the file.
+ */
+export function resolveRaftProtoPath(fromDir: string = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = fromDir;
+  for (let depth = 0; depth <= MAX_PROTO_SEARCH_DEPTH_DIRS; depth++) {
+    const candidate = join(dir, RAFT_PROTO_RELATIVE_PATH);
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  throw new Error(`cannot find ${RAFT_PROTO_RELATIVE_PATH} in ${fromDir} or any parent directory`);
+}
+
+/** The loaded peer proto: the service definition and the (de)serializers we use. */
+export interface RaftProto {
+  /** The `raft.v1.Raft` service as proto-loader defines it. */
+  readonly service: protoLoader.ServiceDefinition;
+  /** Encodes a `raft.v1.MessageBatch` object (throws on a value of the wrong shape). */
+  readonly serializeBatch: protoLoader.Serialize<{ messages: WireMessage[] }>;
+  /** Decodes `raft.v1.MessageBatch` bytes (throws on bytes that are not one). */
+  readonly deserializeBatch: protoLoader.Deserialize<unknown>;
+  /** Encodes a `raft.v1.StreamAck`. */
+  readonly serializeAck: protoLoader.Serialize<object>;
+  /** Decodes a `raft.v1.StreamAck`. */
+  readonly deserializeAck: protoLoader.Deserialize<unknown>;
+}
+
+let loaded: RaftProto | undefined;
+
+/**
+ * Loads `raft.proto` once (synchronously, on first use) with proto-loader and returns its
+ * definitions. Throws `Error` when the file cannot be found or parsed.
+ */
+export function loadRaftProto(): RaftProto {
+  if (loaded !== undefined) return loaded;
+  const pkg = protoLoader.loadSync(resolveRaftProtoPath(), PROTO_LOADER_OPTIONS);
+  const service = pkg[RAFT_SERVICE_NAME] as protoLoader.ServiceDefinition | undefined;
+  const stream = service?.['Stream'];
+  if (service === undefined || stream === undefined) {
+    throw new Error(`${RAFT_SERVICE_NAME}/Stream is missing from ${RAFT_PROTO_RELATIVE_PATH}`);
+  }
+  loaded = {
+    service,
+    serializeBatch: stream.requestSerialize as protoLoader.Serialize<{ messages: WireMessage[] }>,
+    deserializeBatch: stream.requestDeserialize as protoLoader.Deserialize<unknown>,
+    serializeAck: stream.responseSerialize,
+    deserializeAck: stream.responseDeserialize as protoLoader.Deserialize<unknown>,
+  };
+  return loaded;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message -> wire.
+// ---------------------------------------------------------------------------------------------
+
+const toWireEntryType = (t: EntryType): WireEntryType => (t === 'normal' ? 'ENTRY_TYPE_NORMAL' : 'ENTRY_TYPE_CONFIG');
+
+function toWireEntry(e: Entry): WireEntry {
+  return { term: e.term, index: e.index, type: toWireEntryType(e.type), data: e.data };
+}
+
+function toWireSnapshot(s: Snapshot): WireSnapshot {
+  return {
+    metadata: {
+      index: s.metadata.index,
+      term: s.metadata.term,
+      conf_state: { voters: [...s.metadata.confState.voters], learners: [...s.metadata.confState.learners] },
+    },
+    data: s.data,
+  };
+}
+
+/**
+ * Maps a core {@link Message} to its wire object (`raft.v1.Message`), ready for proto-loader's
+ * serializer. Byte fields are passed through without copying. Does not validate: messages come
+ * from our own core.
+ */
+export function toWire(msg: Message): WireMessage {
+  const head = { from: msg.from, to: msg.to, term: msg.term };
+  switch (msg.type) {
+    case 'AppendEntries':
+      return {
+        ...head,
+        body: 'append_entries',
+        append_entries: {
+          prev_log_index: msg.prevLogIndex,
+          prev_log_term: msg.prevLogTerm,
+          entries: msg.entries.map(toWireEntry),
+          leader_commit: msg.leaderCommit,
+        },
+      };
+    case 'AppendEntriesResponse':
+      return {
+        ...head,
+        body: 'append_entries_response',
+        append_entries_response: {
+          success: msg.success,
+          match_index: msg.matchIndex,
+          conflict_index: msg.conflictIndex,
+          conflict_term: msg.conflictTerm,
+        },
+      };
+    case 'RequestVote':
+      return {
+        ...head,
+        body: 'request_vote',
+        request_vote: {
+          last_log_index: msg.lastLogIndex,
+          last_log_term: msg.lastLogTerm,
+          pre_vote: msg.preVote,
+          transfer: msg.transfer,
+        },
+      };
+    case 'RequestVoteResponse':
+      return {
+        ...head,
+        body: 'request_vote_response',
+        request_vote_response: { vote_granted: msg.voteGranted, pre_vote: msg.preVote },
+      };
+    case 'Heartbeat':
+      return {
+        ...head,
+        body: 'heartbeat',
+        heartbeat: { leader_commit: msg.leaderCommit, context: msg.context },
+      };
+    case 'HeartbeatResponse':
+      return { ...head, body: 'heartbeat_response', heartbeat_response: { context: msg.context } };
+    case 'InstallSnapshot':
+      return { ...head, body: 'install_snapshot', install_snapshot: { snapshot: toWireSnapshot(msg.snapshot) } };
+    case 'TimeoutNow':
+      return { ...head, body: 'timeout_now', timeout_now: {} };
+    case 'ReadIndex':
+      return { ...head, body: 'read_index', read_index: { context: msg.context } };
+    case 'ReadIndexResponse':
+      return {
+        ...head,
+        body: 'read_index_response',
+        read_index_response: { context: msg.context, index: msg.index, success: msg.success },
+      };
+    default:
+      return assertNever(msg);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire -> Message, validating.
+// ---------------------------------------------------------------------------------------------
+
+type Obj = Record<string, unknown>;
+
+function isObject(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Uint8Array) return 'bytes';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return `${typeof v} ${String(v)}`;
+  return typeof v;
+}
+
+function objectAt(v: unknown, field: string): Obj {
+  if (!isObject(v)) throw new WireDecodeError(field, v === undefined ? 'missing' : `expected a message, got ${describeValue(v)}`);
+  return v;
+}
+
+function natAt(o: Obj, key: string, path: string): number {
+  const v = o[key];
+  const field = `${path}${key}`;
+  if (typeof v !== 'number') {
+    throw new WireDecodeError(field, v === undefined ? 'missing' : `expected a number, got ${describeValue(v)}`);
+  }
+  if (!Number.isInteger(v)) throw new WireDecodeError(field, `expected an integer, got ${v}`);
+  if (v < 0) throw new WireDecodeError(field, `must not be negative, got ${v}`);
+  if (!Number.isSafeInteger(v)) throw new WireDecodeError(field, `exceeds 2^53 - 1, got ${v}`);
+  return v;
+}
+
+const termAt = (o: Obj, key: string, path: string): Term => term(natAt(o, key, path));
+const indexAt = (o: Obj, key: string, path: string): LogIndex => logIndex(natAt(o, key, path));
+
+function boolAt(o: Obj, key: string, path: string): boolean {
+  const v = o[key];
+  if (typeof v !== 'boolean') {
+    throw new WireDecodeError(`${path}${key}`, v === undefined ? 'missing' : `expected a boolean, got ${describeValue(v)}`);
+  }
+  return v;
+}
+
+function bytesAt(o: Obj, key: string, path: string): Uint8Array {
+  const v = o[key];
+  if (!(v instanceof Uint8Array)) {
+    throw new WireDecodeError(`${path}${key}`, v === undefined ? 'missing' : `expected bytes, got ${describeValue(v)}`);
+  }
+  // A Buffer is a Uint8Array subclass; hand the core a plain view over the same memory (no copy).
+  return Buffer.isBuffer(v) ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : v;
+}
+
+function nodeIdOf(v: unknown, field: string): NodeId {
+  if (typeof v !== 'string') {
+    throw new WireDecodeError(field, v === undefined ? 'missing' : `expected a string, got ${describeValue(v)}`);
+  }
+  if (v.length === 0) throw new WireDecodeError(field, 'must be a non-empty node id');
+  return nodeId(v);
+}
+
+function arrayAt(o: Obj, key: string, path: string): readonly unknown[] {
+  const v = o[key];
+  if (!Array.isArray(v)) {
+    throw new WireDecodeError(`${path}${key}`, v === undefined ? 'missing' : `expected a list, got ${describeValue(v)}`);
+  }
+  return v;
+}
+
+function entryTypeAt(o: Obj, key: string, path: string): EntryType {
+  const v = o[key];
+  switch (v) {
+    case 'ENTRY_TYPE_NORMAL':
+      return 'normal';
+    case 'ENTRY_TYPE_CONFIG':
+      return 'config';
+    default:
+      throw new WireDecodeError(`${path}${key}`, v === undefined ? 'missing' : `unknown entry type ${describeValue(v)}`);
+  }
+}
+
+function entryOf(v: unknown, path: string): Entry {
+  const o = objectAt(v, path);
+  const p = `${path}.`;
+  return { term: termAt(o, 'term', p), index: indexAt(o, 'index', p), type: entryTypeAt(o, 'type', p), data: bytesAt(o, 'data', p) };
+}
+
+function confStateOf(v: unknown, path: string): ConfState {
+  const o = objectAt(v, path);
+  const ids = (key: string): NodeId[] => arrayAt(o, key, `${path}.`).map((x, i) => nodeIdOf(x, `${path}.${key}[${i}]`));
+  return { voters: ids('voters'), learners: ids('learners') };
+}
+
+function snapshotOf(v: unknown, path: string): Snapshot {
+  const o = objectAt(v, path);
+  const metaPath = `${path}.metadata`;
+  const meta = objectAt(o['metadata'], metaPath);
+  const mp = `${metaPath}.`;
+  return {
+    metadata: {
+      index: indexAt(meta, 'index', mp),
+      term: termAt(meta, 'term', mp),
+      confState: confStateOf(meta['conf_state'], `${mp}conf_state`),
+    },
+    data: bytesAt(o, 'data', `${path}.`),
+  };
+}
+
+/** Finds the single `body` member that is set; checks the `body` discriminator if present. */
+function bodyFieldOf(w: Obj): WireBodyField {
+  const set = WIRE_BODY_FIELDS.filter((f) => w[f] !== undefined && w[f] !== null);
+  if (set.length === 0) throw new WireDecodeError('body', 'missing: no message type is set');
+  if (set.length > 1) throw new WireDecodeError('body', `more than one message type is set (${set.join(', ')})`);
+  const field = set[0] as WireBodyField;
+  const tag = w['body'];
+  if (tag !== undefined && tag !== null && tag !== field) {
+    throw new WireDecodeError('body', `discriminator ${describeValue(tag)} does not match the field set (${field})`);
+  }
+  return field;
+}
+
+/**
+ * Checks the entries of an AppendEntries: they follow `prevLogIndex` with consecutive indexes
+ * (§5.3) and their terms never decrease along the log (a leader appends entries of its own term
+ * after those it holds, §5.3 / Log Matching).
+ */
+function checkEntrySequence(entries: readonly Entry[], prevLogIndex: number, prevLogTerm: number, path: string): void {
+  let expectedIndex = prevLogIndex + 1;
+  let minTerm = prevLogTerm;
+  entries.forEach((e, i) => {
+    if (e.index !== expectedIndex) {
+      throw new WireDecodeError(`${path}[${i}].index`, `expected ${expectedIndex} (entries follow prev_log_index consecutively), got ${e.index}`);
+    }
+    if (e.term < minTerm) {
+      throw new WireDecodeError(`${path}[${i}].term`, `terms must not decrease along the log: ${e.term} after ${minTerm}`);
+    }
+    expectedIndex++;
+    minTerm = e.term;
+  });
+}
+
+/**
+ * Validates a wire object (as decoded by proto-loader with `keepCase`, `longs: Number`,
+ * `enums: String`, `defaults`, `arrays`, `oneofs`, or as built by {@link toWire}) and maps it to
+ * a core {@link Message}. Byte fields come back as `Uint8Array` views over the decoded buffer.
+ *
+ * @throws {WireDecodeError} naming the first bad field: a missing envelope field or body, an
+ *   empty node id, a number that is negative, fractional or above 2^53 - 1, an unknown entry
+ *   type, a wrongly typed field, or AppendEntries entries that do not follow `prev_log_index`
+ *   consecutively with non-decreasing terms.
+ */
+export function fromWire(w: unknown): Message {
+  const o = objectAt(w, 'message');
+  const from = nodeIdOf(o['from'], 'from');
+  const to = nodeIdOf(o['to'], 'to');
+  const t = termAt(o, 'term', '');
+  const head = { from, to, term: t };
+  const field = bodyFieldOf(o);
+  const b = objectAt(o[field], field);
+  const p = `${field}.`;
+  switch (field) {
+    case 'append_entries': {
+      const prevLogIndex = indexAt(b, 'prev_log_index', p);
+      const prevLogTerm = termAt(b, 'prev_log_term', p);
+      const entries = arrayAt(b, 'entries', p).map((e, i) => entryOf(e, `${p}entries[${i}]`));
+      checkEntrySequence(entries, prevLogIndex, prevLogTerm, `${p}entries`);
+      return { type: 'AppendEntries', ...head, prevLogIndex, prevLogTerm, entries, leaderCommit: indexAt(b, 'leader_commit', p) };
+    }
+    case 'append_entries_response':
+      return {
+        type: 'AppendEntriesResponse',
+        ...head,
+        success: boolAt(b, 'success', p),
+        matchIndex: indexAt(b, 'match_index', p),
+        conflictIndex: indexAt(b, 'conflict_index', p),
+        conflictTerm: termAt(b, 'conflict_term', p),
+      };
+    case 'request_vote':
+      return {
+        type: 'RequestVote',
+        ...head,
+        lastLogIndex: indexAt(b, 'last_log_index', p),
+        lastLogTerm: termAt(b, 'last_log_term', p),
+        preVote: boolAt(b, 'pre_vote', p),
+        transfer: boolAt(b, 'transfer', p),
+      };
+    case 'request_vote_response':
+      return { type: 'RequestVoteResponse', ...head, voteGranted: boolAt(b, 'vote_granted', p), preVote: boolAt(b, 'pre_vote', p) };
+    case 'heartbeat':
+      return { type: 'Heartbeat', ...head, leaderCommit: indexAt(b, 'leader_commit', p), context: bytesAt(b, 'context', p) };
+    case 'heartbeat_response':
+      return { type: 'HeartbeatResponse', ...head, context: bytesAt(b, 'context', p) };
+    case 'install_snapshot':
+      return { type: 'InstallSnapshot', ...head, snapshot: snapshotOf(b['snapshot'], `${p}snapshot`) };
+    case 'timeout_now':
+      return { type: 'TimeoutNow', ...head };
+    case 'read_index':
+      return { type: 'ReadIndex', ...head, context: bytesAt(b, 'context', p) };
+    case 'read_index_response':
+      return {
+        type: 'ReadIndexResponse',
+        ...head,
+        context: bytesAt(b, 'context', p),
+        index: indexAt(b, 'index', p),
+        success: boolAt(b, 'success', p),
+      };
+    default:
+      return assertNever(field);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches.
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Encodes messages as one `raft.v1.MessageBatch`. Throws `Error` only if a message holds a value
+ * protobuf cannot represent (never for messages produced by the core).
+ */
+export function encodeBatch(messages: readonly Message[]): Buffer {
+  return loadRaftProto().serializeBatch({ messages: messages.map(toWire) });
+}
+
+/**
+ * Decodes `raft.v1.MessageBatch` bytes into unvalidated wire objects; pass each to
+ * {@link fromWire}, so that one bad message does not cost the rest of the batch.
+ *
+ * @throws {WireDecodeError} with field `'batch'` when the bytes are not a `MessageBatch`.
+ */
+export function decodeWireBatch(bytes: Uint8Array): unknown[] {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let decoded: unknown;
+  try {
+    decoded = loadRaftProto().deserializeBatch(buf);
+  } catch (err) {
+    throw new WireDecodeError('batch', `not a raft.v1.MessageBatch (${err instanceof Error ? err.message : String(err)})`);
+  }
+  const messages = isObject(decoded) ? decoded['messages'] : undefined;
+  if (!Array.isArray(messages)) throw new WireDecodeError('batch.messages', 'missing');
+  return messages;
+}
+
+/**
+ * Decodes and validates a whole batch: the messages that pass {@link fromWire}, in order, and
+ * the errors of those that did not. Throws {@link WireDecodeError} (field `'batch'`) when the
+ * bytes are not a `MessageBatch`.
+ */
+export function decodeBatch(bytes: Uint8Array): { messages: Message[]; errors: WireDecodeError[] } {
+  const messages: Message[] = [];
+  const errors: WireDecodeError[] = [];
+  decodeWireBatch(bytes).forEach((w, i) => {
+    try {
+      messages.push(fromWire(w));
+    } catch (err) {
+      if (!(err instanceof WireDecodeError)) throw err;
+      errors.push(new WireDecodeError(`messages[${i}].${err.field}`, err.reason));
+    }
+  });
+  return { messages, errors };
+}

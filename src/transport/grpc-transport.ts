@@ -1,0 +1,535 @@
+/**
+ * The gRPC peer transport: one long-lived client stream (`raft.v1.Raft/Stream`) from this node
+ * to each peer, carrying `MessageBatch`es; inbound messages arrive on the streams the peers open
+ * to this node's server. The shape follows etcd's `rafthttp` (a stream writer per peer, messages
+ * dropped rather than blocking Raft when a peer is slow or down) and hashicorp/raft's
+ * `NetworkTransport` (pipelined writes over one connection).
+ *
+ * - Coalescing: every message queued for a peer during one turn of the event loop goes out in
+ *   one `MessageBatch` write (flushed from `setImmediate`), split only past
+ *   {@link MAX_BATCH_SIZE_BYTES}.
+ * - Back-pressure: when a write returns `false` the peer's queue holds further messages until
+ *   the stream emits `'drain'`.
+ * - Bounded queues: {@link MAX_QUEUED_MESSAGES_PER_PEER} and {@link MAX_QUEUED_BYTES_PER_PEER};
+ *   on overflow the oldest messages are dropped (see `PeerQueue`) and counted.
+ * - Reconnects: a stream that ends or fails is reopened after an exponential back-off between
+ *   {@link RECONNECT_BACKOFF_MIN_MS} and {@link RECONNECT_BACKOFF_MAX_MS}, with jitter. A stream
+ *   counts as open once the peer's server answers with response headers; until then messages
+ *   stay queued, so what is sent while a peer is down is delivered when it comes back (up to the
+ *   bounds).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { silentLogger, type Logger } from '../log.js';
+import type { Message, NodeId } from '../raft/types.js';
+import { decodeWireBatch, encodeBatch, fromWire, loadRaftProto, RAFT_STREAM_METHOD_PATH, WireDecodeError } from './codec.js';
+import { estimateMessageBytes, PeerQueue } from './peer-queue.js';
+import type { MessageHandler, PeerStats, Transport, TransportStats } from './types.js';
+
+const MIB = 1024 * 1024;
+
+/** Most messages queued for one peer; beyond it the oldest are dropped. */
+export const MAX_QUEUED_MESSAGES_PER_PEER = 4096;
+/** Most estimated bytes queued for one peer; beyond it the oldest are dropped. */
+export const MAX_QUEUED_BYTES_PER_PEER = 128 * MIB;
+/**
+ * Largest encoded `MessageBatch` a node accepts (gRPC's receive limit on the peer service). A
+ * snapshot travels as one message for now, so this bounds the snapshot size too; a message whose
+ * estimated size exceeds it is dropped at `send`.
+ */
+export const MAX_MESSAGE_SIZE_BYTES = 64 * MIB;
+/** Target size of one batch write; messages of one turn beyond it go out in further batches. */
+export const MAX_BATCH_SIZE_BYTES = 1 * MIB;
+/** First reconnect delay after a stream fails; doubles per failure. */
+export const RECONNECT_BACKOFF_MIN_MS = 50;
+/** Longest reconnect delay. */
+export const RECONNECT_BACKOFF_MAX_MS = 2000;
+/** Interval of HTTP/2 keepalive pings on an idle peer connection. */
+export const KEEPALIVE_TIME_MS = 10_000;
+/** How long a keepalive ping may go unanswered before the connection counts as dead. */
+export const KEEPALIVE_TIMEOUT_MS = 5_000;
+/** How long `close()` waits for an open stream to flush and finish before cancelling it. */
+export const CLOSE_GRACE_MS = 1_000;
+/** Largest response a peer may send (a `StreamAck` is empty). */
+const MAX_ACK_SIZE_BYTES = 64 * 1024;
+
+/**
+ * Options the node must pass to `new grpc.Server(...)` for the peer service to accept batches up
+ * to {@link MAX_MESSAGE_SIZE_BYTES} (gRPC's default receive limit is 4 MiB).
+ */
+export const PEER_SERVER_OPTIONS: grpc.ServerOptions = {
+  'grpc.max_receive_message_length': MAX_MESSAGE_SIZE_BYTES,
+};
+
+/** Channel options of the client side of each peer stream. */
+const PEER_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+  'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF_MIN_MS,
+  'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MAX_MS,
+  'grpc.max_send_message_length': MAX_MESSAGE_SIZE_BYTES,
+  'grpc.max_receive_message_length': MAX_ACK_SIZE_BYTES,
+  // One connection per transport and peer, never shared with other clients in the process.
+  'grpc.use_local_subchannel_pool': 1,
+};
+
+/** Options of {@link GrpcTransport}. */
+export interface GrpcTransportOptions {
+  /** This node's id; inbound messages addressed to another id are dropped. */
+  readonly id: NodeId;
+  /** Peer id → `host:port` of its gRPC server. May include this node itself (skipped). */
+  readonly peers: Readonly<Record<string, string>>;
+  /** Parent logger; the transport logs under `component: 'transport'`. Default: silent. */
+  readonly logger?: Logger;
+}
+
+interface PeerState {
+  readonly id: NodeId;
+  address: string;
+  client: grpc.Client | undefined;
+  call: grpc.ClientWritableStream<Buffer> | undefined;
+  /** The peer's server answered the current call with response headers. */
+  open: boolean;
+  awaitingDrain: boolean;
+  readonly queue: PeerQueue;
+  backoffMs: number;
+  reconnectTimer: NodeJS.Timeout | undefined;
+  streamsOpened: number;
+  sentMessages: number;
+  sentBatches: number;
+  sentBytes: number;
+  drainWaits: number;
+  droppedMessages: number;
+}
+
+interface InboundStream {
+  readonly call: grpc.ServerReadableStream<Buffer, object>;
+  readonly callback: grpc.sendUnaryData<object>;
+  done: boolean;
+}
+
+const identity = (b: Buffer): Buffer => b;
+
+/**
+ * {@link Transport} over gRPC client streams. Construct it, register its service on the node's
+ * server with {@link GrpcTransport.addToServer} (before the server binds), then `send`.
+ *
+ * Never throws from `send`; never crashes on peer input (malformed messages are logged at warn
+ * and dropped). Call {@link GrpcTransport.close} before shutting the server down: it ends the
+ * inbound streams too, so `server.tryShutdown` can finish.
+ */
+export class GrpcTransport implements Transport {
+  /** This node's id. */
+  readonly id: NodeId;
+  private readonly log: Logger;
+  private readonly peers = new Map<NodeId, PeerState>();
+  private readonly inbound = new Set<InboundStream>();
+  private handler: MessageHandler | undefined;
+  private flushImmediate: NodeJS.Immediate | undefined;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private unknownPeerDropped = 0;
+  private receivedBatches = 0;
+  private receivedMessages = 0;
+  private malformedDropped = 0;
+  private misaddressedDropped = 0;
+  private unhandledDropped = 0;
+
+  /**
+   * Opens a stream to every peer in `options.peers` (except `options.id`).
+   *
+   * @throws {TypeError} when `id` is empty or a peer address is not a non-empty string.
+   * @throws {Error} when `proto/raft/v1/raft.proto` cannot be found or parsed.
+   */
+  constructor(options: GrpcTransportOptions) {
+    if (typeof options.id !== 'string' || options.id.length === 0) {
+      throw new TypeError('GrpcTransport: id must be a non-empty node id');
+    }
+    this.id = options.id;
+    this.log = (options.logger ?? silentLogger).child({ component: 'transport' });
+    loadRaftProto();
+    for (const [id, address] of Object.entries(options.peers)) this.setPeer(id as NodeId, address);
+  }
+
+  /**
+   * Registers the `raft.v1.Raft` service on the node's server. Call once, before `bindAsync`;
+   * create the server with {@link PEER_SERVER_OPTIONS} so large batches are accepted.
+   *
+   * @throws {Error} from gRPC when the service is already registered on `server`.
+   */
+  addToServer(server: grpc.Server): void {
+    const proto = loadRaftProto();
+    const definition: grpc.ServiceDefinition = {
+      Stream: {
+        path: RAFT_STREAM_METHOD_PATH,
+        requestStream: true,
+        responseStream: false,
+        // Batches are decoded in the handler, so a malformed one is dropped without failing
+        // the stream.
+        requestSerialize: identity,
+        requestDeserialize: identity,
+        responseSerialize: proto.serializeAck,
+        responseDeserialize: proto.deserializeAck,
+      },
+    };
+    const impl: grpc.UntypedServiceImplementation = {
+      Stream: (call: grpc.ServerReadableStream<Buffer, object>, callback: grpc.sendUnaryData<object>) =>
+        this.acceptStream(call, callback),
+    };
+    server.addService(definition, impl);
+  }
+
+  /** {@inheritDoc Transport.send} */
+  send(messages: readonly Message[]): void {
+    if (this.closed) return;
+    let queued = false;
+    for (const msg of messages) {
+      const peer = this.peers.get(msg.to);
+      if (peer === undefined) {
+        this.unknownPeerDropped++;
+        this.log.debug({ to: msg.to, type: msg.type }, 'dropping message for unknown peer');
+        continue;
+      }
+      const size = estimateMessageBytes(msg);
+      if (size > MAX_MESSAGE_SIZE_BYTES) {
+        peer.droppedMessages++;
+        this.log.warn({ to: msg.to, type: msg.type, bytes: size, max: MAX_MESSAGE_SIZE_BYTES }, 'dropping message larger than MAX_MESSAGE_SIZE_BYTES');
+        continue;
+      }
+      const dropped = peer.queue.push(msg, size);
+      if (dropped > 0) {
+        peer.droppedMessages += dropped;
+        this.log.debug({ to: msg.to, dropped }, 'peer queue full: dropped oldest messages');
+      }
+      queued = true;
+    }
+    if (queued) this.scheduleFlush();
+  }
+
+  /** {@inheritDoc Transport.onMessage} */
+  onMessage(handler: MessageHandler): void {
+    this.handler = handler;
+  }
+
+  /**
+   * {@inheritDoc Transport.setPeer}
+   * Setting this node's own id is ignored. A changed address closes the old stream and opens a
+   * new one; queued messages are kept.
+   *
+   * @throws {TypeError} when `address` is not a non-empty string.
+   */
+  setPeer(id: NodeId, address: string): void {
+    if (typeof address !== 'string' || address.length === 0) {
+      throw new TypeError(`GrpcTransport.setPeer: address of peer ${JSON.stringify(id)} must be a non-empty host:port`);
+    }
+    if (id === this.id || this.closed) return;
+    const existing = this.peers.get(id);
+    if (existing !== undefined) {
+      if (existing.address === address) return;
+      this.log.info({ peer: id, from: existing.address, to: address }, 'peer address changed');
+      this.teardown(existing);
+      existing.address = address;
+      existing.backoffMs = RECONNECT_BACKOFF_MIN_MS;
+      this.openStream(existing);
+      return;
+    }
+    const peer: PeerState = {
+      id,
+      address,
+      client: undefined,
+      call: undefined,
+      open: false,
+      awaitingDrain: false,
+      queue: new PeerQueue({ maxMessages: MAX_QUEUED_MESSAGES_PER_PEER, maxBytes: MAX_QUEUED_BYTES_PER_PEER }),
+      backoffMs: RECONNECT_BACKOFF_MIN_MS,
+      reconnectTimer: undefined,
+      streamsOpened: 0,
+      sentMessages: 0,
+      sentBatches: 0,
+      sentBytes: 0,
+      drainWaits: 0,
+      droppedMessages: 0,
+    };
+    this.peers.set(id, peer);
+    this.openStream(peer);
+  }
+
+  /** {@inheritDoc Transport.removePeer} Unknown ids are ignored. */
+  removePeer(id: NodeId): void {
+    const peer = this.peers.get(id);
+    if (peer === undefined) return;
+    this.peers.delete(id);
+    this.teardown(peer);
+    peer.queue.clear();
+  }
+
+  /** Counters per peer and for inbound traffic; a snapshot, not live. */
+  stats(): TransportStats {
+    const peers: Record<string, PeerStats> = {};
+    for (const p of this.peers.values()) {
+      peers[p.id] = {
+        address: p.address,
+        connected: p.open,
+        queuedMessages: p.queue.length,
+        queuedBytes: p.queue.byteLength,
+        sentMessages: p.sentMessages,
+        sentBatches: p.sentBatches,
+        sentBytes: p.sentBytes,
+        drainWaits: p.drainWaits,
+        droppedMessages: p.droppedMessages,
+        reconnects: Math.max(0, p.streamsOpened - 1),
+      };
+    }
+    return {
+      peers,
+      unknownPeerDropped: this.unknownPeerDropped,
+      receivedBatches: this.receivedBatches,
+      receivedMessages: this.receivedMessages,
+      malformedDropped: this.malformedDropped,
+      misaddressedDropped: this.misaddressedDropped,
+      unhandledDropped: this.unhandledDropped,
+    };
+  }
+
+  /**
+   * {@inheritDoc Transport.close}
+   * Open outbound streams are half-closed so written batches reach the peer, and cancelled if
+   * they have not finished within {@link CLOSE_GRACE_MS}; streams still connecting are cancelled
+   * at once. Inbound streams are ended with `UNAVAILABLE`. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
+    this.closed = true;
+    this.handler = undefined;
+    if (this.flushImmediate !== undefined) {
+      clearImmediate(this.flushImmediate);
+      this.flushImmediate = undefined;
+    }
+    for (const s of this.inbound) this.finishInbound(s, { code: grpc.status.UNAVAILABLE, details: 'peer transport closed' });
+    this.inbound.clear();
+    const peers = [...this.peers.values()];
+    this.peers.clear();
+    this.closing = Promise.all(peers.map((p) => this.closePeer(p))).then(() => undefined);
+    return this.closing;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Outbound.
+  // -------------------------------------------------------------------------------------------
+
+  private openStream(peer: PeerState): void {
+    if (this.closed || this.peers.get(peer.id) !== peer) return;
+    peer.client ??= new grpc.Client(peer.address, grpc.credentials.createInsecure(), PEER_CHANNEL_OPTIONS);
+    // waitForReady: while the peer is unreachable the call waits for the channel (which keeps
+    // reconnecting with the same back-off bounds) instead of failing at once.
+    const metadata = new grpc.Metadata({ waitForReady: true });
+    metadata.set('raft-from', this.id);
+    const call = peer.client.makeClientStreamRequest<Buffer, unknown>(
+      RAFT_STREAM_METHOD_PATH,
+      identity,
+      loadRaftProto().deserializeAck,
+      metadata,
+      {},
+      (err) => this.onStreamEnd(peer, call, err),
+    );
+    peer.call = call;
+    peer.open = false;
+    peer.awaitingDrain = false;
+    peer.streamsOpened++;
+    call.on('metadata', () => {
+      if (peer.call !== call) return;
+      peer.open = true;
+      peer.backoffMs = RECONNECT_BACKOFF_MIN_MS;
+      this.log.debug({ peer: peer.id, address: peer.address }, 'peer stream open');
+      this.flushPeer(peer);
+    });
+    call.on('drain', () => {
+      if (peer.call !== call) return;
+      peer.awaitingDrain = false;
+      this.flushPeer(peer);
+    });
+    // The status reaches the callback; this listener only keeps an 'error' event from throwing.
+    call.on('error', (err: Error) => this.log.debug({ peer: peer.id, err: err.message }, 'peer stream error'));
+  }
+
+  private onStreamEnd(peer: PeerState, call: grpc.ClientWritableStream<Buffer>, err: grpc.ServiceError | null): void {
+    if (peer.call !== call) return;
+    const wasOpen = peer.open;
+    peer.call = undefined;
+    peer.open = false;
+    peer.awaitingDrain = false;
+    if (this.closed || this.peers.get(peer.id) !== peer) return;
+    const reason = err === null ? 'ended by peer' : `${grpc.status[err.code] ?? err.code}: ${err.details}`;
+    if (wasOpen) this.log.warn({ peer: peer.id, address: peer.address, reason }, 'peer stream closed; reconnecting');
+    else this.log.debug({ peer: peer.id, address: peer.address, reason }, 'peer stream failed; reconnecting');
+    this.scheduleReconnect(peer);
+  }
+
+  private scheduleReconnect(peer: PeerState): void {
+    // Equal jitter: half the back-off fixed, half random, so peers do not reconnect in lockstep.
+    const base = peer.backoffMs;
+    const delayMs = base / 2 + (Math.random() * base) / 2;
+    peer.backoffMs = Math.min(base * 2, RECONNECT_BACKOFF_MAX_MS);
+    peer.reconnectTimer = setTimeout(() => {
+      peer.reconnectTimer = undefined;
+      this.openStream(peer);
+    }, delayMs);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushImmediate !== undefined) return;
+    this.flushImmediate = setImmediate(() => {
+      this.flushImmediate = undefined;
+      for (const peer of this.peers.values()) this.flushPeer(peer);
+    });
+  }
+
+  /** Writes the queue as batches until it is empty or the stream asks us to wait for 'drain'. */
+  private flushPeer(peer: PeerState): void {
+    const call = peer.call;
+    while (call !== undefined && peer.open && !peer.awaitingDrain && peer.queue.length > 0) {
+      const { messages } = peer.queue.take(MAX_BATCH_SIZE_BYTES);
+      let bytes: Buffer;
+      try {
+        bytes = encodeBatch(messages);
+      } catch (err) {
+        peer.droppedMessages += messages.length;
+        this.log.error({ peer: peer.id, err }, 'cannot encode batch; dropped');
+        continue;
+      }
+      if (bytes.length > MAX_MESSAGE_SIZE_BYTES) {
+        peer.droppedMessages += messages.length;
+        this.log.warn({ peer: peer.id, bytes: bytes.length, max: MAX_MESSAGE_SIZE_BYTES }, 'batch larger than MAX_MESSAGE_SIZE_BYTES; dropped');
+        continue;
+      }
+      peer.sentMessages += messages.length;
+      peer.sentBatches++;
+      peer.sentBytes += bytes.length;
+      if (!call.write(bytes)) {
+        peer.awaitingDrain = true;
+        peer.drainWaits++;
+      }
+    }
+  }
+
+  /** Stops a peer's stream, client and reconnect timer (the queue is kept). */
+  private teardown(peer: PeerState): void {
+    if (peer.reconnectTimer !== undefined) {
+      clearTimeout(peer.reconnectTimer);
+      peer.reconnectTimer = undefined;
+    }
+    const call = peer.call;
+    peer.call = undefined;
+    peer.open = false;
+    peer.awaitingDrain = false;
+    call?.cancel();
+    peer.client?.close();
+    peer.client = undefined;
+  }
+
+  private closePeer(peer: PeerState): Promise<void> {
+    if (peer.reconnectTimer !== undefined) {
+      clearTimeout(peer.reconnectTimer);
+      peer.reconnectTimer = undefined;
+    }
+    const { call, client } = peer;
+    const wasOpen = peer.open;
+    peer.call = undefined;
+    peer.client = undefined;
+    peer.open = false;
+    peer.queue.clear();
+    if (call === undefined || !wasOpen) {
+      call?.cancel();
+      client?.close();
+      return Promise.resolve();
+    }
+    // Half-close so the batches already written reach the peer, then wait for its status.
+    return new Promise<void>((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        call.cancel();
+        client?.close();
+        resolve();
+      };
+      const timer = setTimeout(finish, CLOSE_GRACE_MS);
+      call.on('status', finish);
+      call.end();
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Inbound.
+  // -------------------------------------------------------------------------------------------
+
+  private acceptStream(call: grpc.ServerReadableStream<Buffer, object>, callback: grpc.sendUnaryData<object>): void {
+    if (this.closed) {
+      callback({ code: grpc.status.UNAVAILABLE, details: 'peer transport closed' });
+      return;
+    }
+    const stream: InboundStream = { call, callback, done: false };
+    this.inbound.add(stream);
+    const peerHint = call.metadata.get('raft-from')[0];
+    const from = typeof peerHint === 'string' ? peerHint : call.getPeer();
+    // Response headers tell the peer the stream is accepted; it starts writing on them.
+    call.sendMetadata(new grpc.Metadata());
+    call.on('data', (bytes: Buffer) => {
+      if (!stream.done) this.receiveBatch(bytes, from);
+    });
+    call.on('end', () => this.finishInbound(stream, null));
+    call.on('error', (err: Error) => {
+      this.log.debug({ from, err: err.message }, 'inbound peer stream error');
+      this.finishInbound(stream, undefined);
+    });
+    call.on('cancelled', () => this.finishInbound(stream, undefined));
+  }
+
+  /** Ends an inbound stream once: `null` answers OK, an error object answers that status, `undefined` answers nothing (the call is already gone). */
+  private finishInbound(stream: InboundStream, status: Partial<grpc.StatusObject> | null | undefined): void {
+    if (stream.done) return;
+    stream.done = true;
+    this.inbound.delete(stream);
+    if (status === undefined) return;
+    if (status === null) stream.callback(null, {});
+    else stream.callback(status);
+  }
+
+  private receiveBatch(bytes: Buffer, from: string): void {
+    let wire: unknown[];
+    try {
+      wire = decodeWireBatch(bytes);
+    } catch (err) {
+      this.malformedDropped++;
+      this.log.warn({ from, err: err instanceof Error ? err.message : String(err) }, 'dropping malformed batch');
+      return;
+    }
+    this.receivedBatches++;
+    for (const w of wire) {
+      let msg: Message;
+      try {
+        msg = fromWire(w);
+      } catch (err) {
+        this.malformedDropped++;
+        if (err instanceof WireDecodeError) this.log.warn({ from, field: err.field, reason: err.reason }, 'dropping malformed message');
+        else this.log.warn({ from, err }, 'dropping message that failed to decode');
+        continue;
+      }
+      if (msg.to !== this.id) {
+        this.misaddressedDropped++;
+        this.log.warn({ from: msg.from, to: msg.to, type: msg.type }, 'dropping message addressed to another node');
+        continue;
+      }
+      const handler = this.handler;
+      if (handler === undefined) {
+        this.unhandledDropped++;
+        continue;
+      }
+      this.receivedMessages++;
+      try {
+        handler(msg);
+      } catch (err) {
+        // The handler is not expected to throw; keep the stream alive for the next messages.
+        this.log.error({ err, from: msg.from, type: msg.type }, 'message handler threw');
+      }
+    }
+  }
+}
