@@ -1,7 +1,7 @@
 /**
- * Real `registry-node` processes on loopback for integration tests: ephemeral ports, a data dir
- * per node under a temp dir, logs kept in memory for failure reports, teardown by PID.
- * Requires the built binaries in dist/ (`npm test` builds first).
+ * Real `registry-node` processes on loopback, for integration tests and benchmarks: ephemeral
+ * ports, a data dir per node under a temp dir, logs kept in memory for failure reports,
+ * teardown by PID. Runs the built binaries in dist/ (`npm test` and `npm run bench` build first).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -9,11 +9,24 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RegistryClient, type ClusterStatus } from '../../src/client/index.js';
+import { RegistryClient, type ClusterStatus } from '../src/client/index.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The package root, from cluster/ in the sources or dist/cluster/ when built. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('package root not found');
+    dir = up;
+  }
+  return dir;
+}
+const root = packageRoot();
+/** The built node binary. */
 export const NODE_BIN = join(root, 'dist', 'src', 'cli', 'registry-node.js');
+/** The built CLI. */
 export const REGISTRY_BIN = join(root, 'dist', 'src', 'cli', 'registry.js');
+/** The real data set. */
 export const SEED_FILE = join(root, 'data', 'mcp-registry-seed-2025-05-16.json');
 
 /** Asks the OS for `n` free loopback ports. */

@@ -165,13 +165,24 @@ export class RaftNode extends EventEmitter {
 
   private onTick(): void {
     if (this.stopped) return;
-    this.rawNode.tick();
+    try {
+      this.rawNode.tick();
+    } catch (err) {
+      this.fatal(err as Error);
+      return;
+    }
     this.schedule();
   }
 
   private onMessage(m: Message): void {
     if (this.stopped) return;
-    this.rawNode.step(m);
+    try {
+      this.rawNode.step(m);
+    } catch (err) {
+      // The core drops bad peer input itself; a throw here is a broken invariant.
+      this.fatal(err as Error);
+      return;
+    }
     this.schedule();
   }
 
@@ -317,7 +328,7 @@ export class RaftNode extends EventEmitter {
     if (rd.entries.length > 0) batch.appendEntries(rd.entries);
     const results = await this.sm.applyEntries(rd.committedEntries, batch);
     if (!batch.empty) await batch.write();
-    this.sm.commitApplied();
+    this.sm.commitApplied(batch);
     // 2. Send, only now that what the messages promise is durable.
     if (rd.messages.length > 0) this.transport.send(rd.messages);
     // 3. Answer clients.

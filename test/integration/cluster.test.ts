@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RegistryClient } from '../../src/client/index.js';
 import { parseSeed } from '../../src/registry/seed.js';
 import type { Agent, FindQuery } from '../../src/registry/types.js';
-import { ProcessCluster, REGISTRY_BIN, SEED_FILE, waitFor } from '../support/processes.js';
+import { ProcessCluster, REGISTRY_BIN, SEED_FILE, waitFor } from '../../cluster/process-cluster.js';
 
 /** Every agent matching `query`, across pages. */
 async function findAllIds(client: RegistryClient, query: FindQuery, consistency: 'linearizable' | 'serializable' = 'linearizable'): Promise<string[]> {
