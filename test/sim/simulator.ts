@@ -1,0 +1,500 @@
+/**
+ * A deterministic cluster simulator for the Raft core (after etcd-io/raft's `network`, raft-rs'
+ * harness and FoundationDB-style simulation): 3 or 5 cores, simulated time, a network that
+ * partitions (any way, including one-way links), drops, delays, duplicates and reorders; disks
+ * whose writes take time and are lost by a crash; clients that write and read a small key space.
+ * Everything comes from one seed, so a run replays event for event.
+ *
+ * Invariants are checked after every event (see `invariants.ts`); a violation throws
+ * {@link SafetyViolation} carrying the trace.
+ */
+import {
+  MemoryStorage,
+  NO_NODE,
+  ProposalDroppedError,
+  RawNode,
+  logIndex,
+  nodeId,
+  seededRandom,
+  type Entry,
+  type HardState,
+  type LogIndex,
+  type Message,
+  type NodeId,
+  type RaftTestingKnobs,
+  type Ready,
+  type Term,
+} from '../../src/raft/index.js';
+import type { Operation } from '../support/linearizability.js';
+import { describeMessage } from '../support/raft-harness.js';
+import { InvariantChecker } from './invariants.js';
+
+/** Time units per Raft tick (a node ticks every TICK_UNITS units). */
+export const TICK_UNITS = 10;
+/** Election timeout of every simulated node, in ticks. */
+export const SIM_ELECTION_TICKS = 10;
+/** How long a client waits for a write or read before it counts as timed out, in units. */
+export const CLIENT_TIMEOUT_UNITS = 600;
+/** Units allowed, after every fault is healed, for a leader to emerge and everything to apply. */
+export const LIVENESS_BUDGET_UNITS = 6_000;
+
+/** Deliberate bugs the simulator can switch on to prove that its checks have teeth. */
+export interface SimBugs extends RaftTestingKnobs {
+  /** The driver persists hard state without `votedFor` (so a restart forgets the vote). */
+  readonly forgetVotedFor?: boolean;
+}
+
+/** A safety or liveness property failed. */
+export class SafetyViolation extends Error {
+  override readonly name = 'SafetyViolation';
+  trace: string[] = [];
+}
+
+/** Durable state of one node: what survives a crash. */
+interface Disk {
+  hardState: HardState | undefined;
+  entries: Entry[];
+  /** Applied state machine, durable together with `appliedIndex`. */
+  sm: Map<string, string>;
+  appliedIndex: number;
+}
+
+interface PendingWrite {
+  readonly op: Operation & { kind: 'register' | 'deregister' };
+  readonly term: Term;
+  readonly deadline: number;
+}
+
+interface PendingRead {
+  readonly key: string;
+  readonly call: number;
+  readonly deadline: number;
+  index: LogIndex | undefined;
+}
+
+interface SimNode {
+  readonly id: NodeId;
+  node: RawNode;
+  disk: Disk;
+  up: boolean;
+  /** Volatile state machine (rebuilt from disk on restart). */
+  sm: Map<string, string>;
+  appliedIndex: number;
+  /** A Ready being written: it completes at `doneAt` unless the node crashes first. */
+  inflight: { rd: Ready; doneAt: number } | undefined;
+  /** Writes this node proposed as leader, by log index. */
+  writes: Map<number, PendingWrite>;
+  /** Reads waiting for ReadIndex, by context. */
+  reads: Map<string, PendingRead>;
+  tickOffset: number;
+}
+
+/** Network conditions; rates are probabilities per message, delays in units. */
+export interface NetConditions {
+  drop: number;
+  duplicate: number;
+  minDelay: number;
+  maxDelay: number;
+}
+
+/** A command as the simulated state machine sees it. */
+interface SimCommand {
+  readonly op: 'register' | 'deregister';
+  readonly key: string;
+  readonly value: string;
+  readonly id: string;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function encodeCommand(c: SimCommand): Uint8Array {
+  return enc.encode(JSON.stringify(c));
+}
+
+function decodeCommand(data: Uint8Array): SimCommand | undefined {
+  if (data.byteLength === 0) return undefined;
+  return JSON.parse(dec.decode(data)) as SimCommand;
+}
+
+/** Options of one simulation. */
+export interface SimOptions {
+  readonly nodes: 3 | 5;
+  readonly seed: number;
+  readonly bugs?: SimBugs;
+  /** Keep a readable trace of every event (costly; on for replays and failure reports). */
+  readonly trace?: boolean;
+}
+
+/** A simulated cluster. */
+export class Simulation {
+  readonly ids: NodeId[];
+  readonly nodes = new Map<NodeId, SimNode>();
+  now = 0;
+  readonly history: Operation[] = [];
+  /** Writes acknowledged to clients: log index → command id. */
+  readonly acknowledged = new Map<number, string>();
+  readonly trace: string[] = [];
+  readonly checker: InvariantChecker;
+
+  private readonly rand: () => number;
+  private readonly bugs: SimBugs;
+  private readonly traceOn: boolean;
+  private queue = new Map<number, Message[]>();
+  private readonly blocked = new Set<string>();
+  net: NetConditions = { drop: 0, duplicate: 0, minDelay: 1, maxDelay: 5 };
+  private opSeq = 0;
+
+  constructor(opts: SimOptions) {
+    this.rand = seededRandom(opts.seed);
+    this.bugs = opts.bugs ?? {};
+    this.traceOn = opts.trace ?? false;
+    this.ids = Array.from({ length: opts.nodes }, (_, i) => nodeId(`n${i + 1}`));
+    for (const id of this.ids) {
+      const disk: Disk = { hardState: undefined, entries: [], sm: new Map(), appliedIndex: 0 };
+      const n: SimNode = {
+        id,
+        node: this.makeRawNode(id, disk),
+        disk,
+        up: true,
+        sm: new Map(),
+        appliedIndex: 0,
+        inflight: undefined,
+        writes: new Map(),
+        reads: new Map(),
+        tickOffset: Math.floor(this.rand() * TICK_UNITS),
+      };
+      this.nodes.set(id, n);
+    }
+    this.checker = new InvariantChecker(this);
+  }
+
+  private makeRawNode(id: NodeId, disk: Disk): RawNode {
+    const storage = new MemoryStorage();
+    storage.append(disk.entries);
+    const { forgetVotedFor: _f, ...knobs } = this.bugs;
+    return new RawNode({
+      id,
+      voters: this.ids,
+      storage,
+      ...(disk.hardState ? { hardState: disk.hardState } : {}),
+      applied: logIndex(disk.appliedIndex),
+      electionTicks: SIM_ELECTION_TICKS,
+      heartbeatTicks: 1,
+      random: seededRandom(Math.floor(this.rand() * 2 ** 32)),
+      preVote: true,
+      checkQuorum: true,
+      maxInflightMsgs: 8,
+      // One entry per AppendEntries: replication proceeds entry by entry, which makes the
+      // interleavings of Figure 8 (an old entry on a majority, the new term's not yet) reachable.
+      maxSizePerMsgBytes: 1,
+      testingKnobs: knobs,
+    });
+  }
+
+  private log(line: string): void {
+    if (this.traceOn) this.trace.push(`t=${this.now} ${line}`);
+  }
+
+  get(id: string): SimNode {
+    const n = this.nodes.get(id as NodeId);
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  /** Nodes currently up. */
+  upNodes(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => n.up);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Faults
+
+  /** Blocks messages from `a` to `b` (one direction). */
+  blockLink(a: string, b: string): void {
+    this.blocked.add(`${a}>${b}`);
+  }
+
+  /** Splits the cluster into `groups`; nodes in different groups cannot talk. */
+  partition(groups: string[][]): void {
+    this.blocked.clear();
+    for (const g of groups) for (const h of groups) if (g !== h) for (const a of g) for (const b of h) this.blockLink(a, b);
+    this.log(`partition ${groups.map((g) => `{${g.join(',')}}`).join(' ')}`);
+  }
+
+  /** Removes every partition and restores a clean network. */
+  heal(): void {
+    this.blocked.clear();
+    this.net = { drop: 0, duplicate: 0, minDelay: 1, maxDelay: 5 };
+    this.log('heal');
+  }
+
+  /** Stops a node: its in-flight write and volatile state are lost. */
+  crash(id: string): void {
+    const n = this.get(id);
+    if (!n.up) return;
+    n.up = false;
+    n.inflight = undefined;
+    for (const w of n.writes.values()) this.recordWrite(w.op, 'unknown');
+    n.writes.clear();
+    n.reads.clear();
+    this.checker.onCrash(n.id);
+    this.log(`crash ${id}`);
+  }
+
+  /** Restarts a node from its disk. */
+  restart(id: string): void {
+    const n = this.get(id);
+    if (n.up) return;
+    n.node = this.makeRawNode(n.id, n.disk);
+    n.sm = new Map(n.disk.sm);
+    n.appliedIndex = n.disk.appliedIndex;
+    n.up = true;
+    this.checker.onRestart(n.id);
+    this.log(`restart ${id}`);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Clients
+
+  /**
+   * A client writes through node `via`: a follower hands it to the leader it knows (a forwarded
+   * request; lost if that node is down or not the leader). Returns false when no leader took it.
+   */
+  write(via: string, op: 'register' | 'deregister', key: string, value = ''): boolean {
+    const call = this.now;
+    let n = this.get(via);
+    if (!n.up) return false;
+    const raft = n.node.raft;
+    if (raft.role !== 'leader') {
+      const lead = raft.leaderId;
+      if (lead === NO_NODE || this.blocked.has(`${via}>${lead}`)) return false;
+      n = this.get(lead);
+      if (!n.up) return false;
+    }
+    const id = `c${++this.opSeq}`;
+    const cmd: SimCommand = { op, key, value, id };
+    let r: { firstIndex: LogIndex; term: Term };
+    try {
+      r = n.node.propose([encodeCommand(cmd)]);
+    } catch (e) {
+      if (e instanceof ProposalDroppedError) return false;
+      throw e;
+    }
+    const base = { key, call, ret: Number.POSITIVE_INFINITY, clientId: id };
+    const pending: PendingWrite = {
+      op: op === 'register' ? { kind: 'register', value, outcome: 'ok', ...base } : { kind: 'deregister', outcome: 'ok', ...base },
+      term: r.term,
+      deadline: call + CLIENT_TIMEOUT_UNITS,
+    };
+    n.writes.set(r.firstIndex, pending);
+    this.log(`client ${id} ${op} ${key}=${value} via ${via} -> ${n.id} at ${r.firstIndex}/${r.term}`);
+    return true;
+  }
+
+  /** A client reads `key` linearizably through node `via` (ReadIndex, thesis §6.4). */
+  read(via: string, key: string): void {
+    const n = this.get(via);
+    if (!n.up) return;
+    const ctx = `r${++this.opSeq}`;
+    n.reads.set(ctx, { key, call: this.now, deadline: this.now + CLIENT_TIMEOUT_UNITS, index: undefined });
+    n.node.readIndex(enc.encode(ctx));
+    this.log(`client ${ctx} get ${key} via ${via}`);
+  }
+
+  private recordWrite(op: PendingWrite['op'], outcome: 'ok' | 'unknown', deleted?: boolean): void {
+    if (outcome === 'ok') {
+      if (op.kind === 'deregister') this.history.push({ ...op, ret: this.now, outcome, deleted: deleted ?? false });
+      else this.history.push({ ...op, ret: this.now, outcome });
+    } else {
+      this.history.push({ ...op, outcome: 'unknown' });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Time
+
+  /** Advances simulated time by `units`, one unit at a time, checking invariants after each. */
+  run(units: number): void {
+    for (let i = 0; i < units; i++) this.step();
+  }
+
+  /** One unit of time: ticks, deliveries, disk completions, Ready processing, timeouts. */
+  step(): void {
+    this.now++;
+    for (const n of this.nodes.values()) {
+      if (!n.up) continue;
+      if ((this.now + n.tickOffset) % TICK_UNITS === 0) n.node.tick();
+    }
+    const due = this.queue.get(this.now);
+    if (due) {
+      this.queue.delete(this.now);
+      for (const m of due) this.deliver(m);
+    }
+    for (const n of this.nodes.values()) {
+      if (!n.up) continue;
+      if (n.inflight && n.inflight.doneAt <= this.now) this.completeReady(n);
+      if (!n.inflight && n.node.hasReady()) {
+        const rd = n.node.ready();
+        // A disk write takes 0-2 units; a crash before then loses it.
+        n.inflight = { rd, doneAt: this.now + Math.floor(this.rand() * 3) };
+        if (n.inflight.doneAt <= this.now) this.completeReady(n);
+      }
+      this.expireClients(n);
+    }
+    this.checker.check();
+  }
+
+  private deliver(m: Message): void {
+    const to = this.nodes.get(m.to);
+    if (!to?.up) return;
+    // A partition also cuts what was already on the wire.
+    if (this.blocked.has(`${m.from}>${m.to}`)) return;
+    this.log(describeMessage(m));
+    to.node.step(m);
+  }
+
+  private send(m: Message): void {
+    if (this.blocked.has(`${m.from}>${m.to}`)) return;
+    if (this.rand() < this.net.drop) return;
+    const copies = this.rand() < this.net.duplicate ? 2 : 1;
+    for (let c = 0; c < copies; c++) {
+      const span = this.net.maxDelay - this.net.minDelay + 1;
+      const at = this.now + this.net.minDelay + Math.floor(this.rand() * span);
+      const bucket = this.queue.get(at);
+      if (bucket) bucket.push(m);
+      else this.queue.set(at, [m]);
+    }
+  }
+
+  /** The Ready contract: persist, then send, then apply, then advance. */
+  private completeReady(n: SimNode): void {
+    const rd = (n.inflight as { rd: Ready }).rd;
+    n.inflight = undefined;
+    if (rd.hardState) {
+      const hs = rd.hardState;
+      n.disk.hardState = this.bugs.forgetVotedFor ? { ...hs, votedFor: NO_NODE } : hs;
+      this.checker.onPersistHardState(n.id, hs);
+    }
+    if (rd.entries.length > 0) {
+      const first = (rd.entries[0] as Entry).index;
+      n.disk.entries = n.disk.entries.slice(0, first - 1).concat(rd.entries);
+    }
+    for (const m of rd.messages) this.send(m);
+    for (const e of rd.committedEntries) this.apply(n, e);
+    n.disk.sm = new Map(n.sm);
+    n.disk.appliedIndex = n.appliedIndex;
+    for (const rs of rd.readStates) {
+      const ctx = dec.decode(rs.context);
+      const r = n.reads.get(ctx);
+      if (!r) continue;
+      if (!rs.ok) n.reads.delete(ctx);
+      else r.index = rs.index;
+    }
+    n.node.advance();
+    this.serveReads(n);
+  }
+
+  private apply(n: SimNode, e: Entry): void {
+    if (e.index !== n.appliedIndex + 1) {
+      const v = new SafetyViolation(`${n.id} applied ${e.index} after ${n.appliedIndex}: a gap or a repeat`);
+      throw v;
+    }
+    n.appliedIndex = e.index;
+    this.checker.onApply(n.id, e);
+    const cmd = decodeCommand(e.data);
+    let deleted = false;
+    if (cmd) {
+      if (cmd.op === 'register') n.sm.set(cmd.key, cmd.value);
+      else deleted = n.sm.delete(cmd.key);
+    }
+    const w = n.writes.get(e.index);
+    if (w) {
+      n.writes.delete(e.index);
+      if (e.term === w.term) {
+        this.recordWrite(w.op, 'ok', deleted);
+        this.acknowledged.set(e.index, w.op.clientId as string);
+      }
+      // A different term: the proposal was overwritten and never committed; the client is told
+      // to retry, so the operation is not part of the history.
+    }
+  }
+
+  private serveReads(n: SimNode): void {
+    for (const [ctx, r] of n.reads) {
+      if (r.index === undefined || n.appliedIndex < r.index) continue;
+      n.reads.delete(ctx);
+      this.history.push({ kind: 'get', key: r.key, call: r.call, ret: this.now, outcome: 'ok', found: n.sm.get(r.key) ?? null, clientId: ctx });
+    }
+  }
+
+  private expireClients(n: SimNode): void {
+    for (const [idx, w] of n.writes) {
+      if (w.deadline > this.now) continue;
+      n.writes.delete(idx);
+      this.recordWrite(w.op, 'unknown');
+    }
+    for (const [ctx, r] of n.reads) if (r.deadline <= this.now) n.reads.delete(ctx);
+  }
+
+  /** The up node that is leader with the highest term, if any. */
+  leader(): NodeId | undefined {
+    let best: SimNode | undefined;
+    for (const n of this.upNodes()) {
+      if (n.node.raft.role !== 'leader') continue;
+      if (!best || n.node.raft.currentTerm > best.node.raft.currentTerm) best = n;
+    }
+    return best?.id;
+  }
+
+  /** Runs until a leader with a term newer than the current highest one appears (bounded). */
+  awaitLeader(maxUnits = 1_000): void {
+    let top = 0;
+    for (const n of this.upNodes()) top = Math.max(top, n.node.raft.currentTerm);
+    for (let i = 0; i < maxUnits; i++) {
+      this.step();
+      const l = this.leader();
+      if (l && this.get(l).node.raft.currentTerm > top) return;
+    }
+  }
+
+  /** Ends the run: writes still waiting for an answer count as timed out (outcome unknown). */
+  finish(): void {
+    for (const n of this.nodes.values()) {
+      for (const w of n.writes.values()) this.recordWrite(w.op, 'unknown');
+      n.writes.clear();
+      n.reads.clear();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Liveness
+
+  /**
+   * Heals every fault, restarts every node and runs until a leader is known to all and every
+   * node has applied every acknowledged write, or the budget runs out (a liveness violation).
+   */
+  checkLiveness(): void {
+    this.heal();
+    for (const id of this.ids) this.restart(id);
+    const deadline = this.now + LIVENESS_BUDGET_UNITS;
+    while (this.now < deadline) {
+      this.run(TICK_UNITS);
+      let lastAck = 0;
+      for (const i of this.acknowledged.keys()) lastAck = Math.max(lastAck, i);
+      const leader = this.upNodes().find((n) => n.node.raft.role === 'leader');
+      if (!leader) continue;
+      const agreed = this.upNodes().every((n) => n.node.raft.leaderId === leader.id && n.appliedIndex >= lastAck);
+      if (agreed) {
+        for (const n of this.upNodes()) {
+          for (const [index, id] of this.acknowledged) {
+            const cmd = decodeCommand((n.disk.entries[index - 1] as Entry).data);
+            if (cmd?.id !== id) throw new SafetyViolation(`${n.id} lacks acknowledged write ${id} at ${index}`);
+          }
+        }
+        return;
+      }
+    }
+    throw new SafetyViolation(`no stable leader with every acknowledged write applied within ${LIVENESS_BUDGET_UNITS} units after healing`);
+  }
+}
