@@ -117,6 +117,8 @@ export class RegistryStateMachine {
   private stagedApplied = 0;
   /** Staged, not yet committed changes, oldest batch first. */
   private pending: PendingApply[] = [];
+  /** Records read ahead for the `applyEntries` call in progress. */
+  private prefetched: Map<string, Agent | undefined> | undefined;
 
   /** Wraps `store`; logs through a child of `logger` with `component: 'state-machine'`. */
   constructor(private readonly store: NodeStore, logger: Logger = silentLogger) {
@@ -179,6 +181,8 @@ export class RegistryStateMachine {
     if (!this.opened) throw new Error('state machine is not open: call open() first');
     const results = new Map<number, CommandResult>();
     let pending: PendingApply | undefined;
+    // One read of every record the batch touches, instead of one read per command.
+    this.prefetched = await this.prefetch(entries);
     try {
       for (const entry of entries) {
         const index: number = entry.index;
@@ -196,9 +200,37 @@ export class RegistryStateMachine {
         pending.appliedIndex = index;
       }
     } finally {
+      this.prefetched = undefined;
       if (pending !== undefined) batch.put(APPLIED_INDEX_KEY, registryPackr.pack(this.stagedApplied));
     }
     return results;
+  }
+
+  /**
+   * Reads, in one `getMany`, the stored records of every id the commands among `entries` name
+   * and no staged change covers. Entries that do not decode are left to `applyOne` to report.
+   */
+  private async prefetch(entries: readonly Entry[]): Promise<Map<string, Agent | undefined>> {
+    const ids = new Set<string>();
+    for (const entry of entries) {
+      if (entry.type === 'config' || entry.data.length === 0 || entry.index <= this.stagedApplied) continue;
+      let cmd: Command;
+      try {
+        cmd = decodeCommand(entry.data);
+      } catch {
+        continue;
+      }
+      const id = cmd.type === 'register' ? cmd.agent.id : cmd.id;
+      if (!this.pending.some((p) => p.changes.has(id))) ids.add(id);
+    }
+    const keys = [...ids].map(agentKey);
+    const values = await this.store.kv.getMany(keys);
+    const out = new Map<string, Agent | undefined>();
+    [...ids].forEach((id, i) => {
+      const v = values[i];
+      out.set(id, v === undefined ? undefined : decodeAgentRecord(v, keys[i] as string));
+    });
+    return out;
   }
 
   /**
@@ -272,15 +304,36 @@ export class RegistryStateMachine {
     const lt = prefixEnd(prefix);
 
     const found: Agent[] = [];
+    // Index hits are resolved to records a chunk at a time, one getMany per chunk.
+    let chunk: string[] = [];
+    const flush = async (): Promise<void> => {
+      const keys = chunk.map(agentKey);
+      const values = await this.store.kv.getMany(keys);
+      chunk.forEach((id, i) => {
+        const v = values[i];
+        if (v === undefined || found.length > pageSize) return;
+        const agent = decodeAgentRecord(v, keys[i] as string);
+        if (agent.id === id && matches(agent, filters)) found.push(agent);
+      });
+      chunk = [];
+    };
     for await (const [key, value] of this.store.kv.range(gte, lt)) {
       const id = key.slice(prefix.length);
-      const agent = scanningRecords ? decodeAgentRecord(value, key) : await this.get(id);
+      if (scanningRecords) {
+        const agent = decodeAgentRecord(value, key);
+        if (agent.id === id && matches(agent, filters)) found.push(agent);
+        if (found.length > pageSize) break;
+        continue;
+      }
       // An index key may outlive its record between two reads, and a separator inside a value
       // can make a key look like another prefix's: the record itself decides.
-      if (agent === undefined || agent.id !== id || !matches(agent, filters)) continue;
-      found.push(agent);
-      if (found.length > pageSize) break;
+      chunk.push(id);
+      if (chunk.length >= pageSize + 1 - found.length) {
+        await flush();
+        if (found.length > pageSize) break;
+      }
     }
+    if (chunk.length > 0) await flush();
     if (found.length <= pageSize) return { agents: found, nextPageToken: '' };
     const agents = found.slice(0, pageSize);
     return { agents, nextPageToken: encodePageToken((agents[agents.length - 1] as Agent).id) };
@@ -298,12 +351,13 @@ export class RegistryStateMachine {
     return created;
   }
 
-  /** The record of `id` as staged: newest pending change first, then the store. */
+  /** The record of `id` as staged: newest pending change first, then the prefetch, then the store. */
   private async lookup(id: string): Promise<Agent | undefined> {
     for (let i = this.pending.length - 1; i >= 0; i--) {
       const change = (this.pending[i] as PendingApply).changes.get(id);
       if (change !== undefined) return change ?? undefined;
     }
+    if (this.prefetched?.has(id)) return this.prefetched.get(id);
     return this.get(id);
   }
 

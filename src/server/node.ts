@@ -3,6 +3,7 @@
  * transport and the client API, all on one gRPC port (peers and clients alike).
  */
 import { mkdir } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { ClusterService, RegistryService as RegistryServiceDefinition } from '../api/registry-proto.js';
 import type { Logger } from '../log.js';
@@ -36,6 +37,19 @@ export interface NodeOptions {
   readonly heartbeatTicks?: number;
   /** Called once if the node stops on a fatal error (corrupt storage, broken invariant). */
   readonly onFatal?: (err: Error) => void;
+}
+
+/**
+ * Turns off Nagle's algorithm on the sockets the server accepts. grpc-js sets TCP_NODELAY on
+ * the sockets it dials but not on accepted ones, so small responses and peer acknowledgements
+ * written back on an accepted connection would wait for the delayed ACK of the other side (up
+ * to 40 ms on Linux) whenever an earlier segment is unacknowledged. grpc-js offers no option
+ * for it, so this reaches its listening HTTP/2 servers.
+ */
+function disableNagle(server: grpc.Server): void {
+  const listeners = (server as unknown as { http2Servers?: Map<{ on(e: 'connection', f: (s: Socket) => void): void }, unknown> }).http2Servers;
+  if (!(listeners instanceof Map)) return;
+  for (const s of listeners.keys()) s.on('connection', (socket: Socket) => socket.setNoDelay(true));
 }
 
 /** A running node. */
@@ -88,6 +102,7 @@ export class RegistryNode {
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
       );
+      disableNagle(server);
       const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
       const address = `${host}:${port}`;
       log.info({ address, peers: opts.peers, dataDir: opts.dataDir }, 'node serving');

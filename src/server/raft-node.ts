@@ -94,6 +94,23 @@ interface ReadWaiter {
   readonly reject: (e: Error) => void;
 }
 
+/**
+ * Whether `m` may be sent before the Ready that holds it is durable: a leader's replication
+ * traffic in a term already on disk (thesis §10.2.1). Everything a follower or candidate sends
+ * (votes, acknowledgements) promises durable state and must wait.
+ */
+export function sendableBeforePersist(m: Message, durableTerm: Term): boolean {
+  if (m.term > durableTerm) return false;
+  switch (m.type) {
+    case 'AppendEntries':
+    case 'Heartbeat':
+    case 'TimeoutNow':
+      return true;
+    default:
+      return false;
+  }
+}
+
 /** Runs one Raft node: core, storage, state machine and transport. */
 export class RaftNode extends EventEmitter {
   readonly id: NodeId;
@@ -115,9 +132,12 @@ export class RaftNode extends EventEmitter {
   private readQueue: ReadWaiter[] = [];
   private readonly readRounds = new Map<string, ReadWaiter[]>();
   private readonly applyWaiters: { index: number; resolve: () => void }[] = [];
+  /** The highest term known to be on disk. */
+  private durableTerm: Term;
 
-  private constructor(opts: RaftNodeOptions, rawNode: RawNode) {
+  private constructor(opts: RaftNodeOptions, rawNode: RawNode, durableTerm: Term) {
     super();
+    this.durableTerm = durableTerm;
     this.id = opts.id;
     this.rawNode = rawNode;
     this.store = opts.store;
@@ -152,7 +172,7 @@ export class RaftNode extends EventEmitter {
       preVote: true,
       checkQuorum: true,
     });
-    const node = new RaftNode(opts, rawNode);
+    const node = new RaftNode(opts, rawNode, hardState?.currentTerm ?? (0 as Term));
     opts.transport.onMessage((m) => node.onMessage(m));
     node.ticker = setInterval(() => node.onTick(), node.tickMs);
     opts.logger.info({ term: hardState?.currentTerm ?? 0, lastIndex: last, applied: stateMachine.appliedIndex }, 'raft node started');
@@ -322,6 +342,14 @@ export class RaftNode extends EventEmitter {
       this.log.info({ role: rd.softState.role, leader: rd.softState.leaderId, term: this.rawNode.raft.currentTerm }, 'raft role changed');
       this.emit('role', rd.softState);
     }
+    // Thesis §10.2.1: a leader may replicate in parallel with its own disk write (it counts
+    // itself toward a majority only once the write is durable, which the core enforces). Only
+    // leader-to-follower messages of a term already durable here go out early; votes and
+    // acknowledgements wait for the write they promise.
+    const early: Message[] = [];
+    const late: Message[] = [];
+    for (const m of rd.messages) (sendableBeforePersist(m, this.durableTerm) ? early : late).push(m);
+    if (early.length > 0) this.transport.send(early);
     // 1. Persist: hard state, entries and the applied state machine changes, in one synced write.
     const batch = this.store.batch();
     if (rd.hardState) batch.setHardState(rd.hardState);

@@ -93,6 +93,7 @@ export class LevelStore implements NodeStore {
     this.stable = { hardState: () => store.hardState() };
     this.kv = {
       get: (key) => store.smDb.get(key),
+      getMany: (keys) => (keys.length === 0 ? Promise.resolve([]) : store.smDb.getMany(keys as string[])),
       range: (gte, lt, limit) => store.range(gte, lt, limit),
     };
   }

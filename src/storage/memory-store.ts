@@ -60,6 +60,10 @@ export class MemoryStore implements NodeStore {
         const v = store.state.kv.get(key);
         return v === undefined ? undefined : v.slice();
       },
+      getMany: async (keys) => {
+        store.checkOpen();
+        return keys.map((key) => store.state.kv.get(key)?.slice());
+      },
       range: (gte, lt, limit) => store.range(gte, lt, limit),
     };
   }

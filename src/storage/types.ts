@@ -37,6 +37,11 @@ export interface KeyValueReader {
   /** The value at `key`, or `undefined`. */
   get(key: string): Promise<Uint8Array | undefined>;
   /**
+   * The values at `keys`, in the same order (`undefined` where absent): one round trip to the
+   * store instead of one per key, for applying a batch of commands or reading a page.
+   */
+  getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]>;
+  /**
    * Entries with `gte <= key < lt` in ascending key order, at most `limit` of them (no limit when
    * omitted). Reads a consistent view taken when the iteration starts.
    */

@@ -375,6 +375,7 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
     let scanned = 0;
     const kv: KeyValueReader = {
       get: (key) => store.kv.get(key),
+      getMany: (keys) => store.kv.getMany(keys),
       async *range(gte, lt, limit) {
         for await (const item of store.kv.range(gte, lt, limit)) {
           scanned++;
