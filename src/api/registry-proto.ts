@@ -79,6 +79,10 @@ export interface WireAgent {
 /** `registry.v1.RegisterRequest`; `agent` is `null` when the sender left it unset. */
 export interface RegisterRequest {
   agent: WireAgent | null;
+  /** Exactly-once session id; '' for none. */
+  client_id?: string;
+  /** Exactly-once sequence number; 0 with no session. */
+  sequence?: number;
 }
 /** `registry.v1.RegisterResponse`. */
 export interface RegisterResponse {
@@ -113,6 +117,19 @@ export interface FindResponse {
 /** `registry.v1.DeregisterRequest`. */
 export interface DeregisterRequest {
   id: string;
+  /** Exactly-once session id; '' for none. */
+  client_id?: string;
+  /** Exactly-once sequence number; 0 with no session. */
+  sequence?: number;
+}
+/** `registry.v1.TransferLeadershipRequest`. */
+export interface TransferLeadershipRequest {
+  target_id: string;
+}
+/** `registry.v1.TransferLeadershipResponse`. */
+export interface TransferLeadershipResponse {
+  leader_id: string;
+  term: number;
 }
 /** `registry.v1.DeregisterResponse`. */
 export interface DeregisterResponse {
@@ -151,6 +168,7 @@ export type RegistryServiceDefinition = {
 /** The methods of `registry.v1.Cluster`, typed. */
 export type ClusterServiceDefinition = {
   readonly Status: grpc.MethodDefinition<StatusRequest, StatusResponse>;
+  readonly TransferLeadership: grpc.MethodDefinition<TransferLeadershipRequest, TransferLeadershipResponse>;
 };
 
 /** Server-side handlers of `registry.v1.Registry`, for `server.addService(RegistryService, handlers)`. */
@@ -163,6 +181,7 @@ export type RegistryHandlers = {
 /** Server-side handlers of `registry.v1.Cluster`. */
 export type ClusterHandlers = {
   Status: grpc.handleUnaryCall<StatusRequest, StatusResponse>;
+  TransferLeadership: grpc.handleUnaryCall<TransferLeadershipRequest, TransferLeadershipResponse>;
 };
 
 /** Client constructor of `registry.v1.Registry` (methods untyped; see {@link RegistryService} for typed paths). */

@@ -9,6 +9,7 @@
  *     find [--capability C] [--kind K] [--label k=v]... [--limit N] [--serializable]
  *     deregister ID                  remove one agent
  *     status                         every endpoint's role, term, leader and indexes
+ *     leader transfer ID             hand leadership to member ID
  *
  * Endpoints come from `--endpoints`, else `REGISTRY_ENDPOINTS`, else {@link DEFAULT_ENDPOINTS}.
  * Output is human-readable, or JSON with `--json`. Any error prints `error: <CODE> <message>` on
@@ -222,6 +223,20 @@ export function buildProgram(ctx: CliContext): Command {
         const res = await client.deregister(id);
         if (json) io.out(JSON.stringify(res, null, 2));
         else io.out(res.deleted ? `deregistered ${id} at revision ${res.revision}` : `${id} was not registered (revision ${res.revision})`);
+      });
+    });
+
+  program
+    .command('leader')
+    .description('leadership of the cluster')
+    .command('transfer')
+    .description('hand leadership to another member (Raft thesis §3.10); waits until it leads')
+    .argument('<id>', 'the member id of the new leader, e.g. n2')
+    .action(async (id: string, _options: unknown, command: Command) => {
+      await withClient(command, async (client, json) => {
+        const res = await client.transferLeadership(id);
+        if (json) io.out(JSON.stringify(res, null, 2));
+        else io.out(`leader is now ${res.leaderId} (term ${res.term})`);
       });
     });
 

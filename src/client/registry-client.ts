@@ -11,6 +11,7 @@
  * After every endpoint failed once in a row, the client waits (base × 2^round, capped, jittered)
  * before the next round. The endpoint that last answered is tried first next time.
  */
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
@@ -139,7 +140,16 @@ export class RegistryClient {
     this.deadlineMs = positiveMs(options.deadlineMs ?? DEFAULT_DEADLINE_MS, 'deadlineMs');
     this.readAttemptMs = positiveMs(options.readAttemptMs ?? DEFAULT_READ_ATTEMPT_MS, 'readAttemptMs');
     this.logger = (options.logger ?? silentLogger).child({ component: 'client' });
+    this.clientId = randomUUID();
   }
+
+  /**
+   * This client's exactly-once session id (thesis §6.3): every write carries it with the next
+   * sequence number, and a retry of that write (on another endpoint, after a leader change)
+   * carries the same pair, so the cluster applies it once.
+   */
+  readonly clientId: string;
+  private sequence = 0;
 
   /**
    * Creates or replaces an agent. The spec is validated (and normalized) before it is sent.
@@ -147,7 +157,7 @@ export class RegistryClient {
    */
   async register(spec: AgentSpec): Promise<RegisterResult> {
     const valid = guard(() => validateAgentSpec(spec));
-    const res = await this.invoke('write', RegistryService.Register, { agent: specToWire(valid) });
+    const res = await this.invoke('write', RegistryService.Register, { agent: specToWire(valid), client_id: this.clientId, sequence: ++this.sequence });
     if (res.agent === null) throw new RegistryError(grpc.status.INTERNAL, 'server answered Register without an agent');
     return { agent: agentFromWire(res.agent), revision: Number(res.revision) };
   }
@@ -198,8 +208,19 @@ export class RegistryClient {
    */
   async deregister(id: string): Promise<DeregisterResult> {
     const valid = guard(() => validateId(id));
-    const res = await this.invoke('write', RegistryService.Deregister, { id: valid });
+    const res = await this.invoke('write', RegistryService.Deregister, { id: valid, client_id: this.clientId, sequence: ++this.sequence });
     return { deleted: Boolean(res.deleted), revision: Number(res.revision) };
+  }
+
+  /**
+   * Hands leadership to member `targetId` (thesis §3.10) through any endpoint; resolves with
+   * the new leader and its term once the target leads.
+   * @throws RegistryError `INVALID_ARGUMENT` for an unknown member, `UNAVAILABLE`, `DEADLINE_EXCEEDED`.
+   */
+  async transferLeadership(targetId: string): Promise<{ leaderId: string; term: number }> {
+    const valid = guard(() => validateId(targetId, 'target_id'));
+    const res = await this.invoke('write', ClusterService.TransferLeadership, { target_id: valid });
+    return { leaderId: res.leader_id, term: Number(res.term) };
   }
 
   /**

@@ -7,6 +7,8 @@
  *      capabilities, endpoints, labels } }`
  * - `{ v: 1, t: 'deregister', requestId, id }`
  *
+ * Either may carry `s: [clientId, sequence]`, the writer's exactly-once session (thesis §6.3).
+ *
  * Decoding checks the shape (types of every field) and nothing else: the limits on ids, sizes
  * and counts are checked where requests enter (`validation.ts`), before anything is proposed.
  * A log may outlive a software version, so an entry that does not decode becomes a
@@ -15,7 +17,7 @@
  */
 import { Packr } from 'msgpackr';
 import { assertNever } from '../raft/types.js';
-import type { AgentSpec, Command } from './types.js';
+import type { AgentSpec, ClientSession, Command } from './types.js';
 
 /** The command format version this code writes and reads. */
 export const COMMAND_VERSION = 1;
@@ -44,9 +46,16 @@ export function encodeCommand(cmd: Command): Uint8Array {
         t: 'register',
         requestId: cmd.requestId,
         agent: agentSpecFields(cmd.agent),
+        ...(cmd.session ? { s: [cmd.session.clientId, cmd.session.sequence] } : {}),
       });
     case 'deregister':
-      return registryPackr.pack({ v: COMMAND_VERSION, t: 'deregister', requestId: cmd.requestId, id: cmd.id });
+      return registryPackr.pack({
+        v: COMMAND_VERSION,
+        t: 'deregister',
+        requestId: cmd.requestId,
+        id: cmd.id,
+        ...(cmd.session ? { s: [cmd.session.clientId, cmd.session.sequence] } : {}),
+      });
     default:
       return assertNever(cmd);
   }
@@ -72,14 +81,26 @@ export function decodeCommand(data: Uint8Array): Command {
     throw new CommandDecodeError('v', `unknown command version ${JSON.stringify(decoded.v)}`);
   }
   const requestId = expectString(decoded.requestId, 'requestId');
+  const session = parseSession(decoded.s);
   switch (decoded.t) {
     case 'register':
-      return { type: 'register', requestId, agent: parseAgentSpec(decoded.agent, 'agent') };
+      return { type: 'register', requestId, agent: parseAgentSpec(decoded.agent, 'agent'), ...(session ? { session } : {}) };
     case 'deregister':
-      return { type: 'deregister', requestId, id: expectString(decoded.id, 'id') };
+      return { type: 'deregister', requestId, id: expectString(decoded.id, 'id'), ...(session ? { session } : {}) };
     default:
       throw new CommandDecodeError('t', `unknown command type ${JSON.stringify(decoded.t)}`);
   }
+}
+
+/** Decodes the optional `s: [clientId, sequence]` of a command. */
+function parseSession(x: unknown): ClientSession | undefined {
+  if (x === undefined) return undefined;
+  if (!Array.isArray(x) || x.length !== 2) throw new CommandDecodeError('s', 'expected [clientId, sequence]');
+  const [clientId, sequence] = x as [unknown, unknown];
+  if (typeof sequence !== 'number' || !Number.isSafeInteger(sequence) || sequence < 1) {
+    throw new CommandDecodeError('s[1]', 'expected a positive integer sequence');
+  }
+  return { clientId: expectString(clientId, 's[0]'), sequence };
 }
 
 /**

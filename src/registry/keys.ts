@@ -9,6 +9,7 @@
  * | `idx/kind/<kind>\x00<id>`                  | empty (secondary index)       |
  * | `idx/label/<key>\x00<value>\x00<id>`       | empty (secondary index)       |
  * | `meta/applied`                             | last applied log index, msgpackr number |
+ * | `session/<clientId>\x00<seq, 16 hex>`      | first result of that write (exactly-once) |
  *
  * Every query is a range scan over one prefix: all entries of an index for one capability,
  * kind or label pair share the prefix up to and including the `\x00` before the id, so they
@@ -31,6 +32,13 @@ export const INDEX_PREFIX = 'idx/';
 export const APPLIED_INDEX_KEY = 'meta/applied';
 /** Separator between the parts of an index key; sorts before every other character. */
 export const KEY_SEPARATOR = '\x00';
+/** Prefix of exactly-once session results: `session/<clientId>\x00<sequence, 16 hex digits>`. */
+export const SESSION_PREFIX = 'session/';
+
+/** Key of the stored result of write `sequence` of client `clientId` (thesis §6.3). */
+export function sessionKey(clientId: string, sequence: number): string {
+  return `${SESSION_PREFIX}${clientId}${KEY_SEPARATOR}${sequence.toString(16).padStart(16, '0')}`;
+}
 
 /** The key of the record of agent `id`: `agent/<id>`. */
 export function agentKey(id: string): string {

@@ -28,8 +28,16 @@ import {
   kindIndexPrefix,
   labelIndexPrefix,
   prefixEnd,
+  sessionKey,
 } from './keys.js';
 import type { Agent, AgentSpec, Command, CommandResult, FindPage, FindQuery } from './types.js';
+
+/**
+ * How many of a client's most recent writes keep their result for exactly-once retries
+ * (thesis §6.3). Writing sequence `n` forgets the result of `n - SESSION_WINDOW_SEQUENCES`, so
+ * a client must never have more writes than this outstanding at once.
+ */
+export const SESSION_WINDOW_SEQUENCES = 4096;
 
 /** Results per page of a find when the query gives 0 or nothing. */
 export const DEFAULT_PAGE_SIZE = 100;
@@ -92,7 +100,14 @@ interface PendingApply {
   readonly batch: WriteBatch;
   appliedIndex: number;
   readonly changes: Map<string, Agent | null>;
+  /** Session results staged in this batch, by session key. */
+  readonly sessions: Map<string, SessionResult>;
 }
+
+/** What is kept of a write's first result to answer its retries. */
+type SessionResult =
+  | { readonly t: 'register'; readonly revision: number; readonly createRevision: number }
+  | { readonly t: 'deregister'; readonly revision: number; readonly deleted: boolean };
 
 /** The filters of a find, checked and normalized (empty strings dropped). */
 interface Filters {
@@ -119,6 +134,8 @@ export class RegistryStateMachine {
   private pending: PendingApply[] = [];
   /** Records read ahead for the `applyEntries` call in progress. */
   private prefetched: Map<string, Agent | undefined> | undefined;
+  /** Session results read ahead for the `applyEntries` call in progress. */
+  private prefetchedSessions: Map<string, SessionResult> | undefined;
 
   /** Wraps `store`; logs through a child of `logger` with `component: 'state-machine'`. */
   constructor(private readonly store: NodeStore, logger: Logger = silentLogger) {
@@ -201,6 +218,7 @@ export class RegistryStateMachine {
       }
     } finally {
       this.prefetched = undefined;
+      this.prefetchedSessions = undefined;
       if (pending !== undefined) batch.put(APPLIED_INDEX_KEY, registryPackr.pack(this.stagedApplied));
     }
     return results;
@@ -212,6 +230,7 @@ export class RegistryStateMachine {
    */
   private async prefetch(entries: readonly Entry[]): Promise<Map<string, Agent | undefined>> {
     const ids = new Set<string>();
+    const sessions: string[] = [];
     for (const entry of entries) {
       if (entry.type === 'config' || entry.data.length === 0 || entry.index <= this.stagedApplied) continue;
       let cmd: Command;
@@ -222,15 +241,32 @@ export class RegistryStateMachine {
       }
       const id = cmd.type === 'register' ? cmd.agent.id : cmd.id;
       if (!this.pending.some((p) => p.changes.has(id))) ids.add(id);
+      if (cmd.session) sessions.push(sessionKey(cmd.session.clientId, cmd.session.sequence));
     }
     const keys = [...ids].map(agentKey);
-    const values = await this.store.kv.getMany(keys);
+    const values = await this.store.kv.getMany([...keys, ...sessions]);
     const out = new Map<string, Agent | undefined>();
     [...ids].forEach((id, i) => {
       const v = values[i];
       out.set(id, v === undefined ? undefined : decodeAgentRecord(v, keys[i] as string));
     });
+    this.prefetchedSessions = new Map();
+    sessions.forEach((key, i) => {
+      const v = values[keys.length + i];
+      if (v !== undefined) this.prefetchedSessions?.set(key, decodeSessionResult(v, key));
+    });
     return out;
+  }
+
+  /** The stored first result of a session write, if it was applied before. */
+  private async lookupSession(key: string): Promise<SessionResult | undefined> {
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const r = (this.pending[i] as PendingApply).sessions.get(key);
+      if (r !== undefined) return r;
+    }
+    if (this.prefetchedSessions?.has(key)) return this.prefetchedSessions.get(key);
+    const v = await this.store.kv.get(key);
+    return v === undefined ? undefined : decodeSessionResult(v, key);
   }
 
   /**
@@ -346,7 +382,7 @@ export class RegistryStateMachine {
     if (this.pending.some((p) => p.batch === batch)) {
       throw new Error('applyEntries into an older batch after a newer one: batches are written in order');
     }
-    const created: PendingApply = { batch, appliedIndex: this.stagedApplied, changes: new Map() };
+    const created: PendingApply = { batch, appliedIndex: this.stagedApplied, changes: new Map(), sessions: new Map() };
     this.pending.push(created);
     return created;
   }
@@ -372,7 +408,29 @@ export class RegistryStateMachine {
       this.log.warn({ index: entry.index, field: err.field, err: err.message }, 'skipping entry that does not decode');
       return undefined;
     }
-    const revision: number = entry.index;
+    const session = cmd.session;
+    if (session === undefined) return this.applyCommand(cmd, entry.index, pending);
+    // Thesis §6.3: a retried write is answered with its first result and not applied again.
+    const key = sessionKey(session.clientId, session.sequence);
+    const first = await this.lookupSession(key);
+    if (first !== undefined) return duplicateResult(cmd, first);
+    const result = await this.applyCommand(cmd, entry.index, pending);
+    const kept: SessionResult =
+      result.type === 'register'
+        ? { t: 'register', revision: result.revision, createRevision: result.agent.createRevision }
+        : { t: 'deregister', revision: result.revision, deleted: result.deleted };
+    pending.sessions.set(key, kept);
+    pending.batch.put(key, registryPackr.pack(kept));
+    if (session.sequence > SESSION_WINDOW_SEQUENCES) {
+      const old = sessionKey(session.clientId, session.sequence - SESSION_WINDOW_SEQUENCES);
+      pending.batch.del(old);
+      pending.sessions.delete(old);
+    }
+    return result;
+  }
+
+  /** Applies one decoded command at log index `revision` into `pending.batch`. */
+  private async applyCommand(cmd: Command, revision: number, pending: PendingApply): Promise<CommandResult> {
     const { batch, changes } = pending;
     switch (cmd.type) {
       case 'register': {
@@ -402,6 +460,32 @@ export class RegistryStateMachine {
         return assertNever(cmd);
     }
   }
+}
+
+/** The answer to a retried write, rebuilt from its stored first result. */
+function duplicateResult(cmd: Command, first: SessionResult): CommandResult | undefined {
+  if (cmd.type === 'register' && first.t === 'register') {
+    const agent: Agent = { ...agentSpecFields(cmd.agent), createRevision: first.createRevision, modRevision: first.revision };
+    return { type: 'register', agent, revision: first.revision, duplicate: true };
+  }
+  if (cmd.type === 'deregister' && first.t === 'deregister') {
+    return { type: 'deregister', deleted: first.deleted, revision: first.revision, duplicate: true };
+  }
+  // The client reused a sequence number for a different kind of write: nothing is applied and
+  // there is no result to give (the server answers FAILED_PRECONDITION).
+  return undefined;
+}
+
+/** Decodes a stored session result; throws {@link CorruptionError} naming the key. */
+function decodeSessionResult(value: Uint8Array, key: string): SessionResult {
+  const r = registryPackr.unpack(value) as Partial<Record<string, unknown>>;
+  if (r?.t === 'register' && typeof r.revision === 'number' && typeof r.createRevision === 'number') {
+    return { t: 'register', revision: r.revision, createRevision: r.createRevision };
+  }
+  if (r?.t === 'deregister' && typeof r.revision === 'number' && typeof r.deleted === 'boolean') {
+    return { t: 'deregister', revision: r.revision, deleted: r.deleted };
+  }
+  throw new CorruptionError(`session result ${JSON.stringify(key)} does not decode`);
 }
 
 /** Whether `agent` satisfies every filter (labels match exactly, key and value). */

@@ -28,18 +28,32 @@ export interface Agent extends AgentSpec {
 }
 
 /**
+ * The exactly-once identity of a client write (thesis §6.3): a client picks a unique
+ * `clientId` and numbers its writes 1, 2, 3, ...; a write retried with the same pair (after a
+ * timeout or a leader change) is applied once and answered with the first result.
+ */
+export interface ClientSession {
+  readonly clientId: string;
+  /** Positive, unique per write of the client. */
+  readonly sequence: number;
+}
+
+/**
  * A state machine command, carried as the data of a Raft log entry (encoded with msgpackr, with a
  * version tag, by `commands.ts`). `requestId` lets the node that proposed it find the waiting
  * client when the entry is applied; it never changes what apply does.
  */
 export type Command =
-  | { readonly type: 'register'; readonly requestId: string; readonly agent: AgentSpec }
-  | { readonly type: 'deregister'; readonly requestId: string; readonly id: string };
+  | { readonly type: 'register'; readonly requestId: string; readonly agent: AgentSpec; readonly session?: ClientSession }
+  | { readonly type: 'deregister'; readonly requestId: string; readonly id: string; readonly session?: ClientSession };
 
-/** The outcome of applying one command at `revision` (the entry's log index). */
+/**
+ * The outcome of applying one command at `revision` (the entry's log index). `duplicate` marks
+ * the answer to a retried write: the result of its first application, at its first revision.
+ */
 export type CommandResult =
-  | { readonly type: 'register'; readonly agent: Agent; readonly revision: number }
-  | { readonly type: 'deregister'; readonly deleted: boolean; readonly revision: number };
+  | { readonly type: 'register'; readonly agent: Agent; readonly revision: number; readonly duplicate?: boolean }
+  | { readonly type: 'deregister'; readonly deleted: boolean; readonly revision: number; readonly duplicate?: boolean };
 
 /** Filters of a find; all given filters must hold (AND). Empty strings mean "any". */
 export interface FindQuery {

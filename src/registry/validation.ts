@@ -8,7 +8,7 @@
  * (`\x00`): the state machine uses it as the separator of its index keys. No string may contain
  * an unpaired UTF-16 surrogate: it cannot be encoded as UTF-8, so it would not survive protobuf.
  */
-import type { AgentSpec, FindQuery } from './types.js';
+import type { AgentSpec, ClientSession, FindQuery } from './types.js';
 
 /** Longest agent id, in chars (ids are ASCII, so also bytes). */
 export const MAX_ID_CHARS = 256;
@@ -285,4 +285,30 @@ export function validateFindQuery(input: unknown, path = 'query'): Required<Find
     pageSize,
     pageToken: optionalString(input.pageToken, `${path}.pageToken`, { maxChars: MAX_PAGE_TOKEN_CHARS }),
   };
+}
+
+/** Longest exactly-once client id, in characters. */
+export const MAX_CLIENT_ID_CHARS = 128;
+const CLIENT_ID_PATTERN = /^[A-Za-z0-9._:-]+$/;
+
+/**
+ * Checks the exactly-once identity of a write (thesis §6.3): an empty `clientId` means none
+ * (then `sequence` must be 0); otherwise 1..{@link MAX_CLIENT_ID_CHARS} characters of
+ * `[A-Za-z0-9._:-]` and a positive safe-integer `sequence`.
+ * @throws ValidationError naming `client_id` or `sequence`.
+ */
+export function validateSession(clientId: unknown, sequence: unknown): ClientSession | undefined {
+  const id = clientId ?? '';
+  const seq = sequence ?? 0;
+  if (typeof id !== 'string') throw new ValidationError('client_id', 'must be a string');
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) throw new ValidationError('sequence', 'must be a non-negative integer');
+  if (id === '') {
+    if (seq !== 0) throw new ValidationError('sequence', 'must be 0 without a client_id');
+    return undefined;
+  }
+  if (id.length > MAX_CLIENT_ID_CHARS || !CLIENT_ID_PATTERN.test(id)) {
+    throw new ValidationError('client_id', `must be 1-${MAX_CLIENT_ID_CHARS} characters of [A-Za-z0-9._:-]`);
+  }
+  if (seq === 0) throw new ValidationError('sequence', 'must be positive with a client_id');
+  return { clientId: id, sequence: seq };
 }

@@ -216,7 +216,6 @@ export class RaftNode extends EventEmitter {
     if (this.stopped) return Promise.reject(new UnavailableError('node is stopping'));
     const st = this.rawNode.raft;
     if (st.role !== 'leader') return Promise.reject(new NotLeaderError(st.leaderId));
-    if (st.leadTransferee !== NO_NODE) return Promise.reject(new UnavailableError('leadership transfer in progress'));
     if (this.proposalQueue.length >= MAX_PENDING_PROPOSALS) return Promise.reject(new UnavailableError('too many pending proposals'));
     return new Promise((resolve, reject) => {
       this.proposalQueue.push({ data, resolve, reject });
@@ -289,8 +288,12 @@ export class RaftNode extends EventEmitter {
   private flushProposals(): void {
     if (this.proposalQueue.length === 0) return;
     const raft = this.rawNode.raft;
-    if (raft.role !== 'leader' || raft.leadTransferee !== NO_NODE) {
-      const err = raft.role !== 'leader' ? new NotLeaderError(raft.leaderId) : new UnavailableError('leadership transfer in progress');
+    // Thesis §3.10: during a leadership transfer new commands are held, not appended; once the
+    // new leader is known they are handed back (NotLeaderError) for the caller to forward.
+    if (raft.role === 'leader' && raft.leadTransferee !== NO_NODE) return;
+    if (raft.role !== 'leader') {
+      if (raft.leaderId === NO_NODE) return; // wait to learn the new leader (or the caller's deadline)
+      const err = new NotLeaderError(raft.leaderId);
       for (const p of this.proposalQueue) p.reject(err);
       this.proposalQueue = [];
       return;
@@ -333,7 +336,11 @@ export class RaftNode extends EventEmitter {
     } finally {
       this.running = false;
     }
-    if (this.proposalQueue.length > 0 || this.readQueue.length > 0 || this.rawNode.hasReady()) this.schedule();
+    // Held proposals (a transfer in progress, no known leader) are looked at again on the next
+    // tick or message, not in a busy loop.
+    const raft = this.rawNode.raft;
+    const proposable = this.proposalQueue.length > 0 && raft.role === 'leader' && raft.leadTransferee === NO_NODE;
+    if (proposable || this.readQueue.length > 0 || this.rawNode.hasReady()) this.schedule();
   }
 
   private async handleReady(rd: Ready): Promise<void> {

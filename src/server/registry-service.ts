@@ -15,6 +15,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import {
+  ClusterGrpcClient,
   RegistryGrpcClient,
   agentToWire,
   findQueryFromWire,
@@ -27,17 +28,21 @@ import {
   type RegisterRequest,
   type RegisterResponse,
   type RegistryHandlers,
+  type TransferLeadershipRequest,
+  type TransferLeadershipResponse,
 } from '../api/registry-proto.js';
 import type { Logger } from '../log.js';
-import type { NodeId } from '../raft/types.js';
+import { nodeId, type NodeId } from '../raft/types.js';
 import { encodeCommand } from '../registry/commands.js';
 import { QueryError, type RegistryStateMachine } from '../registry/state-machine.js';
-import { ValidationError, validateId } from '../registry/validation.js';
+import { ValidationError, validateId, validateSession } from '../registry/validation.js';
 import type { Command, CommandResult } from '../registry/types.js';
 import { NotLeaderError, UnavailableError, type RaftNode } from './raft-node.js';
 
 /** Longest a request waits for commit, apply or a read barrier when the client set no deadline, in ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/** How often a leadership transfer checks whether the target leads yet, in ms. */
+export const TRANSFER_POLL_MS = 20;
 /** Metadata key marking a request forwarded by a follower: the receiver never forwards it again. */
 export const FORWARDED_METADATA_KEY = 'x-registry-forwarded-by';
 
@@ -152,7 +157,34 @@ export class RegistryService {
           members,
         });
       }),
+      TransferLeadership: unary(this.log, (call) => this.transferLeadership(call)),
     };
+  }
+
+  /**
+   * Thesis §3.10: on the leader, starts the transfer and waits until the target leads; on a
+   * follower, forwards to the leader.
+   */
+  private async transferLeadership(call: grpc.ServerUnaryCall<TransferLeadershipRequest, TransferLeadershipResponse>): Promise<TransferLeadershipResponse> {
+    const target = validateId(call.request.target_id, 'target_id');
+    if (!this.ctx.members().has(target)) throw new ValidationError('target_id', `${JSON.stringify(target)} is not a member`);
+    const raft = this.ctx.raft;
+    if (raft.leaderId === target) return { leader_id: target, term: raft.status().currentTerm };
+    const forwarded = await this.forwardIfFollower<TransferLeadershipRequest, TransferLeadershipResponse>(this.clusterClient.bind(this), 'TransferLeadership', { target_id: target }, call, false);
+    if (forwarded) return forwarded;
+    if (!raft.transferLeadership(nodeId(target))) throw new UnavailableError(`cannot transfer leadership to ${target} now; retry`);
+    const budget = budgetMs(call);
+    const until = Date.now() + budget;
+    while (Date.now() < until) {
+      const st = raft.status();
+      if (st.leaderId === target) return { leader_id: target, term: st.currentTerm };
+      if (st.role === 'leader' && st.leadTransferee === '') {
+        // The core aborted the transfer (it did not finish within an election timeout).
+        throw new UnavailableError(`leadership transfer to ${target} was aborted; retry`);
+      }
+      await new Promise((r) => setTimeout(r, TRANSFER_POLL_MS));
+    }
+    throw new StatusError(grpc.status.DEADLINE_EXCEEDED, `leadership transfer to ${target} did not finish within ${budget} ms`);
   }
 
   /** Closes the clients used to forward writes. */
@@ -177,21 +209,52 @@ export class RegistryService {
 
   private async register(call: grpc.ServerUnaryCall<RegisterRequest, RegisterResponse>): Promise<RegisterResponse> {
     const spec = specFromWire(call.request.agent, 'agent');
-    const cmd: Command = { type: 'register', requestId: this.nextRequestId(), agent: spec };
-    const forwarded = await this.forwardIfFollower<RegisterRequest, RegisterResponse>('Register', { agent: call.request.agent }, call);
-    if (forwarded) return forwarded;
-    const result = await this.proposeAndWait(cmd, call);
-    if (result?.type !== 'register') throw new StatusError(grpc.status.INTERNAL, 'register produced no result');
-    return { agent: agentToWire(result.agent), revision: result.revision };
+    const session = validateSession(call.request.client_id, call.request.sequence);
+    const cmd: Command = { type: 'register', requestId: this.nextRequestId(), agent: spec, ...(session ? { session } : {}) };
+    const wire: RegisterRequest = { agent: call.request.agent, client_id: session?.clientId ?? '', sequence: session?.sequence ?? 0 };
+    return this.write<RegisterRequest, RegisterResponse>('Register', wire, cmd, call, (result) => {
+      if (result?.type !== 'register') return undefined;
+      return { agent: agentToWire(result.agent), revision: result.revision };
+    });
   }
 
   private async deregister(call: grpc.ServerUnaryCall<DeregisterRequest, DeregisterResponse>): Promise<DeregisterResponse> {
     const id = validateId(call.request.id, 'id');
-    const forwarded = await this.forwardIfFollower<DeregisterRequest, DeregisterResponse>('Deregister', { id }, call);
-    if (forwarded) return forwarded;
-    const result = await this.proposeAndWait({ type: 'deregister', requestId: this.nextRequestId(), id }, call);
-    if (result?.type !== 'deregister') throw new StatusError(grpc.status.INTERNAL, 'deregister produced no result');
-    return { deleted: result.deleted, revision: result.revision };
+    const session = validateSession(call.request.client_id, call.request.sequence);
+    const cmd: Command = { type: 'deregister', requestId: this.nextRequestId(), id, ...(session ? { session } : {}) };
+    const wire: DeregisterRequest = { id, client_id: session?.clientId ?? '', sequence: session?.sequence ?? 0 };
+    return this.write<DeregisterRequest, DeregisterResponse>('Deregister', wire, cmd, call, (result) => {
+      if (result?.type !== 'deregister') return undefined;
+      return { deleted: result.deleted, revision: result.revision };
+    });
+  }
+
+  /**
+   * A write from any node: forwarded when this node is a follower, proposed when it leads. If
+   * leadership moves away before the command is proposed (a transfer, an election), the write
+   * is handed to the new leader once: it was never in the log, so this cannot apply it twice.
+   */
+  private async write<Req, Res extends { revision: number }>(
+    method: 'Register' | 'Deregister',
+    wire: Req,
+    cmd: Command,
+    call: grpc.ServerUnaryCall<unknown, unknown>,
+    toResponse: (r: CommandResult | undefined) => Res | undefined,
+  ): Promise<Res> {
+    for (let attempt = 0; ; attempt++) {
+      const forwarded = await this.forwardIfFollower<Req, Res>(this.leaderClient.bind(this), method, wire, call, true);
+      if (forwarded) return forwarded;
+      try {
+        const res = toResponse(await this.proposeAndWait(cmd, call));
+        if (res === undefined) {
+          throw new StatusError(grpc.status.FAILED_PRECONDITION, 'sequence was already used by a different write of this client_id');
+        }
+        return res;
+      } catch (e) {
+        if (e instanceof NotLeaderError && e.leaderId !== '' && attempt === 0) continue;
+        throw e;
+      }
+    }
   }
 
   private proposeAndWait(cmd: Command, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<CommandResult | undefined> {
@@ -202,10 +265,12 @@ export class RegistryService {
    * On a follower, sends the write to the leader and, once answered, waits until this node has
    * applied it too. Returns undefined on the leader (the caller proposes locally).
    */
-  private async forwardIfFollower<Req, Res extends { revision: number }>(
-    method: 'Register' | 'Deregister',
+  private async forwardIfFollower<Req, Res>(
+    clientFor: (address: string) => grpc.Client,
+    method: string,
     request: Req,
     call: grpc.ServerUnaryCall<unknown, unknown>,
+    waitForApply: boolean,
   ): Promise<Res | undefined> {
     const raft = this.ctx.raft;
     if (raft.isLeader) return undefined;
@@ -216,7 +281,7 @@ export class RegistryService {
     if (!leader) throw new UnavailableError('no leader is known; retry');
     const address = this.ctx.members().get(leader);
     if (!address) throw new UnavailableError(`leader ${leader} has no known address; retry`);
-    const client = this.leaderClient(address);
+    const client = clientFor(address);
     const budget = budgetMs(call);
     const md = new grpc.Metadata();
     md.set(FORWARDED_METADATA_KEY, this.ctx.id);
@@ -229,15 +294,27 @@ export class RegistryService {
       );
     });
     // Read-your-writes on this node: answer once the write is applied here too.
-    await withTimeout(raft.waitApplied(Number(res.revision)), budget, 'local apply of the forwarded write');
+    if (waitForApply) {
+      const revision = Number((res as { revision?: unknown }).revision ?? 0);
+      await withTimeout(raft.waitApplied(revision), budget, 'local apply of the forwarded write');
+    }
     return res;
   }
 
   private leaderClient(address: string): grpc.Client {
-    let c = this.leaderClients.get(address);
+    let c = this.leaderClients.get(`registry ${address}`);
     if (!c) {
       c = new RegistryGrpcClient(address, grpc.credentials.createInsecure());
-      this.leaderClients.set(address, c);
+      this.leaderClients.set(`registry ${address}`, c);
+    }
+    return c;
+  }
+
+  private clusterClient(address: string): grpc.Client {
+    let c = this.leaderClients.get(`cluster ${address}`);
+    if (!c) {
+      c = new ClusterGrpcClient(address, grpc.credentials.createInsecure());
+      this.leaderClients.set(`cluster ${address}`, c);
     }
     return c;
   }
