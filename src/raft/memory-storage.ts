@@ -4,9 +4,11 @@
  * start; afterwards the core moves entries here itself once the driver reports them persisted
  * (`RawNode.advance`). Pure data structure: no I/O.
  *
- * Shape: `entries[0]` is a dummy whose index and term are those of the snapshot (index 0, term 0
- * for a fresh log), so term lookups at the snapshot boundary work (§5.3 consistency check right
- * after a compaction).
+ * Shape: `entries[0]` is a dummy whose index and term are those of the compaction point (the last
+ * entry the log no longer holds; index 0, term 0 for a fresh log), so term lookups at the
+ * boundary work (§5.3 consistency check right after a compaction). The latest snapshot covers at
+ * least the compaction point: a follower that needs compacted entries gets the snapshot (§7).
+ * The snapshot's `data` is empty here: the driver keeps the payload on disk and streams it.
  */
 import { CompactedError, RaftInvariantError } from './errors.js';
 import type { Entry, LogIndex, Snapshot, SnapshotMetadata, Term } from './types.js';
@@ -17,10 +19,18 @@ export class MemoryStorage {
   private entries: Entry[];
   private snap: Snapshot;
 
-  /** @param snapshot the latest durable snapshot (EMPTY_SNAPSHOT for none) */
-  constructor(snapshot: Snapshot = EMPTY_SNAPSHOT) {
+  /**
+   * @param snapshot the latest durable snapshot (EMPTY_SNAPSHOT for none)
+   * @param compacted the durable compaction point (default: the snapshot's index and term);
+   *   must not be beyond the snapshot
+   */
+  constructor(snapshot: Snapshot = EMPTY_SNAPSHOT, compacted?: { index: LogIndex; term: Term }) {
     this.snap = snapshot;
-    this.entries = [dummy(snapshot.metadata)];
+    const point = compacted ?? { index: snapshot.metadata.index, term: snapshot.metadata.term };
+    if (point.index > snapshot.metadata.index) {
+      throw new RaftInvariantError(`compaction point ${point.index} is beyond the snapshot at ${snapshot.metadata.index}`);
+    }
+    this.entries = [{ index: point.index, term: point.term, type: 'normal', data: new Uint8Array(0) }];
   }
 
   /** Index of the first entry after the snapshot (the first one that can be read). */
@@ -85,18 +95,40 @@ export class MemoryStorage {
   }
 
   /**
-   * Discards entries up to and including `index`, which a snapshot taken by the driver now covers
-   * (log compaction, §7). `snapshot` must be at `index`.
+   * Records a newer snapshot the driver has made durable (§7): it is what a follower missing
+   * compacted entries receives. Its index must be an applied, stable index.
    */
-  compact(snapshot: Snapshot): void {
-    const index = snapshot.metadata.index;
+  setSnapshot(snapshot: Snapshot): void {
+    if (snapshot.metadata.index < this.snap.metadata.index) return;
+    if (snapshot.metadata.index > this.lastIndex()) {
+      throw new RaftInvariantError(`snapshot ${snapshot.metadata.index} beyond last index ${this.lastIndex()}`);
+    }
+    this.snap = snapshot;
+  }
+
+  /**
+   * Discards entries up to and including `index` (log compaction, §7). `index` must not be
+   * beyond the latest snapshot, which must therefore cover everything discarded. Returns the
+   * term of the new compaction point, for the driver to persist.
+   */
+  compact(index: LogIndex): Term {
     const offset = (this.entries[0] as Entry).index;
-    if (index <= offset) return;
+    if (index <= offset) return (this.entries[0] as Entry).term;
+    if (index > this.snap.metadata.index) {
+      throw new RaftInvariantError(`compact ${index} beyond the snapshot at ${this.snap.metadata.index}`);
+    }
     if (index > this.lastIndex()) throw new RaftInvariantError(`compact ${index} beyond last index ${this.lastIndex()}`);
     const kept = this.entries.slice(index - offset);
-    kept[0] = dummy(snapshot.metadata);
+    const head = kept[0] as Entry;
+    kept[0] = { index: head.index, term: head.term, type: 'normal', data: new Uint8Array(0) };
     this.entries = kept;
-    this.snap = snapshot;
+    return head.term;
+  }
+
+  /** The compaction point: index and term of the last entry the log no longer holds. */
+  compactedTo(): { index: LogIndex; term: Term } {
+    const d = this.entries[0] as Entry;
+    return { index: d.index, term: d.term };
   }
 }
 

@@ -707,6 +707,16 @@ export class Raft {
     if (m.from === this.leadTransferee && pr.matchIndex === this.raftLog.lastIndex()) this.sendTimeoutNow(m.from);
   }
 
+  /** See `RawNode.reportSnapshot`. */
+  reportSnapshot(to: NodeId, ok: boolean): void {
+    const pr = this.prs.get(to);
+    if (this.role !== 'leader' || !pr || pr.state !== 'snapshot') return;
+    if (!ok) pr.pendingSnapshot = logIndex(0);
+    pr.becomeProbe();
+    // Wait for the follower's answer (or the next heartbeat) before sending again.
+    pr.probeSent = true;
+  }
+
   private handleHeartbeatResponse(m: HeartbeatResponse): void {
     const pr = this.prs.get(m.from);
     if (!pr) return;

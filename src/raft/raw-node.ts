@@ -5,7 +5,7 @@
  */
 import { Raft, type RaftConfig, type ReadState, type SoftState } from './raft.js';
 import { RaftInvariantError } from './errors.js';
-import type { Entry, HardState, LogIndex, Message, NodeId, Snapshot, Term } from './types.js';
+import type { Entry, HardState, LogIndex, Message, NodeId, Snapshot, SnapshotMetadata, Term } from './types.js';
 
 /**
  * One batch of work for the driver. The contract, in this order:
@@ -101,6 +101,35 @@ export class RawNode {
   /** Starts a leadership transfer; see {@link Raft.transferLeadership}. */
   transferLeadership(target: NodeId): boolean {
     return this.raft.transferLeadership(target);
+  }
+
+  /**
+   * The driver made a snapshot of the state machine as of `metadata.index` durable (§7): it
+   * becomes what followers that need compacted entries receive. `metadata.index` must be applied.
+   */
+  setSnapshot(metadata: SnapshotMetadata): void {
+    if (metadata.index > this.raft.raftLog.applied) {
+      throw new RaftInvariantError(`snapshot at ${metadata.index} is beyond the applied index ${this.raft.raftLog.applied}`);
+    }
+    this.raft.raftLog.storage.setSnapshot({ metadata, data: new Uint8Array(0) });
+  }
+
+  /**
+   * Discards log entries up to and including `index` (§7 log compaction); the latest snapshot
+   * must cover them. Returns the term of the entry at `index`, for the driver to persist as the
+   * compaction point. Throws `RaftInvariantError` when `index` is beyond the snapshot.
+   */
+  compact(index: LogIndex): Term {
+    return this.raft.raftLog.storage.compact(index);
+  }
+
+  /**
+   * The driver's report on a snapshot it streamed to `to`: on failure the leader goes back to
+   * probing and retries later (etcd `ReportSnapshot`); on success it waits for the follower's
+   * acknowledgement of the installed index.
+   */
+  reportSnapshot(to: NodeId, ok: boolean): void {
+    this.raft.reportSnapshot(to, ok);
   }
 
   /** True when {@link ready} has something to hand out (and no Ready is outstanding). */

@@ -43,6 +43,9 @@ export class InvariantChecker {
     this.sim = sim;
   }
 
+  /** A node replaced its state by a snapshot: its applied index jumps; nothing to check here. */
+  onInstallSnapshot(_id: NodeId, _index: number): void {}
+
   onCrash(id: NodeId): void {
     this.commitSeen.delete(id);
     this.leaderLogs.delete(id);
@@ -103,6 +106,7 @@ export class InvariantChecker {
       // Record committed entries; two nodes must agree on them.
       for (let i = 1; i <= commit; i++) {
         const t = terms[i] as number;
+        if (t === -1) continue; // compacted: covered by a snapshot
         const known = this.committed[i];
         if (known === undefined) {
           this.committed[i] = t;
@@ -120,6 +124,7 @@ export class InvariantChecker {
         if (prev && prev.term === raft.currentTerm) {
           if (terms.length < prev.terms.length) fail(`Leader Append-Only: leader ${n.id} shrank its log from ${prev.terms.length - 1} to ${terms.length - 1}`);
           for (let i = 1; i < prev.terms.length; i++) {
+            if (terms[i] === -1 || prev.terms[i] === -1) continue; // compacted since
             if (terms[i] !== prev.terms[i]) fail(`Leader Append-Only: leader ${n.id} changed entry ${i} from term ${prev.terms[i]} to ${terms[i]}`);
           }
         }
@@ -127,7 +132,7 @@ export class InvariantChecker {
         // Leader Completeness: every entry committed in an earlier term is in the leader's log.
         for (let i = 1; i < this.committed.length; i++) {
           const t = this.committed[i] as number;
-          if ((this.commitTerms[i] as number) < raft.currentTerm && terms[i] !== t) {
+          if ((this.commitTerms[i] as number) < raft.currentTerm && terms[i] !== t && terms[i] !== -1) {
             fail(`Leader Completeness: leader ${n.id} of term ${raft.currentTerm} lacks committed entry ${i}/${t}`);
           }
         }
@@ -143,8 +148,9 @@ export class InvariantChecker {
         const [idb, lb] = all[b] as [NodeId, number[]];
         const n = Math.min(la.length, lb.length);
         let i = n - 1;
-        while (i > 0 && la[i] !== lb[i]) i--;
+        while (i > 0 && (la[i] !== lb[i] || la[i] === -1)) i--;
         for (let j = i - 1; j > 0; j--) {
+          if (la[j] === -1 || lb[j] === -1) break; // compacted below here on one of them
           if (la[j] !== lb[j]) fail(`Log Matching: ${ida} and ${idb} agree at ${i}/${la[i]} but differ at ${j} (${la[j]} vs ${lb[j]})`);
         }
       }

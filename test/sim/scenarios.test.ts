@@ -88,7 +88,7 @@ describe('a leader isolated in a minority', () => {
     sim.heal();
     sim.checkLiveness();
     sim.finish();
-    for (const n of sim.upNodes()) expect(n.sm.get('k')).toBe('kept');
+    for (const n of sim.upNodes()) expect(n.sm.kv.get('k')).toBe('kept');
     expect(checkLinearizable(sim.history).ok).toBe(true);
   });
 });
@@ -150,7 +150,7 @@ describe('a symmetric split of a 5-node cluster, 2/3, then healed', () => {
     sim.heal();
     sim.checkLiveness();
     sim.finish();
-    for (const n of sim.upNodes()) expect(n.sm.get('side')).toBe('three');
+    for (const n of sim.upNodes()) expect(n.sm.kv.get('side')).toBe('three');
     expect(checkLinearizable(sim.history).ok).toBe(true);
   });
 });

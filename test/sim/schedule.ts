@@ -196,6 +196,8 @@ function apply(sim: Simulation, e: SimEvent, writeSeq: { n: number }): void {
 /** What a run found. */
 export interface RunResult {
   readonly ok: boolean;
+  /** Snapshots installed by followers during the run. */
+  readonly snapshotsInstalled?: number;
   readonly error?: string;
   readonly trace?: string[];
 }
@@ -216,7 +218,7 @@ export function runSchedule(run: SimRun, bugs?: SimBugs, trace = false): RunResu
     if (lin.ok === false) {
       return { ok: false, error: `not linearizable on ${lin.key}: ${lin.reason}\n${lin.history.map(describeOperation).join('\n')}`, trace: sim.trace };
     }
-    return { ok: true };
+    return { ok: true, snapshotsInstalled: sim.snapshotsInstalled };
   } catch (err) {
     if (err instanceof SafetyViolation) return { ok: false, error: err.message, trace: sim.trace };
     throw err;

@@ -9,8 +9,10 @@
  * {@link SafetyViolation} carrying the trace.
  */
 import {
+  EMPTY_SNAPSHOT,
   MemoryStorage,
   NO_NODE,
+  term,
   ProposalDroppedError,
   RawNode,
   logIndex,
@@ -23,6 +25,8 @@ import {
   type NodeId,
   type RaftTestingKnobs,
   type Ready,
+  type Snapshot,
+  type SnapshotMetadata,
   type Term,
 } from '../../src/raft/index.js';
 import type { Operation } from '../support/linearizability.js';
@@ -50,12 +54,38 @@ export class SafetyViolation extends Error {
   trace: string[] = [];
 }
 
+/** Snapshot every this many applied entries (small, so compaction and InstallSnapshot happen often). */
+export const SIM_SNAPSHOT_EVERY_ENTRIES = 6;
+/** Entries kept in the log behind a snapshot, for followers that lag a little. */
+export const SIM_SNAPSHOT_TAIL_ENTRIES = 3;
+
+/** The state machine of a simulated node: the key space and the ids of the commands applied. */
+interface SmState {
+  readonly kv: Map<string, string>;
+  readonly ids: Set<string>;
+}
+
+function copySm(s: SmState): SmState {
+  return { kv: new Map(s.kv), ids: new Set(s.ids) };
+}
+
+/** A snapshot on a simulated disk: metadata and the state machine as of its index. */
+interface SimSnapshot {
+  readonly metadata: SnapshotMetadata;
+  readonly sm: SmState;
+}
+
 /** Durable state of one node: what survives a crash. */
 interface Disk {
   hardState: HardState | undefined;
+  /** Log entries after the compaction point: `entries[0]` has index `compacted.index + 1`. */
   entries: Entry[];
+  compacted: { index: LogIndex; term: Term };
+  snapshot: SimSnapshot | undefined;
+  /** The snapshot before it (a node keeps two, as `SnapshotStore.prune(2)` does). */
+  previousSnapshot: SimSnapshot | undefined;
   /** Applied state machine, durable together with `appliedIndex`. */
-  sm: Map<string, string>;
+  sm: SmState;
   appliedIndex: number;
 }
 
@@ -78,7 +108,9 @@ interface SimNode {
   disk: Disk;
   up: boolean;
   /** Volatile state machine (rebuilt from disk on restart). */
-  sm: Map<string, string>;
+  sm: SmState;
+  /** A snapshot payload received and staged, waiting for the core to install it. */
+  staged: SimSnapshot | undefined;
   appliedIndex: number;
   /** A Ready being written: it completes at `doneAt` unless the node crashes first. */
   inflight: { rd: Ready; doneAt: number } | undefined;
@@ -136,11 +168,15 @@ export class Simulation {
   readonly acknowledged = new Map<number, string>();
   readonly trace: string[] = [];
   readonly checker: InvariantChecker;
+  /** How many times a follower installed a snapshot from its leader (coverage of §7). */
+  snapshotsInstalled = 0;
 
   private readonly rand: () => number;
   private readonly bugs: SimBugs;
   private readonly traceOn: boolean;
   private queue = new Map<number, Message[]>();
+  /** Snapshot payloads riding with InstallSnapshot messages (the wire's chunked stream). */
+  private readonly payloads = new WeakMap<Message, SmState>();
   private readonly blocked = new Set<string>();
   net: NetConditions = { drop: 0, duplicate: 0, minDelay: 1, maxDelay: 5 };
   private opSeq = 0;
@@ -151,13 +187,22 @@ export class Simulation {
     this.traceOn = opts.trace ?? false;
     this.ids = Array.from({ length: opts.nodes }, (_, i) => nodeId(`n${i + 1}`));
     for (const id of this.ids) {
-      const disk: Disk = { hardState: undefined, entries: [], sm: new Map(), appliedIndex: 0 };
+      const disk: Disk = {
+        hardState: undefined,
+        entries: [],
+        compacted: { index: logIndex(0), term: term(0) },
+        snapshot: undefined,
+        previousSnapshot: undefined,
+        sm: { kv: new Map(), ids: new Set() },
+        appliedIndex: 0,
+      };
       const n: SimNode = {
         id,
         node: this.makeRawNode(id, disk),
         disk,
         up: true,
-        sm: new Map(),
+        sm: { kv: new Map(), ids: new Set() },
+        staged: undefined,
         appliedIndex: 0,
         inflight: undefined,
         writes: new Map(),
@@ -170,7 +215,8 @@ export class Simulation {
   }
 
   private makeRawNode(id: NodeId, disk: Disk): RawNode {
-    const storage = new MemoryStorage();
+    const snap: Snapshot = disk.snapshot ? { metadata: disk.snapshot.metadata, data: new Uint8Array(0) } : EMPTY_SNAPSHOT;
+    const storage = new MemoryStorage(snap, disk.compacted);
     storage.append(disk.entries);
     const { forgetVotedFor: _f, ...knobs } = this.bugs;
     return new RawNode({
@@ -247,8 +293,9 @@ export class Simulation {
     const n = this.get(id);
     if (n.up) return;
     n.node = this.makeRawNode(n.id, n.disk);
-    n.sm = new Map(n.disk.sm);
+    n.sm = copySm(n.disk.sm);
     n.appliedIndex = n.disk.appliedIndex;
+    n.staged = undefined;
     n.up = true;
     this.checker.onRestart(n.id);
     this.log(`restart ${id}`);
@@ -347,16 +394,35 @@ export class Simulation {
 
   private deliver(m: Message): void {
     const to = this.nodes.get(m.to);
-    if (!to?.up) return;
-    // A partition also cuts what was already on the wire.
-    if (this.blocked.has(`${m.from}>${m.to}`)) return;
+    const ok = to?.up === true && !this.blocked.has(`${m.from}>${m.to}`); // a partition also cuts what is on the wire
+    if (m.type === 'InstallSnapshot') {
+      // The snapshot stream ends here: the sender learns whether it arrived (etcd ReportSnapshot).
+      const from = this.nodes.get(m.from);
+      if (from?.up) from.node.reportSnapshot(m.to, ok);
+      if (ok) (to as SimNode).staged = this.payloads.get(m);
+    }
+    if (!ok) return;
     this.log(describeMessage(m));
-    to.node.step(m);
+    (to as SimNode).node.step(m);
   }
 
   private send(m: Message): void {
-    if (this.blocked.has(`${m.from}>${m.to}`)) return;
-    if (this.rand() < this.net.drop) return;
+    if (m.type === 'InstallSnapshot') {
+      // The message may name a snapshot older than the newest (it was made before a newer one);
+      // the driver streams it if it still holds it, else tells the core the send failed.
+      const from = this.get(m.from);
+      const snap = [from.disk.snapshot, from.disk.previousSnapshot].find((x) => x?.metadata.index === m.snapshot.metadata.index);
+      if (!snap) {
+        from.node.reportSnapshot(m.to, false);
+        return;
+      }
+      this.payloads.set(m, copySm(snap.sm));
+    }
+    const lost = this.blocked.has(`${m.from}>${m.to}`) || this.rand() < this.net.drop;
+    if (lost) {
+      if (m.type === 'InstallSnapshot') this.get(m.from).node.reportSnapshot(m.to, false);
+      return;
+    }
     const copies = this.rand() < this.net.duplicate ? 2 : 1;
     for (let c = 0; c < copies; c++) {
       const span = this.net.maxDelay - this.net.minDelay + 1;
@@ -376,13 +442,28 @@ export class Simulation {
       n.disk.hardState = this.bugs.forgetVotedFor ? { ...hs, votedFor: NO_NODE } : hs;
       this.checker.onPersistHardState(n.id, hs);
     }
+    if (rd.snapshot) {
+      // §7: install the staged payload atomically with the log reset.
+      const meta = rd.snapshot.metadata;
+      if (!n.staged || n.staged === undefined) throw new SafetyViolation(`${n.id} was told to install snapshot ${meta.index} it never received`);
+      n.disk.previousSnapshot = n.disk.snapshot;
+      n.disk.snapshot = { metadata: meta, sm: copySm(n.staged) };
+      n.disk.entries = [];
+      n.disk.compacted = { index: meta.index, term: meta.term };
+      n.sm = copySm(n.staged);
+      n.appliedIndex = meta.index;
+      n.staged = undefined;
+      this.checker.onInstallSnapshot(n.id, meta.index);
+      this.snapshotsInstalled++;
+      this.log(`${n.id} installed snapshot ${meta.index}/${meta.term}`);
+    }
     if (rd.entries.length > 0) {
       const first = (rd.entries[0] as Entry).index;
-      n.disk.entries = n.disk.entries.slice(0, first - 1).concat(rd.entries);
+      n.disk.entries = n.disk.entries.slice(0, first - n.disk.compacted.index - 1).concat(rd.entries);
     }
     for (const m of rd.messages) this.send(m);
     for (const e of rd.committedEntries) this.apply(n, e);
-    n.disk.sm = new Map(n.sm);
+    n.disk.sm = copySm(n.sm);
     n.disk.appliedIndex = n.appliedIndex;
     for (const rs of rd.readStates) {
       const ctx = dec.decode(rs.context);
@@ -393,6 +474,31 @@ export class Simulation {
     }
     n.node.advance();
     this.serveReads(n);
+    this.maybeSnapshot(n);
+  }
+
+  /**
+   * Every SIM_SNAPSHOT_EVERY_ENTRIES applied entries: snapshot the state machine and compact the
+   * log, keeping a tail, and never past a snapshot a follower is still receiving (so a slow
+   * transfer can always continue from the log afterwards).
+   */
+  private maybeSnapshot(n: SimNode): void {
+    const last = n.disk.snapshot?.metadata.index ?? 0;
+    if (n.appliedIndex - last < SIM_SNAPSHOT_EVERY_ENTRIES) return;
+    const raft = n.node.raft;
+    const index = logIndex(n.appliedIndex);
+    const t = raft.raftLog.term(index);
+    if (t === undefined) return;
+    const metadata: SnapshotMetadata = { index, term: t, confState: raft.confState() };
+    n.disk.previousSnapshot = n.disk.snapshot;
+    n.disk.snapshot = { metadata, sm: copySm(n.sm) };
+    n.node.setSnapshot(metadata);
+    let through = index - SIM_SNAPSHOT_TAIL_ENTRIES;
+    for (const pr of raft.prs.values()) if (pr.state === 'snapshot') through = Math.min(through, pr.pendingSnapshot);
+    if (through <= n.disk.compacted.index) return;
+    const ct = n.node.compact(logIndex(through));
+    n.disk.entries = n.disk.entries.slice(through - n.disk.compacted.index);
+    n.disk.compacted = { index: logIndex(through), term: ct };
   }
 
   private apply(n: SimNode, e: Entry): void {
@@ -405,8 +511,9 @@ export class Simulation {
     const cmd = decodeCommand(e.data);
     let deleted = false;
     if (cmd) {
-      if (cmd.op === 'register') n.sm.set(cmd.key, cmd.value);
-      else deleted = n.sm.delete(cmd.key);
+      if (cmd.op === 'register') n.sm.kv.set(cmd.key, cmd.value);
+      else deleted = n.sm.kv.delete(cmd.key);
+      n.sm.ids.add(cmd.id);
     }
     const w = n.writes.get(e.index);
     if (w) {
@@ -424,7 +531,7 @@ export class Simulation {
     for (const [ctx, r] of n.reads) {
       if (r.index === undefined || n.appliedIndex < r.index) continue;
       n.reads.delete(ctx);
-      this.history.push({ kind: 'get', key: r.key, call: r.call, ret: this.now, outcome: 'ok', found: n.sm.get(r.key) ?? null, clientId: ctx });
+      this.history.push({ kind: 'get', key: r.key, call: r.call, ret: this.now, outcome: 'ok', found: n.sm.kv.get(r.key) ?? null, clientId: ctx });
     }
   }
 
@@ -488,8 +595,7 @@ export class Simulation {
       if (agreed) {
         for (const n of this.upNodes()) {
           for (const [index, id] of this.acknowledged) {
-            const cmd = decodeCommand((n.disk.entries[index - 1] as Entry).data);
-            if (cmd?.id !== id) throw new SafetyViolation(`${n.id} lacks acknowledged write ${id} at ${index}`);
+            if (!n.sm.ids.has(id)) throw new SafetyViolation(`${n.id} lacks acknowledged write ${id} at ${index}`);
           }
         }
         return;
