@@ -26,6 +26,7 @@ import {
   term as asTerm,
   type AppendEntries,
   type AppendEntriesResponse,
+  type ConfChange,
   type ConfState,
   type Entry,
   type HardState,
@@ -69,6 +70,11 @@ export interface RaftConfig {
   /** The configuration to start with when storage holds none (a new cluster). */
   readonly voters: readonly NodeId[];
   readonly learners?: readonly NodeId[];
+  /**
+   * The configuration as of the `applied` index, when the driver knows it (it keeps the
+   * membership in its state machine). Takes precedence over the snapshot's and `voters`.
+   */
+  readonly confState?: ConfState;
   /** What is already durable: snapshot and stable entries. */
   readonly storage: MemoryStorage;
   /** The persisted hard state, if any. */
@@ -142,6 +148,11 @@ export class Raft {
 
   /** Target of an ongoing leadership transfer, or NO_NODE. */
   leadTransferee: NodeId = NO_NODE;
+  /**
+   * Index of the newest configuration entry this leader proposed (or its last index when it
+   * took office): no new change is accepted until it is applied — one change at a time.
+   */
+  pendingConfIndex: LogIndex = logIndex(0);
   private readonly readOnly = new ReadOnly();
   /** Reads that arrived before the leader committed an entry of its term (thesis §6.4 step 1). */
   private pendingReadIndex: { context: Uint8Array; from: NodeId }[] = [];
@@ -163,7 +174,7 @@ export class Raft {
 
     const snapConf = config.storage.snapshot().metadata.confState;
     const conf: ConfState =
-      snapConf.voters.length > 0 ? snapConf : { voters: config.voters, learners: config.learners ?? [] };
+      config.confState ?? (snapConf.voters.length > 0 ? snapConf : { voters: config.voters, learners: config.learners ?? [] });
     this.applyConfState(conf);
 
     const hs = config.hardState;
@@ -288,6 +299,8 @@ export class Raft {
     this.role = 'leader';
     // Peers start in probe; self is in replicate (its matchIndex follows durable appends).
     this.prs.get(this.id)?.becomeReplicate();
+    // Any configuration entry in the log before our term must be applied before a new change.
+    this.pendingConfIndex = this.raftLog.lastIndex();
     this.appendEntries([{ type: 'normal', data: new Uint8Array(0) }]);
   }
 
@@ -328,7 +341,21 @@ export class Raft {
   hup(): void {
     if (this.role === 'leader') return;
     if (!this.promotable()) return;
+    // A node whose committed configuration changes are not applied yet would campaign with a
+    // stale configuration (etcd does the same check).
+    if (this.hasUnappliedConfChanges()) return;
     this.campaign(this.preVote ? 'preElection' : 'election');
+  }
+
+  private hasUnappliedConfChanges(): boolean {
+    const log = this.raftLog;
+    if (log.applied >= log.committed) return false;
+    const hi = Math.min(log.committed, log.lastIndex());
+    for (let i = log.applied + 1; i <= hi; i++) {
+      const ents = log.slice(logIndex(i), logIndex(i + 1));
+      if (ents[0]?.type === 'config') return true;
+    }
+    return false;
   }
 
   /** Thesis §6.2 CheckQuorum: a leader that has not heard from a majority steps down. */
@@ -818,6 +845,68 @@ export class Raft {
 
   private send(m: DistributiveOmit<Message, 'from' | 'term'> & { term?: Term }): void {
     this.msgs.push({ ...m, from: this.id, term: m.term ?? this.currentTerm } as Message);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Membership changes (thesis §4.1: one server at a time)
+
+  /**
+   * Proposes a membership change, encoded by the caller as `data` (a `config` entry). Refused
+   * with {@link ProposalDroppedError} unless this node leads, no transfer is running, an entry
+   * of the current term is committed (the fix to single-server changes: a new leader must commit
+   * in its term before changing the configuration), and no earlier change is still unapplied
+   * (one change at a time). Returns the entry's index and term.
+   */
+  proposeConfChange(data: Uint8Array): { index: LogIndex; term: Term } {
+    if (this.role !== 'leader') throw new ProposalDroppedError(`${this.id} is not the leader`, this.leaderId);
+    if (this.leadTransferee !== NO_NODE) throw new ProposalDroppedError('leadership transfer in progress', this.leaderId);
+    if (this.raftLog.term(this.raftLog.committed) !== this.currentTerm) {
+      throw new ProposalDroppedError('the leader has not committed an entry of its term yet; retry', this.leaderId);
+    }
+    if (this.pendingConfIndex > this.raftLog.applied) {
+      throw new ProposalDroppedError(`a configuration change at ${this.pendingConfIndex} is not applied yet; one change at a time`, this.leaderId);
+    }
+    const r = this.appendEntries([{ type: 'config', data }]);
+    this.pendingConfIndex = r.lastIndex;
+    this.bcastAppend();
+    return { index: r.lastIndex, term: r.term };
+  }
+
+  /**
+   * Applies a committed membership change (the driver calls it when it applies the `config`
+   * entry). Returns the new configuration. A leader removed from the configuration steps down;
+   * a changed quorum may commit more at once.
+   */
+  applyConfChange(cc: ConfChange): ConfState {
+    const next = logIndex(this.raftLog.lastIndex() + 1);
+    const pr = this.prs.get(cc.nodeId);
+    switch (cc.type) {
+      case 'addLearner':
+        if (!pr) this.prs.set(cc.nodeId, new Progress(next, this.maxInflightMsgs, true));
+        break;
+      case 'addVoter':
+        if (pr) pr.isLearner = false;
+        else this.prs.set(cc.nodeId, new Progress(next, this.maxInflightMsgs, false));
+        break;
+      case 'removeNode':
+        this.prs.delete(cc.nodeId);
+        if (this.leadTransferee === cc.nodeId) this.abortLeaderTransfer();
+        break;
+      default:
+        assertNever(cc.type);
+    }
+    if (this.role === 'leader') {
+      if (!this.prs.has(this.id)) {
+        // Removed leader: it steps down once the change is committed (thesis §4.2.2).
+        this.becomeFollower(this.currentTerm, NO_NODE);
+      } else if (this.prs.get(this.id)?.isLearner !== true) {
+        const added = this.prs.get(cc.nodeId);
+        if (added && cc.type !== 'removeNode' && added.matchIndex === 0) added.recentActive = true;
+        if (this.maybeCommit()) this.bcastAppend();
+        else if (added && cc.type !== 'removeNode') this.sendAppend(cc.nodeId);
+      }
+    }
+    return this.confState();
   }
 
   // ---------------------------------------------------------------------------------------

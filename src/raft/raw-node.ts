@@ -5,7 +5,7 @@
  */
 import { Raft, type RaftConfig, type ReadState, type SoftState } from './raft.js';
 import { RaftInvariantError } from './errors.js';
-import type { Entry, HardState, LogIndex, Message, NodeId, Snapshot, SnapshotMetadata, Term } from './types.js';
+import type { ConfChange, ConfState, Entry, HardState, LogIndex, Message, NodeId, Snapshot, SnapshotMetadata, Term } from './types.js';
 
 /**
  * One batch of work for the driver. The contract, in this order:
@@ -47,6 +47,8 @@ export interface RaftStatus {
   readonly lastApplied: LogIndex;
   readonly lastIndex: LogIndex;
   readonly firstIndex: LogIndex;
+  /** Index of the latest snapshot (0 when none). */
+  readonly snapshotIndex: LogIndex;
   readonly leaderId: NodeId;
   readonly role: SoftState['role'];
   readonly leadTransferee: NodeId;
@@ -91,6 +93,16 @@ export class RawNode {
    */
   propose(datas: readonly Uint8Array[]): { firstIndex: LogIndex; lastIndex: LogIndex; term: Term } {
     return this.raft.propose(datas);
+  }
+
+  /** Proposes a membership change; see {@link Raft.proposeConfChange}. */
+  proposeConfChange(data: Uint8Array): { index: LogIndex; term: Term } {
+    return this.raft.proposeConfChange(data);
+  }
+
+  /** Applies a committed membership change; see {@link Raft.applyConfChange}. */
+  applyConfChange(cc: ConfChange): ConfState {
+    return this.raft.applyConfChange(cc);
   }
 
   /** Requests a linearizable read; see {@link Raft.readIndex}. */
@@ -210,6 +222,7 @@ export class RawNode {
       lastApplied: r.raftLog.applied,
       lastIndex: r.raftLog.lastIndex(),
       firstIndex: r.raftLog.firstIndex(),
+      snapshotIndex: r.raftLog.snapshot().metadata.index,
       leaderId: r.leaderId,
       role: r.role,
       leadTransferee: r.leadTransferee,

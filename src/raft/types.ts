@@ -59,6 +59,18 @@ export interface ConfState {
   readonly learners: readonly NodeId[];
 }
 
+/**
+ * One membership change (single-server changes, thesis §4.1), carried by a `config` entry and
+ * applied by the driver, when the entry is applied, through `RawNode.applyConfChange`.
+ * - `addLearner`: a non-voting member that receives the log (thesis §4.2.1).
+ * - `addVoter`: a new voter, or the promotion of a learner.
+ * - `removeNode`: the member leaves; a removed leader steps down.
+ */
+export interface ConfChange {
+  readonly type: 'addLearner' | 'addVoter' | 'removeNode';
+  readonly nodeId: NodeId;
+}
+
 /** What a snapshot covers: everything up to and including `index` (§7). */
 export interface SnapshotMetadata {
   readonly index: LogIndex;

@@ -418,3 +418,50 @@ describe('thesis §3.10 leadership transfer', () => {
     for (const id of ['n1', 'n2', 'n3']) expect(c.appliedData(id)).toEqual(['a', 'b']);
   });
 });
+
+describe('thesis §4.1 membership changes, one server at a time', () => {
+  const cc = (type: 'addVoter' | 'addLearner' | 'removeNode', id: string) => enc(JSON.stringify({ type, nodeId: id }));
+
+  it('refuses a second change while the first is not applied', () => {
+    const c = electedCluster();
+    const leader = c.get('n1').node;
+    c.isolate('n1');
+    leader.proposeConfChange(cc('removeNode', 'n3'));
+    expect(() => leader.proposeConfChange(cc('removeNode', 'n2'))).toThrow(/one change at a time/);
+  });
+
+  it('refuses a change from a new leader that has not committed an entry of its term', () => {
+    const node = lone({ currentTerm: 1, entries: [entry(1, 1)] });
+    node.campaign();
+    drain(node);
+    node.step({ type: 'RequestVoteResponse', from: n2, to: n1, term: term(2), voteGranted: true, preVote: false });
+    drain(node);
+    expect(node.raft.role).toBe('leader');
+    expect(() => node.proposeConfChange(cc('removeNode', 'n3'))).toThrow(/not committed an entry of its term/);
+  });
+
+  it('a removed node no longer counts for quorum: two voters commit without it, and need both', () => {
+    const c = electedCluster();
+    c.changeConfig('n1', { type: 'removeNode', nodeId: n3 });
+    expect(c.get('n1').node.raft.confState().voters).toEqual(['n1', 'n2']);
+    c.isolate('n3');
+    c.propose('n1', 'without n3');
+    expect(c.appliedData('n1')).toEqual(['without n3']);
+    c.crash('n2');
+    const before = c.get('n1').node.raft.raftLog.committed;
+    c.get('n1').node.propose([enc('needs n2')]);
+    c.deliver();
+    expect(c.get('n1').node.raft.raftLog.committed).toBe(before);
+  });
+
+  it('a removed leader steps down once the change is applied, and the others elect a leader', () => {
+    const c = electedCluster();
+    c.changeConfig('n1', { type: 'removeNode', nodeId: n1 });
+    expect(c.get('n1').node.raft.role).toBe('follower');
+    c.tick(60);
+    const l = c.leader();
+    expect(l && l.id !== 'n1').toBe(true);
+    c.propose(l?.id as string, 'after');
+    expect(c.appliedData('n2')).toContain('after');
+  });
+});

@@ -1,5 +1,6 @@
 /**
- * The Raft core under generated faults, with snapshots and log compaction every few entries: fast-check drives the deterministic simulator through
+ * The Raft core under generated faults, with snapshots and log compaction every few entries and
+ * membership changes (add voter, add learner, remove) proposed during the faults: fast-check drives the deterministic simulator through
  * thousands of schedules on 3- and 5-node clusters; every safety invariant is checked after
  * every simulated event, liveness after healing, and linearizability of the client history.
  *
@@ -19,11 +20,14 @@ const TEETH_BUDGET_RUNS = 3000;
 
 /** Snapshots installed across the property runs of this file (coverage of §7 InstallSnapshot). */
 let installs = 0;
+/** Membership changes applied across the property runs (coverage of §4.1). */
+let confChanges = 0;
 
 function property(nodes: 3 | 5, profile: SimProfile, bugs?: SimBugs): fc.IProperty<[SimRun]> {
   return fc.property(arbRun(nodes, profile), (run) => {
     const r = runSchedule(run, bugs);
     installs += r.snapshotsInstalled ?? 0;
+    confChanges += r.confChanges ?? 0;
     return r.ok;
   });
 }
@@ -40,6 +44,8 @@ describe('safety under generated fault schedules', () => {
         expect(result.numRuns).toBe(RUNS);
         // The schedules reach InstallSnapshot (§7): followers fall behind compacted logs.
         expect(installs).toBeGreaterThan(0);
+        // ... and membership changes (adds, promotions, removals) commit under those faults.
+        expect(confChanges).toBeGreaterThan(0);
       }, 600_000);
     }
   }

@@ -23,6 +23,7 @@ export type SimEvent =
   | { readonly t: 'killLeader'; readonly after: number; readonly down: number }
   | { readonly t: 'awaitLeader' }
   | { readonly t: 'killLeaderAtCommit'; readonly down: number }
+  | { readonly t: 'conf'; readonly op: 'addVoter' | 'addLearner' | 'removeNode'; readonly node: number }
   | { readonly t: 'net'; readonly drop: number; readonly duplicate: number; readonly maxDelay: number }
   | { readonly t: 'write'; readonly node: number; readonly del: boolean; readonly key: number; readonly gap: number }
   | { readonly t: 'read'; readonly node: number; readonly key: number; readonly gap: number };
@@ -57,6 +58,7 @@ export const arbEvent: fc.Arbitrary<SimEvent> = fc.oneof(
     }),
   },
   { weight: 5, arbitrary: fc.record({ t: fc.constant('write' as const), node, del: fc.boolean(), key: fc.nat({ max: SIM_KEYS - 1 }), gap }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('conf' as const), op: fc.constantFrom('addVoter' as const, 'addLearner' as const, 'removeNode' as const), node }) },
   { weight: 4, arbitrary: fc.record({ t: fc.constant('read' as const), node, key: fc.nat({ max: SIM_KEYS - 1 }), gap }) },
 );
 
@@ -79,6 +81,7 @@ export const arbChurnEvent: fc.Arbitrary<SimEvent> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ t: fc.constant('killLeader' as const), after: fc.integer({ min: 0, max: 8 }), down: fc.integer({ min: 0, max: 300 }) }) },
   { weight: 3, arbitrary: fc.constant({ t: 'awaitLeader' as const }) },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('killLeaderAtCommit' as const), down: fc.integer({ min: 0, max: 300 }) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('conf' as const), op: fc.constantFrom('addVoter' as const, 'addLearner' as const, 'removeNode' as const), node }) },
 );
 
 /** Fault profiles: `mixed` (every kind of fault and long quiet stretches) or `churn`. */
@@ -173,6 +176,9 @@ function apply(sim: Simulation, e: SimEvent, writeSeq: { n: number }): void {
       sim.restart(l);
       return;
     }
+    case 'conf':
+      sim.changeConfig(e.op, at(e.node));
+      return;
     case 'bounce':
       // A process restart: down for `down` units, then back with what its disk holds.
       sim.crash(at(e.node));
@@ -198,6 +204,8 @@ export interface RunResult {
   readonly ok: boolean;
   /** Snapshots installed by followers during the run. */
   readonly snapshotsInstalled?: number;
+  /** Membership changes applied during the run. */
+  readonly confChanges?: number;
   readonly error?: string;
   readonly trace?: string[];
 }
@@ -218,7 +226,7 @@ export function runSchedule(run: SimRun, bugs?: SimBugs, trace = false): RunResu
     if (lin.ok === false) {
       return { ok: false, error: `not linearizable on ${lin.key}: ${lin.reason}\n${lin.history.map(describeOperation).join('\n')}`, trace: sim.trace };
     }
-    return { ok: true, snapshotsInstalled: sim.snapshotsInstalled };
+    return { ok: true, snapshotsInstalled: sim.snapshotsInstalled, confChanges: sim.confChangesApplied.size };
   } catch (err) {
     if (err instanceof SafetyViolation) return { ok: false, error: err.message, trace: sim.trace };
     throw err;

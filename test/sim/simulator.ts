@@ -24,6 +24,8 @@ import {
   type Message,
   type NodeId,
   type RaftTestingKnobs,
+  type ConfChange,
+  type ConfState,
   type Ready,
   type Snapshot,
   type SnapshotMetadata,
@@ -63,10 +65,12 @@ export const SIM_SNAPSHOT_TAIL_ENTRIES = 3;
 interface SmState {
   readonly kv: Map<string, string>;
   readonly ids: Set<string>;
+  /** The membership as of the applied index (kept with the data, as the registry does). */
+  conf: ConfState;
 }
 
 function copySm(s: SmState): SmState {
-  return { kv: new Map(s.kv), ids: new Set(s.ids) };
+  return { kv: new Map(s.kv), ids: new Set(s.ids), conf: s.conf };
 }
 
 /** A snapshot on a simulated disk: metadata and the state machine as of its index. */
@@ -170,6 +174,8 @@ export class Simulation {
   readonly checker: InvariantChecker;
   /** How many times a follower installed a snapshot from its leader (coverage of §7). */
   snapshotsInstalled = 0;
+  /** Log indexes of the membership changes applied (coverage of §4.1). */
+  readonly confChangesApplied = new Set<number>();
 
   private readonly rand: () => number;
   private readonly bugs: SimBugs;
@@ -193,7 +199,7 @@ export class Simulation {
         compacted: { index: logIndex(0), term: term(0) },
         snapshot: undefined,
         previousSnapshot: undefined,
-        sm: { kv: new Map(), ids: new Set() },
+        sm: { kv: new Map(), ids: new Set(), conf: { voters: this.ids, learners: [] } },
         appliedIndex: 0,
       };
       const n: SimNode = {
@@ -201,7 +207,7 @@ export class Simulation {
         node: this.makeRawNode(id, disk),
         disk,
         up: true,
-        sm: { kv: new Map(), ids: new Set() },
+        sm: { kv: new Map(), ids: new Set(), conf: { voters: this.ids, learners: [] } },
         staged: undefined,
         appliedIndex: 0,
         inflight: undefined,
@@ -222,6 +228,7 @@ export class Simulation {
     return new RawNode({
       id,
       voters: this.ids,
+      confState: disk.sm.conf,
       storage,
       ...(disk.hardState ? { hardState: disk.hardState } : {}),
       applied: logIndex(disk.appliedIndex),
@@ -337,6 +344,36 @@ export class Simulation {
     n.writes.set(r.firstIndex, pending);
     this.log(`client ${id} ${op} ${key}=${value} via ${via} -> ${n.id} at ${r.firstIndex}/${r.term}`);
     return true;
+  }
+
+  /**
+   * An operator asks the current leader for a membership change. Returns false when it was
+   * refused (no leader, a change still pending, no entry of the leader's term committed yet) or
+   * would remove the last voter.
+   */
+  changeConfig(type: ConfChange['type'], id: string): boolean {
+    const l = this.leader();
+    if (!l) return false;
+    const n = this.get(l);
+    const conf = n.node.raft.confState();
+    if (type === 'removeNode' && conf.voters.length === 1 && conf.voters[0] === id) return false;
+    const cc: ConfChange = { type, nodeId: id as NodeId };
+    try {
+      const r = n.node.proposeConfChange(enc.encode(JSON.stringify(cc)));
+      this.log(`config ${type} ${id} proposed at ${r.index}/${r.term} on ${l}`);
+      return true;
+    } catch (e) {
+      if (e instanceof ProposalDroppedError) return false;
+      throw e;
+    }
+  }
+
+  /** Members (voters and learners) in the configuration of the leader, if any. */
+  members(): Set<string> {
+    const l = this.leader();
+    if (!l) return new Set(this.ids);
+    const c = this.get(l).node.raft.confState();
+    return new Set([...c.voters, ...c.learners]);
   }
 
   /** A client reads `key` linearizably through node `via` (ReadIndex, thesis §6.4). */
@@ -508,6 +545,13 @@ export class Simulation {
     }
     n.appliedIndex = e.index;
     this.checker.onApply(n.id, e);
+    if (e.type === 'config') {
+      // Membership changes take effect when applied (etcd's approach), one at a time.
+      n.sm.conf = n.node.applyConfChange(JSON.parse(dec.decode(e.data)) as ConfChange);
+      this.confChangesApplied.add(e.index);
+      this.log(`${n.id} applied config ${dec.decode(e.data)} -> voters ${n.sm.conf.voters.join(',')} learners ${n.sm.conf.learners.join(',')}`);
+      return;
+    }
     const cmd = decodeCommand(e.data);
     let deleted = false;
     if (cmd) {
@@ -589,11 +633,14 @@ export class Simulation {
       this.run(TICK_UNITS);
       let lastAck = 0;
       for (const i of this.acknowledged.keys()) lastAck = Math.max(lastAck, i);
-      const leader = this.upNodes().find((n) => n.node.raft.role === 'leader');
-      if (!leader) continue;
-      const agreed = this.upNodes().every((n) => n.node.raft.leaderId === leader.id && n.appliedIndex >= lastAck);
+      const leaderId = this.leader();
+      if (!leaderId) continue;
+      const leader = this.get(leaderId);
+      // Removed nodes are out of the cluster: only members must converge.
+      const members = this.upNodes().filter((n) => this.members().has(n.id));
+      const agreed = members.every((n) => n.node.raft.leaderId === leader.id && n.appliedIndex >= lastAck);
       if (agreed) {
-        for (const n of this.upNodes()) {
+        for (const n of members) {
           for (const [index, id] of this.acknowledged) {
             if (!n.sm.ids.has(id)) throw new SafetyViolation(`${n.id} lacks acknowledged write ${id} at ${index}`);
           }

@@ -12,6 +12,7 @@ import {
   seededRandom,
   logIndex,
   nodeId,
+  type ConfChange,
   type Entry,
   type HardState,
   type Message,
@@ -129,7 +130,10 @@ export class Cluster {
           n.disk.entries = n.disk.entries.slice(0, first - 1).concat(rd.entries);
         }
         for (const m of rd.messages) this.queue.push(m);
-        for (const e of rd.committedEntries) n.disk.applied.push(e);
+        for (const e of rd.committedEntries) {
+          n.disk.applied.push(e);
+          if (e.type === 'config') n.node.applyConfChange(JSON.parse(new TextDecoder().decode(e.data)) as ConfChange);
+        }
         n.readStates.push(...rd.readStates);
         n.node.advance();
       }
@@ -175,6 +179,12 @@ export class Cluster {
   /** Makes `id` campaign now and delivers. */
   campaign(id: string): void {
     this.get(id).node.campaign();
+    this.deliver();
+  }
+
+  /** Proposes a membership change on `id` and delivers. */
+  changeConfig(id: string, cc: ConfChange): void {
+    this.get(id).node.proposeConfChange(new TextEncoder().encode(JSON.stringify(cc)));
     this.deliver();
   }
 
@@ -229,7 +239,7 @@ export class Cluster {
   /** The applied commands of `id`, decoded as text (no-ops skipped). */
   appliedData(id: string): string[] {
     return this.get(id)
-      .disk.applied.filter((e) => e.data.byteLength > 0)
+      .disk.applied.filter((e) => e.type === 'normal' && e.data.byteLength > 0)
       .map((e) => new TextDecoder().decode(e.data));
   }
 }
