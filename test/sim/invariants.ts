@@ -7,6 +7,8 @@
  * - Log Matching: two logs with an entry of the same index and term agree on every entry up to it.
  * - Leader Completeness: a leader's log holds every entry committed before its term.
  * - State Machine Safety: no two nodes apply different entries at the same index.
+ * - Commit quorum: when a leader advances its commitIndex, a majority of the voters of its
+ *   current configuration hold that entry (a removed node or a learner never makes a majority).
  * - `commitIndex` never decreases during a node's life, and never below what it persisted;
  *   `lastApplied <= commitIndex`; a persisted `votedFor` never changes within a term.
  */
@@ -36,6 +38,8 @@ export class InvariantChecker {
   private readonly commitSeen = new Map<NodeId, number>();
   /** node → term → persisted votedFor. */
   private readonly votes = new Map<NodeId, Map<number, NodeId>>();
+  /** leader → the commitIndex it had at the last check, in the term it led. */
+  private readonly leaderCommits = new Map<NodeId, { term: number; commit: number; voters: readonly NodeId[] }>();
   /** node → the log terms when it was last checked as leader of `term`. */
   private readonly leaderLogs = new Map<NodeId, { term: Term; terms: number[] }>();
 
@@ -81,6 +85,19 @@ export class InvariantChecker {
       fail(`State Machine Safety: ${id} applied ${e.index}/${e.term} "${data}" but another node applied ${e.index}/${prev.term} "${prev.data}"`);
     }
     if (!prev) this.applied.set(e.index, { term: e.term, data });
+  }
+
+  /** Whether node `id` holds entry (`index`, `t`): in memory when up, on disk when down; compacted counts. */
+  private holds(id: NodeId, index: number, t: number): boolean {
+    const n = this.sim.nodes.get(id);
+    if (!n) return false;
+    if (n.up) {
+      const log = n.node.raft.raftLog;
+      if (index < log.firstIndex()) return true;
+      return log.term(logIndex(index)) === t;
+    }
+    if (index <= n.disk.compacted.index) return true;
+    return n.disk.entries[index - n.disk.compacted.index - 1]?.term === t;
   }
 
   /** Checks every invariant over the current state. */
@@ -129,6 +146,19 @@ export class InvariantChecker {
           }
         }
         this.leaderLogs.set(n.id, { term: raft.currentTerm, terms });
+        // Commit quorum: a newly committed index is held by a majority of the current voters.
+        // The commit may have been counted just before a change was applied in the same event,
+        // so the configuration before the event counts too (one change at a time: one of the two).
+        const lc = this.leaderCommits.get(n.id);
+        const voters = raft.confState().voters;
+        if (lc && lc.term === raft.currentTerm && commit > lc.commit) {
+          const t = terms[commit] as number;
+          const quorumHolds = (vs: readonly NodeId[]) => vs.filter((v) => this.holds(v, commit, t)).length >= Math.floor(vs.length / 2) + 1;
+          if (t !== -1 && !quorumHolds(voters) && !quorumHolds(lc.voters)) {
+            fail(`Commit quorum: leader ${n.id} committed ${commit}/${t} without a majority of its voters (${voters.join(',')})`);
+          }
+        }
+        this.leaderCommits.set(n.id, { term: raft.currentTerm, commit, voters });
         // Leader Completeness: every entry committed in an earlier term is in the leader's log.
         for (let i = 1; i < this.committed.length; i++) {
           const t = this.committed[i] as number;
@@ -138,6 +168,7 @@ export class InvariantChecker {
         }
       } else {
         this.leaderLogs.delete(n.id);
+        this.leaderCommits.delete(n.id);
       }
     }
     // Log Matching: the same (index, term) implies identical prefixes.
