@@ -92,11 +92,28 @@ export class ProcessCluster {
     return ids.map((id) => this.addresses.get(id) as string);
   }
 
-  /** Starts (or restarts) node `id` with its data dir. */
-  startNode(id: string): ChildProcess {
+  /** Reserves a port for a new node `id` (not started; it will join an existing cluster). */
+  async addSlot(id: string): Promise<string> {
+    const [port] = await freePorts(1);
+    const address = `127.0.0.1:${port}`;
+    this.addresses.set(id, address);
+    this.ids.push(id);
+    return address;
+  }
+
+  /** Deletes node `id`'s data dir (the node must be stopped). */
+  wipe(id: string): void {
+    rmSync(join(this.dir, id), { recursive: true, force: true });
+  }
+
+  /**
+   * Starts (or restarts) node `id` with its data dir. With `join`, the node starts empty and
+   * waits to be added (`--join`); `--peers` then only tells it where the others are.
+   */
+  startNode(id: string, join_ = false): ChildProcess {
     const p = spawn(
       process.execPath,
-      [NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, '--peers', this.peers, '--data-dir', join(this.dir, id), ...this.extraArgs],
+      [NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, '--peers', this.peers, '--data-dir', join(this.dir, id), ...(join_ ? ['--join'] : []), ...this.extraArgs],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } },
     );
     const buf = this.logs.get(id) ?? [];

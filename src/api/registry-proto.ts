@@ -122,6 +122,25 @@ export interface DeregisterRequest {
   /** Exactly-once sequence number; 0 with no session. */
   sequence?: number;
 }
+/** `registry.v1.AddMemberRequest`. */
+export interface AddMemberRequest {
+  id: string;
+  address: string;
+  learner: boolean;
+}
+/** `registry.v1.RemoveMemberRequest`. */
+export interface RemoveMemberRequest {
+  id: string;
+}
+/** `registry.v1.PromoteMemberRequest`. */
+export interface PromoteMemberRequest {
+  id: string;
+}
+/** `registry.v1.MemberListResponse`. */
+export interface MemberListResponse {
+  members: WireMember[];
+  revision: number;
+}
 /** `registry.v1.TransferLeadershipRequest`. */
 export interface TransferLeadershipRequest {
   target_id: string;
@@ -153,6 +172,10 @@ export interface StatusResponse {
   applied_index: number;
   role: WireRole;
   members: WireMember[];
+  /** Index of the latest snapshot (0: none). */
+  snapshot_index?: number;
+  /** First index still in the log. */
+  first_index?: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,6 +192,10 @@ export type RegistryServiceDefinition = {
 export type ClusterServiceDefinition = {
   readonly Status: grpc.MethodDefinition<StatusRequest, StatusResponse>;
   readonly TransferLeadership: grpc.MethodDefinition<TransferLeadershipRequest, TransferLeadershipResponse>;
+  readonly AddMember: grpc.MethodDefinition<AddMemberRequest, MemberListResponse>;
+  readonly RemoveMember: grpc.MethodDefinition<RemoveMemberRequest, MemberListResponse>;
+  readonly PromoteMember: grpc.MethodDefinition<PromoteMemberRequest, MemberListResponse>;
+  readonly Snapshot: grpc.MethodDefinition<Record<string, never>, { data: Uint8Array }>;
 };
 
 /** Server-side handlers of `registry.v1.Registry`, for `server.addService(RegistryService, handlers)`. */
@@ -182,6 +209,10 @@ export type RegistryHandlers = {
 export type ClusterHandlers = {
   Status: grpc.handleUnaryCall<StatusRequest, StatusResponse>;
   TransferLeadership: grpc.handleUnaryCall<TransferLeadershipRequest, TransferLeadershipResponse>;
+  AddMember: grpc.handleUnaryCall<AddMemberRequest, MemberListResponse>;
+  RemoveMember: grpc.handleUnaryCall<RemoveMemberRequest, MemberListResponse>;
+  PromoteMember: grpc.handleUnaryCall<PromoteMemberRequest, MemberListResponse>;
+  Snapshot: grpc.handleServerStreamingCall<Record<string, never>, { data: Uint8Array }>;
 };
 
 /** Client constructor of `registry.v1.Registry` (methods untyped; see {@link RegistryService} for typed paths). */
@@ -221,6 +252,10 @@ export interface ClusterStatus {
   readonly appliedIndex: number;
   readonly role: NodeRole;
   readonly members: readonly ClusterMember[];
+  /** Index of the latest snapshot (0: none). */
+  readonly snapshotIndex: number;
+  /** First index still in the log (entries before it are in the snapshot). */
+  readonly firstIndex: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,6 +437,8 @@ export function statusToWire(s: {
   appliedIndex: number;
   role: Role | 'learner';
   members: readonly ClusterMember[];
+  snapshotIndex?: number;
+  firstIndex?: number;
 }): StatusResponse {
   return {
     node_id: s.nodeId,
@@ -411,6 +448,8 @@ export function statusToWire(s: {
     applied_index: s.appliedIndex,
     role: roleToWire(s.role),
     members: s.members.map((m) => ({ id: m.id, address: m.address, voter: m.voter })),
+    snapshot_index: s.snapshotIndex ?? 0,
+    first_index: s.firstIndex ?? 0,
   };
 }
 
@@ -424,6 +463,8 @@ export function statusFromWire(w: StatusResponse): ClusterStatus {
     appliedIndex: Number(w.applied_index ?? 0),
     role: roleFromWire(w.role),
     members: (w.members ?? []).map((m) => ({ id: m.id ?? '', address: m.address ?? '', voter: Boolean(m.voter) })),
+    snapshotIndex: Number(w.snapshot_index ?? 0),
+    firstIndex: Number(w.first_index ?? 0),
   };
 }
 

@@ -39,23 +39,37 @@ const program = new Command()
   .description('Run one node of a Raft-replicated registry cluster')
   .requiredOption('--id <id>', 'this node id, one of --peers')
   .requiredOption('--listen <host:port>', 'address to serve clients and peers on')
-  .requiredOption('--peers <list>', 'every voter: id=host:port,...', parsePeers)
+  .option('--peers <list>', 'the voters a new cluster starts with: id=host:port,... (not with --join)', parsePeers)
+  .option('--join', 'start empty and wait to be added to an existing cluster (registry member add)', false)
+  .option('--restore <file>', 'seed a new node from a backup (registry snapshot save); the data dir must be empty')
   .requiredOption('--data-dir <dir>', 'directory of this node\'s data')
   .option('--tick-ms <ms>', 'length of a Raft tick in ms', positiveInt('--tick-ms'), 100)
   .option('--election-ticks <n>', 'minimum election timeout in ticks', positiveInt('--election-ticks'), 10)
   .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', positiveInt('--heartbeat-ticks'), 1)
+  .option('--snapshot-threshold <entries>', 'snapshot after this many applied entries', positiveInt('--snapshot-threshold'), 10_000)
+  .option('--snapshot-tail <entries>', 'entries kept in the log behind a snapshot', positiveInt('--snapshot-tail'), 5_000)
+  .option('--snapshot-chunk-bytes <bytes>', 'chunk size of snapshot files and transfers', positiveInt('--snapshot-chunk-bytes'), 1024 * 1024)
   .option('--log-level <level>', 'pino log level', process.env.LOG_LEVEL ?? 'info')
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.parse();
+if (!program.opts().join && !program.opts().peers) {
+  process.stderr.write('error: --peers is required unless --join is given\n');
+  process.exit(2);
+}
 const opts = program.opts<{
   id: string;
   listen: string;
-  peers: Record<string, string>;
+  peers?: Record<string, string>;
+  join: boolean;
+  restore?: string;
   dataDir: string;
   tickMs: number;
   electionTicks: number;
   heartbeatTicks: number;
+  snapshotThreshold: number;
+  snapshotTail: number;
+  snapshotChunkBytes: number;
   logLevel: string;
 }>();
 
@@ -66,11 +80,16 @@ async function main(): Promise<void> {
   const node = await RegistryNode.start({
     id: opts.id,
     listen: opts.listen,
-    peers: opts.peers,
+    peers: opts.peers ?? {},
+    join: opts.join,
+    ...(opts.restore ? { restore: opts.restore } : {}),
     dataDir: opts.dataDir,
     tickMs: opts.tickMs,
     electionTicks: opts.electionTicks,
     heartbeatTicks: opts.heartbeatTicks,
+    snapshotThresholdEntries: opts.snapshotThreshold,
+    snapshotTailEntries: opts.snapshotTail,
+    snapshotChunkBytes: opts.snapshotChunkBytes,
     logger,
     onFatal: (err) => {
       logger.fatal({ err }, 'stopping on a fatal error');

@@ -10,6 +10,8 @@
  *     deregister ID                  remove one agent
  *     status                         every endpoint's role, term, leader and indexes
  *     leader transfer ID             hand leadership to member ID
+ *     member list|add ID ADDR [--learner]|remove ID|promote ID
+ *     snapshot save FILE             a consistent backup from any node
  *
  * Endpoints come from `--endpoints`, else `REGISTRY_ENDPOINTS`, else {@link DEFAULT_ENDPOINTS}.
  * Output is human-readable, or JSON with `--json`. Any error prints `error: <CODE> <message>` on
@@ -226,6 +228,55 @@ export function buildProgram(ctx: CliContext): Command {
       });
     });
 
+  const member = program.command('member').description('cluster membership (one change at a time)');
+  const printMembers = (json: boolean, res: { members: readonly { id: string; address: string; voter: boolean }[]; revision?: number }) => {
+    if (json) io.out(JSON.stringify(res, null, 2));
+    else for (const line of formatTable(['ID', 'ADDRESS', 'ROLE'], res.members.map((m) => [m.id, m.address, m.voter ? 'voter' : 'learner']))) io.out(line);
+  };
+  member
+    .command('list')
+    .description('the members as the first answering endpoint knows them')
+    .action(async (_options: unknown, command: Command) => {
+      await withClient(command, async (client, json) => printMembers(json, { members: (await client.status()).members }));
+    });
+  member
+    .command('add')
+    .description('add a member (it runs `registry-node --join`); a learner until caught up, then a voter')
+    .argument('<id>', 'the new member id, e.g. n4')
+    .argument('<address>', 'its host:port')
+    .option('--learner', 'keep it a non-voting learner')
+    .action(async (id: string, address: string, options: { learner?: boolean }, command: Command) => {
+      await withClient(command, async (client, json) => printMembers(json, await client.addMember(id, address, Boolean(options.learner))));
+    });
+  member
+    .command('remove')
+    .description('remove a member; a removed leader steps down')
+    .argument('<id>', 'the member id')
+    .action(async (id: string, _options: unknown, command: Command) => {
+      await withClient(command, async (client, json) => printMembers(json, await client.removeMember(id)));
+    });
+  member
+    .command('promote')
+    .description('make a learner a voter')
+    .argument('<id>', 'the learner id')
+    .action(async (id: string, _options: unknown, command: Command) => {
+      await withClient(command, async (client, json) => printMembers(json, await client.promoteMember(id)));
+    });
+
+  program
+    .command('snapshot')
+    .description('backups')
+    .command('save')
+    .description('save a consistent backup of the registry from any node (restore with registry-node --restore FILE)')
+    .argument('<file>', 'where to write it')
+    .action(async (file: string, _options: unknown, command: Command) => {
+      await withClient(command, async (client, json) => {
+        const res = await client.saveSnapshot(file);
+        if (json) io.out(JSON.stringify({ file, ...res }, null, 2));
+        else io.out(`saved ${res.bytes} bytes from ${res.endpoint} to ${file}`);
+      });
+    });
+
   program
     .command('leader')
     .description('leadership of the cluster')
@@ -257,10 +308,10 @@ export function buildProgram(ctx: CliContext): Command {
         } else {
           const rows = all.map((s) =>
             s.status
-              ? [s.endpoint, s.status.nodeId, s.status.role, String(s.status.term), s.status.leaderId || '-', String(s.status.commitIndex), String(s.status.appliedIndex)]
+              ? [s.endpoint, s.status.nodeId, s.status.role, String(s.status.term), s.status.leaderId || '-', String(s.status.commitIndex), String(s.status.appliedIndex), String(s.status.snapshotIndex), String(s.status.firstIndex)]
               : [s.endpoint, `error: ${s.error.codeName} ${s.error.details}`],
           );
-          for (const line of formatTable(['ENDPOINT', 'ID', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED'], rows)) io.out(line);
+          for (const line of formatTable(['ENDPOINT', 'ID', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'SNAPSHOT', 'FIRST'], rows)) io.out(line);
         }
         if (all.every((s) => s.error !== undefined)) ctx.exitCode = 1;
       });

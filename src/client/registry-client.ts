@@ -12,6 +12,8 @@
  * before the next round. The endpoint that last answered is tried first next time.
  */
 import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
@@ -23,6 +25,7 @@ import {
   findQueryToWire,
   specToWire,
   statusFromWire,
+  type ClusterMember,
   type ClusterStatus,
   type Consistency,
 } from '../api/registry-proto.js';
@@ -221,6 +224,76 @@ export class RegistryClient {
     const valid = guard(() => validateId(targetId, 'target_id'));
     const res = await this.invoke('write', ClusterService.TransferLeadership, { target_id: valid });
     return { leaderId: res.leader_id, term: Number(res.term) };
+  }
+
+  /**
+   * Adds member `id` at `address` (thesis §4.1): a learner first, promoted to voter once caught
+   * up unless `learner` is set. Resolves with the membership after the change.
+   * @throws RegistryError `ALREADY_EXISTS`, `INVALID_ARGUMENT`, `UNAVAILABLE` (another change pending), `DEADLINE_EXCEEDED`.
+   */
+  async addMember(id: string, address: string, learner = false): Promise<{ members: ClusterMember[]; revision: number }> {
+    const valid = guard(() => validateId(id, 'id'));
+    const res = await this.invoke('write', ClusterService.AddMember, { id: valid, address, learner });
+    return { members: res.members.map((m) => ({ id: m.id, address: m.address, voter: Boolean(m.voter) })), revision: Number(res.revision) };
+  }
+
+  /**
+   * Removes member `id`; a removed leader steps down.
+   * @throws RegistryError `NOT_FOUND`, `FAILED_PRECONDITION` (last voter), `UNAVAILABLE`.
+   */
+  async removeMember(id: string): Promise<{ members: ClusterMember[]; revision: number }> {
+    const valid = guard(() => validateId(id, 'id'));
+    const res = await this.invoke('write', ClusterService.RemoveMember, { id: valid });
+    return { members: res.members.map((m) => ({ id: m.id, address: m.address, voter: Boolean(m.voter) })), revision: Number(res.revision) };
+  }
+
+  /**
+   * Promotes learner `id` to voter.
+   * @throws RegistryError `NOT_FOUND`, `FAILED_PRECONDITION` (not a learner, or lagging), `UNAVAILABLE`.
+   */
+  async promoteMember(id: string): Promise<{ members: ClusterMember[]; revision: number }> {
+    const valid = guard(() => validateId(id, 'id'));
+    const res = await this.invoke('write', ClusterService.PromoteMember, { id: valid });
+    return { members: res.members.map((m) => ({ id: m.id, address: m.address, voter: Boolean(m.voter) })), revision: Number(res.revision) };
+  }
+
+  /**
+   * Saves a consistent backup of one node's state machine to `file` (written to `file.tmp`, then
+   * renamed, so a failed save never leaves a partial file under `file`). Tries the endpoints in
+   * turn until one streams it. Resolves with the bytes written.
+   * @throws RegistryError from the last endpoint tried.
+   */
+  async saveSnapshot(file: string): Promise<{ bytes: number; endpoint: string }> {
+    let last: unknown;
+    for (const endpoint of this.endpoints) {
+      const tmp = `${file}.tmp`;
+      try {
+        const channel = this.channel(endpoint);
+        await connect(channel, endpoint, Date.now() + CONNECT_TIMEOUT_MS);
+        const out = createWriteStream(tmp);
+        const call = channel.makeServerStreamRequest(
+          ClusterService.Snapshot.path,
+          ClusterService.Snapshot.requestSerialize,
+          ClusterService.Snapshot.responseDeserialize,
+          {},
+          new grpc.Metadata(),
+          { deadline: Date.now() + this.deadlineMs * 30 },
+        );
+        let bytes = 0;
+        for await (const chunk of call as AsyncIterable<{ data: Uint8Array }>) {
+          bytes += chunk.data.byteLength;
+          if (!out.write(chunk.data)) await new Promise<void>((r) => out.once('drain', () => r()));
+        }
+        await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+        await rename(tmp, file);
+        return { bytes, endpoint };
+      } catch (e) {
+        last = e;
+        await rm(tmp, { force: true });
+        if (isServiceError(e) && !isRetryable(e.code, 'read')) throw toRegistryError(e, endpoint);
+      }
+    }
+    throw isServiceError(last) ? toRegistryError(last, this.endpoints[this.endpoints.length - 1] as string) : last;
   }
 
   /**

@@ -17,7 +17,7 @@
  */
 import { Packr } from 'msgpackr';
 import { assertNever } from '../raft/types.js';
-import type { AgentSpec, ClientSession, Command } from './types.js';
+import type { AgentSpec, ClientSession, Command, MemberChange } from './types.js';
 
 /** The command format version this code writes and reads. */
 export const COMMAND_VERSION = 1;
@@ -101,6 +101,26 @@ function parseSession(x: unknown): ClientSession | undefined {
     throw new CommandDecodeError('s[1]', 'expected a positive integer sequence');
   }
   return { clientId: expectString(clientId, 's[0]'), sequence };
+}
+
+/** Encodes a membership change as the data of a `config` log entry (`{ v: 1, t: 'conf', ... }`). */
+export function encodeMemberChange(c: MemberChange): Uint8Array {
+  return registryPackr.pack({ v: COMMAND_VERSION, t: 'conf', type: c.type, nodeId: c.nodeId, address: c.address });
+}
+
+/** Decodes a `config` entry's data; throws {@link CommandDecodeError} naming the field. */
+export function decodeMemberChange(data: Uint8Array): MemberChange {
+  let decoded: unknown;
+  try {
+    decoded = registryPackr.unpack(data);
+  } catch (err) {
+    throw new CommandDecodeError('data', `not msgpack: ${(err as Error).message}`);
+  }
+  if (!isPlainMap(decoded) || decoded.t !== 'conf') throw new CommandDecodeError('t', 'not a membership change');
+  if (decoded.v !== COMMAND_VERSION) throw new CommandDecodeError('v', `unknown version ${JSON.stringify(decoded.v)}`);
+  const type = decoded.type;
+  if (type !== 'addLearner' && type !== 'addVoter' && type !== 'removeNode') throw new CommandDecodeError('type', `unknown change ${JSON.stringify(type)}`);
+  return { type, nodeId: expectString(decoded.nodeId, 'nodeId'), address: expectString(decoded.address, 'address') };
 }
 
 /**

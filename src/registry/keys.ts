@@ -10,6 +10,7 @@
  * | `idx/label/<key>\x00<value>\x00<id>`       | empty (secondary index)       |
  * | `meta/applied`                             | last applied log index, msgpackr number |
  * | `session/<clientId>\x00<seq, 16 hex>`      | first result of that write (exactly-once) |
+ * | `meta/members`                             | the cluster membership, msgpackr |
  *
  * Every query is a range scan over one prefix: all entries of an index for one capability,
  * kind or label pair share the prefix up to and including the `\x00` before the id, so they
@@ -32,6 +33,8 @@ export const INDEX_PREFIX = 'idx/';
 export const APPLIED_INDEX_KEY = 'meta/applied';
 /** Separator between the parts of an index key; sorts before every other character. */
 export const KEY_SEPARATOR = '\x00';
+/** The replicated membership record: every member's id, address and voter flag. */
+export const MEMBERS_KEY = 'meta/members';
 /** Prefix of exactly-once session results: `session/<clientId>\x00<sequence, 16 hex digits>`. */
 export const SESSION_PREFIX = 'session/';
 

@@ -17,7 +17,7 @@ import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { assertNever, type Entry } from '../raft/types.js';
 import { CorruptionError, type NodeStore, type WriteBatch } from '../storage/types.js';
-import { agentSpecFields, CommandDecodeError, decodeCommand, parseAgentSpec, registryPackr } from './commands.js';
+import { agentSpecFields, CommandDecodeError, decodeCommand, decodeMemberChange, parseAgentSpec, registryPackr } from './commands.js';
 import {
   AGENT_PREFIX,
   APPLIED_INDEX_KEY,
@@ -29,8 +29,9 @@ import {
   labelIndexPrefix,
   prefixEnd,
   sessionKey,
+  MEMBERS_KEY,
 } from './keys.js';
-import type { Agent, AgentSpec, Command, CommandResult, FindPage, FindQuery } from './types.js';
+import type { Agent, AgentSpec, Command, CommandResult, FindPage, FindQuery, Member, MemberChange } from './types.js';
 
 /**
  * How many of a client's most recent writes keep their result for exactly-once retries
@@ -134,6 +135,8 @@ export class RegistryStateMachine {
   private pending: PendingApply[] = [];
   /** Records read ahead for the `applyEntries` call in progress. */
   private prefetched: Map<string, Agent | undefined> | undefined;
+  /** The membership as staged by the newest applied config entry (undefined: read the store). */
+  private stagedMembers: Member[] | undefined;
   /** Session results read ahead for the `applyEntries` call in progress. */
   private prefetchedSessions: Map<string, SessionResult> | undefined;
 
@@ -164,6 +167,7 @@ export class RegistryStateMachine {
     this.durableApplied = applied;
     this.stagedApplied = applied;
     this.pending = [];
+    this.stagedMembers = undefined;
     this.opened = true;
   }
 
@@ -294,6 +298,7 @@ export class RegistryStateMachine {
   discardStaged(): void {
     this.pending = [];
     this.stagedApplied = this.durableApplied;
+    this.stagedMembers = undefined;
   }
 
   /**
@@ -399,7 +404,8 @@ export class RegistryStateMachine {
 
   /** Applies one entry into `pending.batch`; `undefined` when it yields no result. */
   private async applyOne(entry: Entry, pending: PendingApply): Promise<CommandResult | undefined> {
-    if (entry.type === 'config' || entry.data.length === 0) return undefined;
+    if (entry.type === 'config') return this.applyMemberChange(entry, pending);
+    if (entry.data.length === 0) return undefined;
     let cmd: Command;
     try {
       cmd = decodeCommand(entry.data);
@@ -429,8 +435,53 @@ export class RegistryStateMachine {
     return result;
   }
 
+  /**
+   * The membership as of the last applied (or staged) entry, in the order members were added.
+   * Empty before the first membership entry is applied.
+   */
+  async members(): Promise<Member[]> {
+    if (this.stagedMembers !== undefined) return [...this.stagedMembers];
+    const v = await this.store.kv.get(MEMBERS_KEY);
+    if (v === undefined) return [];
+    return decodeMembers(v);
+  }
+
+  /** Applies a `config` entry to the membership record (Raft applies it to its progress separately). */
+  private async applyMemberChange(entry: Entry, pending: PendingApply): Promise<CommandResult | undefined> {
+    let change: MemberChange;
+    try {
+      change = decodeMemberChange(entry.data);
+    } catch (err) {
+      if (!(err instanceof CommandDecodeError)) throw err;
+      this.log.warn({ index: entry.index, field: err.field, err: err.message }, 'skipping config entry that does not decode');
+      return undefined;
+    }
+    const current = await this.members();
+    const others = current.filter((m) => m.id !== change.nodeId);
+    const existing = current.find((m) => m.id === change.nodeId);
+    let next: Member[];
+    switch (change.type) {
+      case 'addLearner':
+        next = existing ? current : [...current, { id: change.nodeId, address: change.address, voter: false }];
+        break;
+      case 'addVoter':
+        next = existing
+          ? current.map((m) => (m.id === change.nodeId ? { id: m.id, address: change.address || m.address, voter: true } : m))
+          : [...current, { id: change.nodeId, address: change.address, voter: true }];
+        break;
+      case 'removeNode':
+        next = others;
+        break;
+      default:
+        return assertNever(change.type);
+    }
+    this.stagedMembers = next;
+    pending.batch.put(MEMBERS_KEY, registryPackr.pack(next.map((m) => [m.id, m.address, m.voter])));
+    return { type: 'config', change, members: next, revision: entry.index };
+  }
+
   /** Applies one decoded command at log index `revision` into `pending.batch`. */
-  private async applyCommand(cmd: Command, revision: number, pending: PendingApply): Promise<CommandResult> {
+  private async applyCommand(cmd: Command, revision: number, pending: PendingApply): Promise<Extract<CommandResult, { type: 'register' | 'deregister' }>> {
     const { batch, changes } = pending;
     switch (cmd.type) {
       case 'register': {
@@ -474,6 +525,18 @@ function duplicateResult(cmd: Command, first: SessionResult): CommandResult | un
   // The client reused a sequence number for a different kind of write: nothing is applied and
   // there is no result to give (the server answers FAILED_PRECONDITION).
   return undefined;
+}
+
+/** Decodes the membership record; throws {@link CorruptionError}. */
+function decodeMembers(v: Uint8Array): Member[] {
+  const raw = registryPackr.unpack(v) as unknown;
+  if (!Array.isArray(raw)) throw new CorruptionError(`${MEMBERS_KEY} does not decode`);
+  return raw.map((m: unknown) => {
+    if (!Array.isArray(m) || typeof m[0] !== 'string' || typeof m[1] !== 'string' || typeof m[2] !== 'boolean') {
+      throw new CorruptionError(`${MEMBERS_KEY} holds a malformed member`);
+    }
+    return { id: m[0], address: m[1], voter: m[2] };
+  });
 }
 
 /** Decodes a stored session result; throws {@link CorruptionError} naming the key. */

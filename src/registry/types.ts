@@ -53,7 +53,28 @@ export type Command =
  */
 export type CommandResult =
   | { readonly type: 'register'; readonly agent: Agent; readonly revision: number; readonly duplicate?: boolean }
-  | { readonly type: 'deregister'; readonly deleted: boolean; readonly revision: number; readonly duplicate?: boolean };
+  | { readonly type: 'deregister'; readonly deleted: boolean; readonly revision: number; readonly duplicate?: boolean }
+  | { readonly type: 'config'; readonly change: MemberChange; readonly members: readonly Member[]; readonly revision: number };
+
+/** A member of the cluster, as the replicated membership record holds it. */
+export interface Member {
+  readonly id: string;
+  /** `host:port` serving clients and peers. */
+  readonly address: string;
+  /** False for a learner (thesis §4.2.1). */
+  readonly voter: boolean;
+}
+
+/**
+ * A membership change as carried by a `config` log entry: the Raft change plus the member's
+ * address (so every node, and every snapshot, knows where members are).
+ */
+export interface MemberChange {
+  readonly type: 'addLearner' | 'addVoter' | 'removeNode';
+  readonly nodeId: string;
+  /** The member's address; empty for `removeNode`. */
+  readonly address: string;
+}
 
 /** Filters of a find; all given filters must hold (AND). Empty strings mean "any". */
 export interface FindQuery {

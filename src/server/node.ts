@@ -3,18 +3,24 @@
  * transport and the client API, all on one gRPC port (peers and clients alike).
  */
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { ClusterService, RegistryService as RegistryServiceDefinition } from '../api/registry-proto.js';
 import type { Logger } from '../log.js';
 import { nodeId, type NodeId } from '../raft/types.js';
 import { RegistryStateMachine } from '../registry/state-machine.js';
+import type { Member } from '../registry/types.js';
 import { openLevelStore } from '../storage/level-store.js';
+import { openSnapshotStore } from '../storage/snapshot-store.js';
 import type { NodeStore } from '../storage/types.js';
 import { GrpcTransport, PEER_SERVER_OPTIONS } from '../transport/grpc-transport.js';
 import { RaftNode } from './raft-node.js';
+import { restoreBackup } from './backup.js';
 import { RegistryService } from './registry-service.js';
 
+/** Folder of the snapshot files inside a node's data dir. */
+export const SNAPSHOT_DIR = 'snapshots';
 /** How long a shutdown waits for in-flight calls before it forces them closed, in ms. */
 export const SHUTDOWN_GRACE_MS = 2_000;
 
@@ -24,8 +30,16 @@ export interface NodeOptions {
   readonly id: string;
   /** `host:port` to listen on (clients and peers); port 0 picks a free one. */
   readonly listen: string;
-  /** Every voter of the cluster, this node included: id → `host:port`. */
+  /**
+   * The voters a new cluster bootstraps with, this node included: id → `host:port`. Only used
+   * by a fresh data dir; afterwards the membership comes from the replicated log. Empty with
+   * `join`.
+   */
   readonly peers: Readonly<Record<string, string>>;
+  /** Start empty and wait to be added to an existing cluster (no bootstrap). */
+  readonly join?: boolean;
+  /** Seed this new node's empty data dir from a backup file (`registry snapshot save`). */
+  readonly restore?: string;
   /** Directory of this node's LevelDB store (created if missing). */
   readonly dataDir: string;
   readonly logger: Logger;
@@ -37,6 +51,12 @@ export interface NodeOptions {
   readonly heartbeatTicks?: number;
   /** Called once if the node stops on a fatal error (corrupt storage, broken invariant). */
   readonly onFatal?: (err: Error) => void;
+  /** Applied entries between snapshots (default 10,000). */
+  readonly snapshotThresholdEntries?: number;
+  /** Entries kept in the log behind a snapshot (default 5,000). */
+  readonly snapshotTailEntries?: number;
+  /** Chunk size of snapshot files and transfers, in bytes (default 1 MiB). */
+  readonly snapshotChunkBytes?: number;
 }
 
 /**
@@ -73,28 +93,44 @@ export class RegistryNode {
    */
   static async start(opts: NodeOptions): Promise<RegistryNode> {
     const id = nodeId(opts.id);
-    if (!(opts.id in opts.peers)) throw new Error(`--id ${opts.id} is not one of --peers (${Object.keys(opts.peers).join(', ')})`);
+    if (!opts.join && !(opts.id in opts.peers)) throw new Error(`--id ${opts.id} is not one of --peers (${Object.keys(opts.peers).join(', ')})`);
     const log = opts.logger;
     await mkdir(opts.dataDir, { recursive: true });
     const store = await openLevelStore(opts.dataDir);
     try {
       const stateMachine = new RegistryStateMachine(store, log.child({ component: 'state-machine' }));
       await stateMachine.open();
-      const transport = new GrpcTransport({ id, peers: opts.peers, logger: log });
+      const snapshots = await openSnapshotStore(join(opts.dataDir, SNAPSHOT_DIR));
+      const bootstrap: Member[] = opts.join ? [] : Object.entries(opts.peers).map(([mid, address]) => ({ id: mid, address, voter: true }));
+      if (opts.restore) {
+        const header = await restoreBackup(store, snapshots, opts.restore, bootstrap);
+        await stateMachine.open();
+        log.info({ file: opts.restore, index: header.index, from: header.nodeId }, 'restored from backup');
+      }
+      const stored = await stateMachine.members();
+      let members: readonly Member[] = stored.length > 0 ? stored : bootstrap;
+      const peerAddresses = { ...opts.peers, ...Object.fromEntries(members.map((m) => [m.id, m.address])) };
+      const transport = new GrpcTransport({ id, peers: peerAddresses, logger: log });
       const raft = await RaftNode.start({
         id,
-        voters: Object.keys(opts.peers).map(nodeId),
+        bootstrap,
         store,
         stateMachine,
         transport,
+        snapshots,
         logger: log.child({ component: 'raft' }),
+        ...(opts.snapshotThresholdEntries !== undefined ? { snapshotThresholdEntries: opts.snapshotThresholdEntries } : {}),
+        ...(opts.snapshotTailEntries !== undefined ? { snapshotTailEntries: opts.snapshotTailEntries } : {}),
+        ...(opts.snapshotChunkBytes !== undefined ? { snapshotChunkBytes: opts.snapshotChunkBytes } : {}),
         ...(opts.tickMs !== undefined ? { tickMs: opts.tickMs } : {}),
         ...(opts.electionTicks !== undefined ? { electionTicks: opts.electionTicks } : {}),
         ...(opts.heartbeatTicks !== undefined ? { heartbeatTicks: opts.heartbeatTicks } : {}),
         ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
       });
-      const members = new Map(Object.entries(opts.peers));
-      const service = new RegistryService({ id, raft, stateMachine, members: () => members, logger: log.child({ component: 'api' }) });
+      raft.on('members', (next: readonly Member[]) => {
+        members = next;
+      });
+      const service = new RegistryService({ id, store, raft, stateMachine, members: () => members, logger: log.child({ component: 'api' }) });
       const server = new grpc.Server(PEER_SERVER_OPTIONS);
       transport.addToServer(server);
       server.addService(RegistryServiceDefinition, service.registryHandlers() as unknown as grpc.UntypedServiceImplementation);

@@ -21,7 +21,9 @@ import type { Logger } from '../log.js';
 import {
   MemoryStorage,
   NO_NODE,
+  ProposalDroppedError,
   RawNode,
+  nodeId,
   logIndex,
   seededRandom,
   type Entry,
@@ -29,13 +31,19 @@ import {
   type Message,
   type NodeId,
   type RaftStatus,
+  type InstallSnapshot,
   type Ready,
+  type Snapshot,
+  type SnapshotMetadata,
   type Term,
+  EMPTY_SNAPSHOT,
 } from '../raft/index.js';
-import type { NodeStore } from '../storage/types.js';
+import type { NodeStore, SnapshotMeta, SnapshotStore } from '../storage/types.js';
+import { decodeStatePairs, encodeStatePairs } from '../storage/snapshot-codec.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
-import type { CommandResult } from '../registry/types.js';
-import type { Transport } from '../transport/types.js';
+import { encodeMemberChange } from '../registry/commands.js';
+import type { CommandResult, Member, MemberChange } from '../registry/types.js';
+import type { SnapshotTransport, Transport } from '../transport/types.js';
 
 /** Default length of one tick, in ms: heartbeat 1 tick = 100 ms, election 10-20 ticks = 1-2 s. */
 export const DEFAULT_TICK_MS = 100;
@@ -47,6 +55,14 @@ export const MAX_PROPOSAL_BATCH_BYTES = 8 * 1024 * 1024;
 export const MAX_PENDING_PROPOSALS = 65_536;
 /** Most reads waiting for their ReadIndex round before new ones are refused. */
 export const MAX_PENDING_READS = 65_536;
+/** Default: snapshot the state machine once this many entries were applied since the last one. */
+export const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES = 10_000;
+/** Default: entries kept in the log behind a snapshot, so a briefly lagging follower catches up from the log. */
+export const DEFAULT_SNAPSHOT_TAIL_ENTRIES = 5_000;
+/** Default size of the chunks a snapshot is written and streamed in, in bytes. */
+export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+/** Snapshot files kept on disk (the newest and the one before, which a transfer may still read). */
+export const SNAPSHOTS_RETAINED = 2;
 
 /** This node is not the leader; `leaderId` says who is ('' when unknown). Retry there. */
 export class NotLeaderError extends Error {
@@ -64,11 +80,24 @@ export class UnavailableError extends Error {
 /** Settings of the driver. */
 export interface RaftNodeOptions {
   readonly id: NodeId;
-  readonly voters: readonly NodeId[];
+  /**
+   * The members a fresh store bootstraps the cluster with (each node of a new cluster passes the
+   * same list); ignored once the store holds a log. Empty for a node that joins an existing
+   * cluster: it waits to be added and learns the membership from the leader.
+   */
+  readonly bootstrap: readonly Member[];
   readonly store: NodeStore;
   readonly stateMachine: RegistryStateMachine;
-  readonly transport: Transport;
+  readonly transport: Transport & SnapshotTransport;
+  /** Where state machine snapshots are written and read (§7). */
+  readonly snapshots: SnapshotStore;
   readonly logger: Logger;
+  /** Applied entries between snapshots (default {@link DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES}). */
+  readonly snapshotThresholdEntries?: number;
+  /** Entries kept behind a snapshot (default {@link DEFAULT_SNAPSHOT_TAIL_ENTRIES}). */
+  readonly snapshotTailEntries?: number;
+  /** Chunk size of snapshot files and transfers, in bytes (default {@link DEFAULT_SNAPSHOT_CHUNK_BYTES}). */
+  readonly snapshotChunkBytes?: number;
   /** Length of a tick in ms (default {@link DEFAULT_TICK_MS}). */
   readonly tickMs?: number;
   readonly electionTicks?: number;
@@ -117,8 +146,19 @@ export class RaftNode extends EventEmitter {
   private readonly rawNode: RawNode;
   private readonly store: NodeStore;
   private readonly sm: RegistryStateMachine;
-  private readonly transport: Transport;
+  private readonly transport: Transport & SnapshotTransport;
+  private readonly snapshots: SnapshotStore;
   private readonly log: Logger;
+  private readonly snapshotThreshold: number;
+  private readonly snapshotTail: number;
+  private readonly chunkBytes: number;
+  /** Snapshot files this node holds, by index (the newest few). */
+  private readonly snapshotFiles = new Map<number, SnapshotMeta>();
+  private snapshotInProgress = false;
+  /** A log compaction decided after a snapshot, written between two Readies. */
+  private pendingCompaction: { index: LogIndex; term: Term } | undefined;
+  /** Followers a snapshot is being streamed to. */
+  private readonly snapshotSends = new Set<NodeId>();
   private readonly tickMs: number;
   private readonly onFatal: (err: Error) => void;
 
@@ -143,7 +183,11 @@ export class RaftNode extends EventEmitter {
     this.store = opts.store;
     this.sm = opts.stateMachine;
     this.transport = opts.transport;
+    this.snapshots = opts.snapshots;
     this.log = opts.logger;
+    this.snapshotThreshold = opts.snapshotThresholdEntries ?? DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES;
+    this.snapshotTail = opts.snapshotTailEntries ?? DEFAULT_SNAPSHOT_TAIL_ENTRIES;
+    this.chunkBytes = opts.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
     this.tickMs = opts.tickMs ?? DEFAULT_TICK_MS;
     this.onFatal = opts.onFatal ?? (() => undefined);
   }
@@ -154,15 +198,29 @@ export class RaftNode extends EventEmitter {
    */
   static async start(opts: RaftNodeOptions): Promise<RaftNode> {
     const { store, stateMachine } = opts;
+    await RaftNode.maybeBootstrap(opts);
     const hardState = await store.stable.hardState();
-    const storage = new MemoryStorage();
+    // Recovery (§7): the latest snapshot, the compaction point, then the log tail after it.
+    const latest = await opts.snapshots.latest();
+    const compacted = await store.stable.compactedTo();
+    const snapshot: Snapshot = latest
+      ? { metadata: { index: latest.index, term: latest.term, confState: latest.confState }, data: new Uint8Array(0) }
+      : EMPTY_SNAPSHOT;
+    const storage = new MemoryStorage(snapshot, compacted);
     const first = store.log.firstIndex();
     const last = store.log.lastIndex();
     if (last >= first) storage.append(await store.log.entries(first, logIndex(last + 1)));
     const seed = randomBytes(4).readUInt32BE(0);
+    // The configuration as of the applied index: the replicated membership record, else (a
+    // bootstrapped store whose first entries are not applied yet) the bootstrap list.
+    const members = await stateMachine.members();
+    const known = members.length > 0 ? members : latest ? [] : opts.bootstrap;
     const rawNode = new RawNode({
       id: opts.id,
-      voters: opts.voters,
+      voters: opts.bootstrap.filter((m) => m.voter).map((m) => nodeId(m.id)),
+      ...(known.length > 0
+        ? { confState: { voters: known.filter((m) => m.voter).map((m) => nodeId(m.id)), learners: known.filter((m) => !m.voter).map((m) => nodeId(m.id)) } }
+        : {}),
       storage,
       ...(hardState ? { hardState } : {}),
       applied: logIndex(stateMachine.appliedIndex),
@@ -173,11 +231,40 @@ export class RaftNode extends EventEmitter {
       checkQuorum: true,
     });
     const node = new RaftNode(opts, rawNode, hardState?.currentTerm ?? (0 as Term));
+    if (latest) node.snapshotFiles.set(latest.index, latest);
     opts.transport.onMessage((m) => node.onMessage(m));
+    opts.transport.onSnapshot((m, chunks) => node.receiveSnapshot(m, chunks));
     node.ticker = setInterval(() => node.onTick(), node.tickMs);
-    opts.logger.info({ term: hardState?.currentTerm ?? 0, lastIndex: last, applied: stateMachine.appliedIndex }, 'raft node started');
+    opts.logger.info(
+      { term: hardState?.currentTerm ?? 0, snapshotIndex: latest?.index ?? 0, firstIndex: first, lastIndex: last, applied: stateMachine.appliedIndex },
+      'raft node started',
+    );
     node.schedule();
     return node;
+  }
+
+  /**
+   * A fresh store of a new cluster starts with one `config` entry per bootstrap member, at
+   * indexes 1..n of term 1 and already committed: every bootstrapping node writes the same
+   * entries (etcd's bootstrap), so the membership is in the log, and a node that joins later
+   * learns it by replication.
+   */
+  private static async maybeBootstrap(opts: RaftNodeOptions): Promise<void> {
+    const { store } = opts;
+    if (opts.bootstrap.length === 0) return;
+    if ((await store.stable.hardState()) !== undefined || store.log.lastIndex() > 0) return;
+    if ((await opts.snapshots.latest()) !== undefined) return;
+    const entries: Entry[] = opts.bootstrap.map((m, i) => ({
+      index: logIndex(i + 1),
+      term: 1 as Term,
+      type: 'config',
+      data: encodeMemberChange({ type: m.voter ? 'addVoter' : 'addLearner', nodeId: m.id, address: m.address }),
+    }));
+    const batch = store.batch();
+    batch.appendEntries(entries);
+    batch.setHardState({ currentTerm: 1 as Term, votedFor: NO_NODE, commitIndex: logIndex(entries.length) });
+    await batch.write();
+    opts.logger.info({ members: opts.bootstrap.map((m) => m.id) }, 'bootstrapped a new cluster');
   }
 
   // -----------------------------------------------------------------------------------------
@@ -244,6 +331,39 @@ export class RaftNode extends EventEmitter {
   waitApplied(index: number): Promise<void> {
     if (this.sm.appliedIndex >= index) return Promise.resolve();
     return new Promise((resolve) => this.applyWaiters.push({ index, resolve }));
+  }
+
+  /**
+   * Proposes a membership change (thesis §4.1) and resolves with its result once applied here.
+   * Rejects with {@link NotLeaderError} on a follower and {@link UnavailableError} when the core
+   * refuses it for now (a change still pending, no entry of this term committed yet).
+   */
+  proposeMemberChange(change: MemberChange): Promise<CommandResult | undefined> {
+    if (this.stopped) return Promise.reject(new UnavailableError('node is stopping'));
+    const raft = this.rawNode.raft;
+    if (raft.role !== 'leader') return Promise.reject(new NotLeaderError(raft.leaderId));
+    let r: { index: LogIndex; term: Term };
+    try {
+      r = this.rawNode.proposeConfChange(encodeMemberChange(change));
+    } catch (err) {
+      if (err instanceof ProposalDroppedError) return Promise.reject(new UnavailableError(err.message));
+      return Promise.reject(err);
+    }
+    this.schedule();
+    return new Promise((resolve, reject) => this.proposed.set(r.index, { term: r.term, resolve, reject }));
+  }
+
+  /** The term of the entry at `index` if the log still holds it, else the current term. */
+  termAt(index: number): number {
+    return this.rawNode.raft.raftLog.term(logIndex(index)) ?? this.rawNode.raft.currentTerm;
+  }
+
+  /** The leader's view of a member's replication: its matchIndex and the leader's last index. */
+  replicationOf(id: string): { matchIndex: number; lastIndex: number } | undefined {
+    const raft = this.rawNode.raft;
+    if (raft.role !== 'leader') return undefined;
+    const pr = raft.prs.get(nodeId(id));
+    return pr ? { matchIndex: pr.matchIndex, lastIndex: raft.raftLog.lastIndex() } : undefined;
   }
 
   /** Asks the leader to hand leadership to `target` (thesis §3.10). */
@@ -324,6 +444,8 @@ export class RaftNode extends EventEmitter {
     this.running = true;
     try {
       for (;;) {
+        await this.maybeWriteCompaction();
+        this.maybeStartSnapshot();
         this.flushProposals();
         this.flushReads();
         if (!this.rawNode.hasReady()) break;
@@ -340,11 +462,11 @@ export class RaftNode extends EventEmitter {
     // tick or message, not in a busy loop.
     const raft = this.rawNode.raft;
     const proposable = this.proposalQueue.length > 0 && raft.role === 'leader' && raft.leadTransferee === NO_NODE;
-    if (proposable || this.readQueue.length > 0 || this.rawNode.hasReady()) this.schedule();
+    if (proposable || this.readQueue.length > 0 || this.pendingCompaction || this.rawNode.hasReady()) this.schedule();
   }
 
   private async handleReady(rd: Ready): Promise<void> {
-    if (rd.snapshot) throw new Error('InstallSnapshot is not supported by this version');
+    if (rd.snapshot) await this.installSnapshot(rd);
     if (rd.softState) {
       this.log.info({ role: rd.softState.role, leader: rd.softState.leaderId, term: this.rawNode.raft.currentTerm }, 'raft role changed');
       this.emit('role', rd.softState);
@@ -355,7 +477,10 @@ export class RaftNode extends EventEmitter {
     // acknowledgements wait for the write they promise.
     const early: Message[] = [];
     const late: Message[] = [];
-    for (const m of rd.messages) (sendableBeforePersist(m, this.durableTerm) ? early : late).push(m);
+    for (const m of rd.messages) {
+      if (m.type === 'InstallSnapshot') this.sendSnapshot(m);
+      else (sendableBeforePersist(m, this.durableTerm) ? early : late).push(m);
+    }
     if (early.length > 0) this.transport.send(early);
     // 1. Persist: hard state, entries and the applied state machine changes, in one synced write.
     const batch = this.store.batch();
@@ -366,6 +491,18 @@ export class RaftNode extends EventEmitter {
     this.sm.commitApplied(batch);
     // 2. Send, only now that what the messages promise is durable.
     if (rd.messages.length > 0) this.transport.send(rd.messages);
+    // Membership changes take effect in Raft and in the transport once applied (etcd's rule).
+    for (const e of rd.committedEntries) {
+      const r = results.get(e.index);
+      if (e.type !== 'config' || r?.type !== 'config') continue;
+      this.rawNode.applyConfChange({ type: r.change.type, nodeId: nodeId(r.change.nodeId) });
+      if (r.change.nodeId !== this.id) {
+        if (r.change.type === 'removeNode') this.transport.removePeer(nodeId(r.change.nodeId));
+        else this.transport.setPeer(nodeId(r.change.nodeId), r.change.address);
+      }
+      this.log.info({ change: r.change, members: r.members.map((m) => `${m.id}${m.voter ? '' : '(learner)'}`) }, 'membership changed');
+      this.emit('members', r.members);
+    }
     // 3. Answer clients.
     this.completeProposals(rd.committedEntries, results);
     for (const rs of rd.readStates) this.completeRead(rs.context, rs.index, rs.ok);
@@ -402,6 +539,152 @@ export class RaftNode extends EventEmitter {
         w.resolve();
       }
     }
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // Snapshots and compaction (§7)
+
+  /**
+   * Once `snapshotThresholdEntries` entries were applied since the last snapshot, takes a
+   * consistent view of the state machine (a LevelDB snapshot, at exactly the applied index:
+   * no write is in flight between two Readies) and writes it to a snapshot file in the
+   * background, while applies go on.
+   */
+  private maybeStartSnapshot(): void {
+    if (this.snapshotInProgress) return;
+    const applied = this.sm.appliedIndex;
+    const last = this.rawNode.raft.raftLog.storage.snapshot().metadata.index;
+    if (applied - last < this.snapshotThreshold) return;
+    const index = logIndex(applied);
+    const t = this.rawNode.raft.raftLog.term(index);
+    if (t === undefined) return;
+    const metadata: SnapshotMetadata = { index, term: t, confState: this.rawNode.raft.confState() };
+    const view = this.store.stateMachineView();
+    this.snapshotInProgress = true;
+    const started = performance.now();
+    void (async () => {
+      const sink = this.snapshots.create(metadata);
+      try {
+        for await (const chunk of encodeStatePairs(view.entries(), this.chunkBytes)) await sink.write(chunk);
+        const file = await sink.finish();
+        this.snapshotFiles.set(file.index, file);
+        this.rawNode.setSnapshot(metadata);
+        this.planCompaction(index);
+        this.log.info({ index, term: t, sizeBytes: file.sizeBytes, ms: Math.round(performance.now() - started) }, 'snapshot written');
+        await this.pruneSnapshots();
+      } catch (err) {
+        await sink.abort().catch(() => undefined);
+        this.log.error({ err, index }, 'snapshot failed; will retry');
+      } finally {
+        await view.close().catch(() => undefined);
+        this.snapshotInProgress = false;
+        this.schedule();
+      }
+    })();
+  }
+
+  /**
+   * Decides how far to compact after a snapshot at `index`: keep `snapshotTailEntries` entries,
+   * and never drop an entry after a snapshot still being sent to a follower, so that once it is
+   * installed the follower continues from the log instead of needing yet another snapshot
+   * (a follower whose transfer outlasts the tail would otherwise never catch up).
+   */
+  private planCompaction(index: LogIndex): void {
+    const raft = this.rawNode.raft;
+    let through = index - this.snapshotTail;
+    if (raft.role === 'leader') {
+      for (const [id, pr] of raft.prs) if (id !== this.id && pr.state === 'snapshot') through = Math.min(through, pr.pendingSnapshot);
+    }
+    if (through <= raft.raftLog.storage.compactedTo().index) return;
+    const t = this.rawNode.compact(logIndex(through));
+    this.pendingCompaction = { index: logIndex(through), term: t };
+    this.schedule();
+  }
+
+  private async maybeWriteCompaction(): Promise<void> {
+    const c = this.pendingCompaction;
+    if (!c) return;
+    this.pendingCompaction = undefined;
+    const batch = this.store.batch();
+    batch.compactLog(c.index, c.term);
+    await batch.write();
+    this.log.info({ through: c.index, firstIndex: this.store.log.firstIndex() }, 'log compacted');
+  }
+
+  private async pruneSnapshots(): Promise<void> {
+    await this.snapshots.prune(SNAPSHOTS_RETAINED);
+    const keep = [...this.snapshotFiles.keys()].sort((a, b) => b - a).slice(0, SNAPSHOTS_RETAINED);
+    for (const k of this.snapshotFiles.keys()) if (!keep.includes(k)) this.snapshotFiles.delete(k);
+  }
+
+  /** Streams the snapshot file an InstallSnapshot names to its follower; reports the outcome to Raft. */
+  private sendSnapshot(m: InstallSnapshot): void {
+    const to = m.to;
+    const file = this.snapshotFiles.get(m.snapshot.metadata.index);
+    if (!file || this.snapshotSends.has(to)) {
+      if (!file) this.rawNode.reportSnapshot(to, false);
+      return;
+    }
+    this.snapshotSends.add(to);
+    const started = performance.now();
+    this.transport.sendSnapshot(m, this.snapshots.read(file, this.chunkBytes)).then(
+      () => {
+        this.log.info({ to, index: file.index, sizeBytes: file.sizeBytes, ms: Math.round(performance.now() - started) }, 'snapshot sent');
+        this.afterSnapshotSend(to, true);
+      },
+      (err: unknown) => {
+        this.log.warn({ to, index: file.index, err }, 'snapshot send failed; will retry');
+        this.afterSnapshotSend(to, false);
+      },
+    );
+  }
+
+  private afterSnapshotSend(to: NodeId, ok: boolean): void {
+    this.snapshotSends.delete(to);
+    if (this.stopped) return;
+    this.rawNode.reportSnapshot(to, ok);
+    this.schedule();
+  }
+
+  /**
+   * A snapshot arrives from the leader: its payload is written to a local snapshot file first;
+   * only then does the InstallSnapshot step into Raft, which decides whether to install it.
+   */
+  private async receiveSnapshot(m: InstallSnapshot, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    if (this.stopped) throw new UnavailableError('node is stopping');
+    const sink = this.snapshots.create(m.snapshot.metadata);
+    try {
+      for await (const chunk of chunks) await sink.write(chunk);
+      const file = await sink.finish();
+      this.snapshotFiles.set(file.index, file);
+    } catch (err) {
+      await sink.abort().catch(() => undefined);
+      throw err;
+    }
+    this.onMessage(m);
+  }
+
+  /**
+   * Installs the snapshot of a Ready (§7, Figure 13 steps 6-8): the state machine is replaced
+   * from the snapshot file and the log reset to end at its index, in one atomic switch; a crash
+   * before it leaves the previous state and log.
+   */
+  private async installSnapshot(rd: Ready): Promise<void> {
+    const meta = (rd.snapshot as Snapshot).metadata;
+    const file = this.snapshotFiles.get(meta.index);
+    if (!file) throw new Error(`snapshot ${meta.index} to install is not on disk`);
+    const started = performance.now();
+    await this.store.installStateMachine(decodeStatePairs(this.snapshots.read(file, this.chunkBytes)), (batch) => {
+      batch.resetLog(meta.index, meta.term);
+      if (rd.hardState) batch.setHardState(rd.hardState);
+    });
+    this.sm.discardStaged();
+    await this.sm.open();
+    if (this.sm.appliedIndex !== meta.index) {
+      throw new Error(`installed snapshot ${meta.index} but the state machine says applied ${this.sm.appliedIndex}`);
+    }
+    this.log.info({ index: meta.index, term: meta.term, sizeBytes: file.sizeBytes, ms: Math.round(performance.now() - started) }, 'snapshot installed');
+    await this.pruneSnapshots();
   }
 
   private fatal(err: Error): void {

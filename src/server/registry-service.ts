@@ -30,17 +30,38 @@ import {
   type RegistryHandlers,
   type TransferLeadershipRequest,
   type TransferLeadershipResponse,
+  type AddMemberRequest,
+  type RemoveMemberRequest,
+  type PromoteMemberRequest,
+  type MemberListResponse,
 } from '../api/registry-proto.js';
 import type { Logger } from '../log.js';
 import { nodeId, type NodeId } from '../raft/types.js';
 import { encodeCommand } from '../registry/commands.js';
 import { QueryError, type RegistryStateMachine } from '../registry/state-machine.js';
 import { ValidationError, validateId, validateSession } from '../registry/validation.js';
-import type { Command, CommandResult } from '../registry/types.js';
+import type { Command, CommandResult, Member, MemberChange } from '../registry/types.js';
 import { NotLeaderError, UnavailableError, type RaftNode } from './raft-node.js';
+import { BackupError, backupStream } from './backup.js';
+import type { NodeStore } from '../storage/types.js';
 
 /** Longest a request waits for commit, apply or a read barrier when the client set no deadline, in ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/** A learner is promoted only when it is at most this many entries behind the leader's log. */
+export const PROMOTE_MAX_LAG_ENTRIES = 1_000;
+/** Longest `host:port` accepted for a member address, in characters. */
+export const MAX_ADDRESS_CHARS = 256;
+
+/** Checks a `host:port` address, naming `field` in the error. */
+function validateAddress(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ADDRESS_CHARS || !/^[^\s:]+(:[^\s:]+)*:\d{1,5}$/.test(value)) {
+    throw new ValidationError(field, 'must be host:port');
+  }
+  const port = Number(value.slice(value.lastIndexOf(':') + 1));
+  if (port < 1 || port > 65535) throw new ValidationError(field, 'port must be 1-65535');
+  return value;
+}
+
 /** How often a leadership transfer checks whether the target leads yet, in ms. */
 export const TRANSFER_POLL_MS = 20;
 /** Metadata key marking a request forwarded by a follower: the receiver never forwards it again. */
@@ -101,10 +122,12 @@ function unary<Req, Res>(log: Logger, body: (call: grpc.ServerUnaryCall<Req, Res
 /** What the handlers need from the node. */
 export interface ServiceContext {
   readonly id: NodeId;
+  /** The node's store, for backups. */
+  readonly store: NodeStore;
   readonly raft: RaftNode;
   readonly stateMachine: RegistryStateMachine;
-  /** Member id → client/peer address. */
-  readonly members: () => ReadonlyMap<string, string>;
+  /** The cluster's members as this node knows them (replicated membership record). */
+  readonly members: () => readonly Member[];
   readonly logger: Logger;
 }
 
@@ -146,7 +169,7 @@ export class RegistryService {
     return {
       Status: unary(this.log, async () => {
         const st = this.ctx.raft.status();
-        const members = [...this.ctx.members()].map(([id, address]) => ({ id, address, voter: true }));
+        const members = this.ctx.members().map((m) => ({ id: m.id, address: m.address, voter: m.voter }));
         return statusToWire({
           nodeId: this.ctx.id,
           leaderId: st.leaderId,
@@ -155,10 +178,97 @@ export class RegistryService {
           appliedIndex: this.ctx.raft.appliedIndex,
           role: st.role,
           members,
+          snapshotIndex: st.snapshotIndex,
+          firstIndex: st.firstIndex,
         });
       }),
       TransferLeadership: unary(this.log, (call) => this.transferLeadership(call)),
+      AddMember: unary(this.log, (call) => this.addMember(call)),
+      RemoveMember: unary(this.log, (call) => this.removeMember(call)),
+      PromoteMember: unary(this.log, (call) => this.promoteMember(call)),
+      Snapshot: (call) => void this.streamBackup(call),
     };
+  }
+
+  /** Streams a backup of this node's state machine (see `backup.ts`), honouring back-pressure. */
+  private async streamBackup(call: grpc.ServerWritableStream<Record<string, never>, { data: Uint8Array }>): Promise<void> {
+    const view = this.ctx.store.stateMachineView();
+    try {
+      for await (const chunk of backupStream(view, this.ctx.id, (i) => this.ctx.raft.termAt(i))) {
+        if (call.cancelled) return;
+        if (!call.write({ data: chunk })) await new Promise((r) => call.once('drain', r));
+      }
+      call.end();
+    } catch (err) {
+      const e = err instanceof BackupError ? { code: grpc.status.FAILED_PRECONDITION, details: err.message } : toServiceError(err, this.log);
+      call.destroy(Object.assign(new Error(e.details), e));
+    } finally {
+      await view.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Thesis §4.1/§4.2.1: the new member joins as a learner and, unless it should stay one, is
+   * promoted once it has caught up, so it never counts for quorum before it holds the log.
+   */
+  private async addMember(call: grpc.ServerUnaryCall<AddMemberRequest, MemberListResponse>): Promise<MemberListResponse> {
+    const id = validateId(call.request.id, 'id');
+    const address = validateAddress(call.request.address, 'address');
+    const learner = Boolean(call.request.learner);
+    const forwarded = await this.forwardIfFollower<AddMemberRequest, MemberListResponse>(this.clusterClient.bind(this), 'AddMember', { id, address, learner }, call, false);
+    if (forwarded) return forwarded;
+    if (this.ctx.members().some((m) => m.id === id)) throw new StatusError(grpc.status.ALREADY_EXISTS, `member ${JSON.stringify(id)} already exists`);
+    let res = await this.changeMembers({ type: 'addLearner', nodeId: id, address }, call);
+    if (learner) return res;
+    await this.waitCaughtUp(id, call);
+    res = await this.changeMembers({ type: 'addVoter', nodeId: id, address }, call);
+    return res;
+  }
+
+  private async removeMember(call: grpc.ServerUnaryCall<RemoveMemberRequest, MemberListResponse>): Promise<MemberListResponse> {
+    const id = validateId(call.request.id, 'id');
+    const forwarded = await this.forwardIfFollower<RemoveMemberRequest, MemberListResponse>(this.clusterClient.bind(this), 'RemoveMember', { id }, call, false);
+    if (forwarded) return forwarded;
+    const members = this.ctx.members();
+    const m = members.find((x) => x.id === id);
+    if (!m) throw new StatusError(grpc.status.NOT_FOUND, `member ${JSON.stringify(id)} not found`);
+    if (m.voter && members.filter((x) => x.voter).length === 1) {
+      throw new StatusError(grpc.status.FAILED_PRECONDITION, `cannot remove ${id}: it is the last voter`);
+    }
+    return this.changeMembers({ type: 'removeNode', nodeId: id, address: '' }, call);
+  }
+
+  private async promoteMember(call: grpc.ServerUnaryCall<PromoteMemberRequest, MemberListResponse>): Promise<MemberListResponse> {
+    const id = validateId(call.request.id, 'id');
+    const forwarded = await this.forwardIfFollower<PromoteMemberRequest, MemberListResponse>(this.clusterClient.bind(this), 'PromoteMember', { id }, call, false);
+    if (forwarded) return forwarded;
+    const m = this.ctx.members().find((x) => x.id === id);
+    if (!m) throw new StatusError(grpc.status.NOT_FOUND, `member ${JSON.stringify(id)} not found`);
+    if (m.voter) throw new StatusError(grpc.status.FAILED_PRECONDITION, `${id} is already a voter`);
+    const rep = this.ctx.raft.replicationOf(id);
+    if (!rep || rep.lastIndex - rep.matchIndex > PROMOTE_MAX_LAG_ENTRIES) {
+      throw new StatusError(grpc.status.FAILED_PRECONDITION, `${id} is ${rep ? rep.lastIndex - rep.matchIndex : 'an unknown number of'} entries behind; promote it once it has caught up`);
+    }
+    return this.changeMembers({ type: 'addVoter', nodeId: id, address: m.address }, call);
+  }
+
+  /** Proposes one membership change on the leader and answers with the membership after it. */
+  private async changeMembers(change: MemberChange, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<MemberListResponse> {
+    const result = await withTimeout(this.ctx.raft.proposeMemberChange(change), budgetMs(call), 'membership change');
+    if (result?.type !== 'config') throw new StatusError(grpc.status.INTERNAL, 'membership change produced no result');
+    return { members: result.members.map((m) => ({ id: m.id, address: m.address, voter: m.voter })), revision: result.revision };
+  }
+
+  /** Waits until the leader has replicated to `id` within {@link PROMOTE_MAX_LAG_ENTRIES} of its log. */
+  private async waitCaughtUp(id: string, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<void> {
+    const until = Date.now() + budgetMs(call);
+    while (Date.now() < until) {
+      const rep = this.ctx.raft.replicationOf(id);
+      if (!rep) throw new UnavailableError('leadership changed while the new member was catching up; it stays a learner');
+      if (rep.lastIndex - rep.matchIndex <= PROMOTE_MAX_LAG_ENTRIES) return;
+      await new Promise((r) => setTimeout(r, TRANSFER_POLL_MS));
+    }
+    throw new StatusError(grpc.status.DEADLINE_EXCEEDED, `${id} did not catch up in time; it stays a learner (PromoteMember later)`);
   }
 
   /**
@@ -167,7 +277,7 @@ export class RegistryService {
    */
   private async transferLeadership(call: grpc.ServerUnaryCall<TransferLeadershipRequest, TransferLeadershipResponse>): Promise<TransferLeadershipResponse> {
     const target = validateId(call.request.target_id, 'target_id');
-    if (!this.ctx.members().has(target)) throw new ValidationError('target_id', `${JSON.stringify(target)} is not a member`);
+    if (!this.ctx.members().some((m) => m.id === target && m.voter)) throw new ValidationError('target_id', `${JSON.stringify(target)} is not a voting member`);
     const raft = this.ctx.raft;
     if (raft.leaderId === target) return { leader_id: target, term: raft.status().currentTerm };
     const forwarded = await this.forwardIfFollower<TransferLeadershipRequest, TransferLeadershipResponse>(this.clusterClient.bind(this), 'TransferLeadership', { target_id: target }, call, false);
@@ -279,7 +389,7 @@ export class RegistryService {
     }
     const leader = raft.leaderId;
     if (!leader) throw new UnavailableError('no leader is known; retry');
-    const address = this.ctx.members().get(leader);
+    const address = this.ctx.members().find((m) => m.id === leader)?.address;
     if (!address) throw new UnavailableError(`leader ${leader} has no known address; retry`);
     const client = clientFor(address);
     const budget = budgetMs(call);
