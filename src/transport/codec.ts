@@ -1,7 +1,8 @@
 /**
  * The wire codec of peer messages: maps the `Message` union of `src/raft/types.ts` to the
- * protobuf messages of `proto/raft/v1/raft.proto` and back, and encodes / decodes whole
- * `MessageBatch`es.
+ * protobuf messages of `proto/raft/v1/raft.proto` and back, encodes / decodes whole
+ * `MessageBatch`es, and encodes / decodes / sequences the `SnapshotChunk`s of a chunked
+ * InstallSnapshot transfer (§7, Figure 13).
  *
  * Inbound data is untrusted: {@link fromWire} checks every field (presence, type, enum value,
  * non-negative safe integers, consecutive entry indexes) and throws a {@link WireDecodeError}
@@ -21,6 +22,7 @@ import {
   type ConfState,
   type Entry,
   type EntryType,
+  type InstallSnapshot,
   type LogIndex,
   type Message,
   type MessageType,
@@ -35,6 +37,8 @@ export const RAFT_PROTO_RELATIVE_PATH = join('proto', 'raft', 'v1', 'raft.proto'
 export const RAFT_SERVICE_NAME = 'raft.v1.Raft';
 /** gRPC path of the client-streaming method every node opens to each peer. */
 export const RAFT_STREAM_METHOD_PATH = '/raft.v1.Raft/Stream';
+/** gRPC path of the client-streaming method that carries one chunked snapshot transfer. */
+export const RAFT_INSTALL_SNAPSHOT_METHOD_PATH = '/raft.v1.Raft/InstallSnapshot';
 /** How many directories {@link resolveRaftProtoPath} climbs before giving up. */
 const MAX_PROTO_SEARCH_DEPTH_DIRS = 8;
 
@@ -49,9 +53,10 @@ const PROTO_LOADER_OPTIONS: protoLoader.Options = {
 };
 
 /**
- * Thrown by {@link fromWire} and {@link decodeWireBatch} on malformed input. `field` is the
- * dotted path of the offending field (e.g. `append_entries.entries[2].type`), `'batch'` when the
- * bytes are not a `MessageBatch` at all.
+ * Thrown by {@link fromWire}, {@link decodeWireBatch}, {@link decodeSnapshotChunk} and
+ * {@link SnapshotChunkSequence} on malformed input. `field` is the dotted path of the offending
+ * field (e.g. `append_entries.entries[2].type`), `'batch'` when the bytes are not a
+ * `MessageBatch` at all, `'chunk'` when they are not a `SnapshotChunk`.
  */
 export class WireDecodeError extends Error {
   override readonly name = 'WireDecodeError';
@@ -178,6 +183,14 @@ export interface RaftProto {
   readonly serializeAck: protoLoader.Serialize<object>;
   /** Decodes a `raft.v1.StreamAck`. */
   readonly deserializeAck: protoLoader.Deserialize<unknown>;
+  /** Encodes a `raft.v1.SnapshotChunk` object (throws on a value of the wrong shape). */
+  readonly serializeSnapshotChunk: protoLoader.Serialize<WireSnapshotChunk>;
+  /** Decodes `raft.v1.SnapshotChunk` bytes (throws on bytes that are not one). */
+  readonly deserializeSnapshotChunk: protoLoader.Deserialize<unknown>;
+  /** Encodes a `raft.v1.SnapshotAck`. */
+  readonly serializeSnapshotAck: protoLoader.Serialize<WireSnapshotAck>;
+  /** Decodes `raft.v1.SnapshotAck` bytes. */
+  readonly deserializeSnapshotAck: protoLoader.Deserialize<unknown>;
 }
 
 let loaded: RaftProto | undefined;
@@ -191,8 +204,9 @@ export function loadRaftProto(): RaftProto {
   const pkg = protoLoader.loadSync(resolveRaftProtoPath(), PROTO_LOADER_OPTIONS);
   const service = pkg[RAFT_SERVICE_NAME] as protoLoader.ServiceDefinition | undefined;
   const stream = service?.['Stream'];
-  if (service === undefined || stream === undefined) {
-    throw new Error(`${RAFT_SERVICE_NAME}/Stream is missing from ${RAFT_PROTO_RELATIVE_PATH}`);
+  const install = service?.['InstallSnapshot'];
+  if (service === undefined || stream === undefined || install === undefined) {
+    throw new Error(`${RAFT_SERVICE_NAME}/Stream or /InstallSnapshot is missing from ${RAFT_PROTO_RELATIVE_PATH}`);
   }
   loaded = {
     service,
@@ -200,6 +214,10 @@ export function loadRaftProto(): RaftProto {
     deserializeBatch: stream.requestDeserialize as protoLoader.Deserialize<unknown>,
     serializeAck: stream.responseSerialize,
     deserializeAck: stream.responseDeserialize as protoLoader.Deserialize<unknown>,
+    serializeSnapshotChunk: install.requestSerialize as protoLoader.Serialize<WireSnapshotChunk>,
+    deserializeSnapshotChunk: install.requestDeserialize as protoLoader.Deserialize<unknown>,
+    serializeSnapshotAck: install.responseSerialize as protoLoader.Serialize<WireSnapshotAck>,
+    deserializeSnapshotAck: install.responseDeserialize as protoLoader.Deserialize<unknown>,
   };
   return loaded;
 }
@@ -559,4 +577,164 @@ export function decodeBatch(bytes: Uint8Array): { messages: Message[]; errors: W
     }
   });
   return { messages, errors };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunked snapshot transfers (§7, Figure 13: offset, data[], done).
+// ---------------------------------------------------------------------------------------------
+
+/** Wire form of a `SnapshotChunk` (`raft.v1.SnapshotChunk`). `header` is null when absent. */
+export interface WireSnapshotChunk {
+  header: WireMessage | null;
+  offset: number;
+  data: Uint8Array;
+  done: boolean;
+  total_bytes: number;
+}
+
+/** Wire form of a `SnapshotAck` (`raft.v1.SnapshotAck`). */
+export interface WireSnapshotAck {
+  received_bytes: number;
+}
+
+/**
+ * One message of a chunked snapshot transfer, decoded. `header` is set on the first chunk only;
+ * `offset` counts the payload bytes before `data`; `done` marks the last chunk, which carries
+ * the payload size in `totalBytes` (0 on every other chunk).
+ */
+export interface SnapshotChunk {
+  readonly header: InstallSnapshot | undefined;
+  readonly offset: number;
+  readonly data: Uint8Array;
+  readonly done: boolean;
+  readonly totalBytes: number;
+}
+
+const EMPTY_BYTES = new Uint8Array(0);
+
+/**
+ * Encodes one `raft.v1.SnapshotChunk`. A header is sent with its `snapshot.data` emptied: the
+ * payload travels in the chunks. `data` is copied once into the encoded buffer. Does not
+ * validate (the sender builds chunks in order itself); throws `Error` only for values protobuf
+ * cannot represent.
+ */
+export function encodeSnapshotChunk(chunk: SnapshotChunk): Buffer {
+  const header =
+    chunk.header === undefined
+      ? null
+      : toWire({ ...chunk.header, snapshot: { metadata: chunk.header.snapshot.metadata, data: EMPTY_BYTES } });
+  return loadRaftProto().serializeSnapshotChunk({
+    header,
+    offset: chunk.offset,
+    data: chunk.data,
+    done: chunk.done,
+    total_bytes: chunk.totalBytes,
+  });
+}
+
+/**
+ * Decodes and validates the fields of one `raft.v1.SnapshotChunk` (not its place in the
+ * sequence: see {@link SnapshotChunkSequence}). `data` comes back as a view over `bytes`.
+ *
+ * @throws {WireDecodeError} with field `'chunk'` when the bytes are not a `SnapshotChunk`;
+ *   `header.*` when the header is not a valid InstallSnapshot message with empty snapshot data;
+ *   `offset` / `total_bytes` when they are not non-negative safe integers.
+ */
+export function decodeSnapshotChunk(bytes: Uint8Array): SnapshotChunk {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let decoded: unknown;
+  try {
+    decoded = loadRaftProto().deserializeSnapshotChunk(buf);
+  } catch (err) {
+    throw new WireDecodeError('chunk', `not a raft.v1.SnapshotChunk (${err instanceof Error ? err.message : String(err)})`);
+  }
+  const o = objectAt(decoded, 'chunk');
+  let header: InstallSnapshot | undefined;
+  const h = o['header'];
+  if (h !== undefined && h !== null) {
+    let msg: Message;
+    try {
+      msg = fromWire(h);
+    } catch (err) {
+      if (err instanceof WireDecodeError) throw new WireDecodeError(`header.${err.field}`, err.reason);
+      throw err;
+    }
+    if (msg.type !== 'InstallSnapshot') throw new WireDecodeError('header.body', `expected install_snapshot, got ${WIRE_BODY_FIELD[msg.type]}`);
+    if (msg.snapshot.data.byteLength !== 0) {
+      throw new WireDecodeError('header.install_snapshot.snapshot.data', `must be empty in a chunked transfer, got ${msg.snapshot.data.byteLength} bytes`);
+    }
+    header = msg;
+  }
+  return {
+    header,
+    offset: natAt(o, 'offset', ''),
+    data: bytesAt(o, 'data', ''),
+    done: boolAt(o, 'done', ''),
+    totalBytes: natAt(o, 'total_bytes', ''),
+  };
+}
+
+/**
+ * Reads the payload size from a decoded `raft.v1.SnapshotAck`.
+ *
+ * @throws {WireDecodeError} when `received_bytes` is missing or not a non-negative safe integer.
+ */
+export function snapshotAckBytes(ack: unknown): number {
+  return natAt(objectAt(ack, 'ack'), 'received_bytes', 'ack.');
+}
+
+/**
+ * Checks that the chunks of one transfer form the sequence `raft.v1.SnapshotChunk` describes
+ * (after Figure 13's offset / data / done): a header first and only first, offsets contiguous
+ * from 0, no chunk larger than `maxChunkBytes`, nothing after `done`, and a `done` chunk whose
+ * `totalBytes` equals the payload received. Feed it every chunk in arrival order.
+ */
+export class SnapshotChunkSequence {
+  private expectedOffset = 0;
+  private started = false;
+  private finished = false;
+
+  constructor(
+    /** Largest `data` of one chunk, in bytes. */
+    readonly maxChunkBytes: number,
+  ) {}
+
+  /** Payload bytes accepted so far. */
+  get receivedBytes(): number {
+    return this.expectedOffset;
+  }
+
+  /** True once the `done` chunk was accepted. */
+  get done(): boolean {
+    return this.finished;
+  }
+
+  /**
+   * Accepts the next chunk of the transfer.
+   *
+   * @throws {WireDecodeError} naming the bad field: `header` (missing on the first chunk, or
+   *   repeated), `data` (above `maxChunkBytes`), `offset` (not contiguous), `total_bytes`
+   *   (different from the payload received, or set before `done`), `done` (a chunk after it).
+   */
+  accept(chunk: SnapshotChunk): void {
+    if (this.finished) throw new WireDecodeError('done', 'a chunk arrived after the done chunk');
+    if (!this.started && chunk.header === undefined) throw new WireDecodeError('header', 'missing on the first chunk');
+    if (this.started && chunk.header !== undefined) throw new WireDecodeError('header', 'only the first chunk carries one');
+    if (chunk.data.byteLength > this.maxChunkBytes) {
+      throw new WireDecodeError('data', `chunk of ${chunk.data.byteLength} bytes exceeds the limit of ${this.maxChunkBytes}`);
+    }
+    if (chunk.offset !== this.expectedOffset) {
+      throw new WireDecodeError('offset', `expected ${this.expectedOffset} (contiguous with the bytes received), got ${chunk.offset}`);
+    }
+    const end = this.expectedOffset + chunk.data.byteLength;
+    if (!Number.isSafeInteger(end)) throw new WireDecodeError('offset', `payload exceeds 2^53 - 1 bytes`);
+    if (chunk.done) {
+      if (chunk.totalBytes !== end) throw new WireDecodeError('total_bytes', `expected ${end} (the bytes received), got ${chunk.totalBytes}`);
+    } else if (chunk.totalBytes !== 0) {
+      throw new WireDecodeError('total_bytes', 'set on a chunk that is not done');
+    }
+    this.started = true;
+    this.expectedOffset = end;
+    this.finished = chunk.done;
+  }
 }

@@ -17,13 +17,43 @@
  *   counts as open once the peer's server answers with response headers; until then messages
  *   stay queued, so what is sent while a peer is down is delivered when it comes back (up to the
  *   bounds).
+ * - Snapshots ({@link SnapshotTransport}, §7 / Figure 13) never travel on the peer stream: each
+ *   transfer is its own `raft.v1.Raft/InstallSnapshot` call over its own connection, streamed in
+ *   chunks with flow control on both sides (see `./snapshot-stream.ts`), so heartbeats and other
+ *   messages keep flowing while a large snapshot is in transit.
  */
 import * as grpc from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '../log.js';
-import type { Message, NodeId } from '../raft/types.js';
-import { decodeWireBatch, encodeBatch, fromWire, loadRaftProto, RAFT_STREAM_METHOD_PATH, WireDecodeError } from './codec.js';
+import type { InstallSnapshot, Message, NodeId } from '../raft/types.js';
+import {
+  decodeWireBatch,
+  encodeBatch,
+  fromWire,
+  loadRaftProto,
+  RAFT_INSTALL_SNAPSHOT_METHOD_PATH,
+  RAFT_STREAM_METHOD_PATH,
+  WireDecodeError,
+  type WireSnapshotAck,
+} from './codec.js';
 import { estimateMessageBytes, PeerQueue } from './peer-queue.js';
-import type { MessageHandler, PeerStats, Transport, TransportStats } from './types.js';
+import {
+  InboundSnapshot,
+  MAX_CONCURRENT_SNAPSHOT_SENDS_PER_PEER,
+  OutboundSnapshot,
+  SnapshotTransferError,
+  type SnapshotHandler,
+} from './snapshot-stream.js';
+import type { MessageHandler, PeerStats, SnapshotTransport, Transport, TransportStats } from './types.js';
+
+export {
+  DEFAULT_SNAPSHOT_CHUNK_BYTES,
+  MAX_BUFFERED_SNAPSHOT_CHUNKS,
+  MAX_CONCURRENT_SNAPSHOT_SENDS_PER_PEER,
+  MAX_SNAPSHOT_CHUNK_BYTES,
+  MAX_SNAPSHOT_WRITES_IN_FLIGHT,
+  SnapshotTransferError,
+  type SnapshotHandler,
+} from './snapshot-stream.js';
 
 const MIB = 1024 * 1024;
 
@@ -32,9 +62,10 @@ export const MAX_QUEUED_MESSAGES_PER_PEER = 4096;
 /** Most estimated bytes queued for one peer; beyond it the oldest are dropped. */
 export const MAX_QUEUED_BYTES_PER_PEER = 128 * MIB;
 /**
- * Largest encoded `MessageBatch` a node accepts (gRPC's receive limit on the peer service). A
- * snapshot travels as one message for now, so this bounds the snapshot size too; a message whose
- * estimated size exceeds it is dropped at `send`.
+ * Largest encoded `MessageBatch` a node accepts (gRPC's receive limit on the peer service). An
+ * InstallSnapshot passed to `send` travels as one message, so this bounds its size too; a message
+ * whose estimated size exceeds it is dropped at `send`. Snapshots streamed with `sendSnapshot`
+ * are bounded only per chunk (`MAX_SNAPSHOT_CHUNK_BYTES`).
  */
 export const MAX_MESSAGE_SIZE_BYTES = 64 * MIB;
 /** Target size of one batch write; messages of one turn beyond it go out in further batches. */
@@ -73,6 +104,21 @@ const PEER_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.use_local_subchannel_pool': 1,
 };
 
+/**
+ * Channel options of a snapshot transfer: its own connection (so its flow-control window is not
+ * shared with the peer stream's), keepalive to notice a dead peer during a long transfer without
+ * a deadline, and no retries (gRPC would otherwise buffer written chunks for replay).
+ */
+const SNAPSHOT_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+  'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.max_send_message_length': MAX_MESSAGE_SIZE_BYTES,
+  'grpc.max_receive_message_length': MAX_ACK_SIZE_BYTES,
+  'grpc.use_local_subchannel_pool': 1,
+  'grpc.enable_retries': 0,
+};
+
 /** Options of {@link GrpcTransport}. */
 export interface GrpcTransportOptions {
   /** This node's id; inbound messages addressed to another id are dropped. */
@@ -100,6 +146,8 @@ interface PeerState {
   sentBytes: number;
   drainWaits: number;
   droppedMessages: number;
+  /** Snapshot transfers to this peer now running (at most MAX_CONCURRENT_SNAPSHOT_SENDS_PER_PEER). */
+  readonly snapshotSends: Set<OutboundSnapshot>;
 }
 
 interface InboundStream {
@@ -111,20 +159,26 @@ interface InboundStream {
 const identity = (b: Buffer): Buffer => b;
 
 /**
- * {@link Transport} over gRPC client streams. Construct it, register its service on the node's
- * server with {@link GrpcTransport.addToServer} (before the server binds), then `send`.
+ * {@link Transport} over gRPC client streams, and {@link SnapshotTransport} over one
+ * `InstallSnapshot` call per transfer. Construct it, register its service on the node's server
+ * with {@link GrpcTransport.addToServer} (before the server binds), then `send` /
+ * `sendSnapshot`.
  *
  * Never throws from `send`; never crashes on peer input (malformed messages are logged at warn
- * and dropped). Call {@link GrpcTransport.close} before shutting the server down: it ends the
- * inbound streams too, so `server.tryShutdown` can finish.
+ * and dropped; a malformed snapshot transfer fails with `INVALID_ARGUMENT`). Call
+ * {@link GrpcTransport.close} before shutting the server down: it ends the inbound streams and
+ * transfers too, so `server.tryShutdown` can finish.
  */
-export class GrpcTransport implements Transport {
+export class GrpcTransport implements Transport, SnapshotTransport {
   /** This node's id. */
   readonly id: NodeId;
   private readonly log: Logger;
   private readonly peers = new Map<NodeId, PeerState>();
   private readonly inbound = new Set<InboundStream>();
+  private readonly inboundSnapshots = new Set<InboundSnapshot>();
+  private readonly outboundSnapshots = new Set<OutboundSnapshot>();
   private handler: MessageHandler | undefined;
+  private snapshotHandler: SnapshotHandler | undefined;
   private flushImmediate: NodeJS.Immediate | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -171,10 +225,23 @@ export class GrpcTransport implements Transport {
         responseSerialize: proto.serializeAck,
         responseDeserialize: proto.deserializeAck,
       },
+      InstallSnapshot: {
+        path: RAFT_INSTALL_SNAPSHOT_METHOD_PATH,
+        requestStream: true,
+        responseStream: false,
+        // Chunks are decoded in the handler, so a malformed one fails the call with
+        // INVALID_ARGUMENT rather than gRPC's INTERNAL.
+        requestSerialize: identity,
+        requestDeserialize: identity,
+        responseSerialize: proto.serializeSnapshotAck,
+        responseDeserialize: proto.deserializeSnapshotAck,
+      },
     };
     const impl: grpc.UntypedServiceImplementation = {
       Stream: (call: grpc.ServerReadableStream<Buffer, object>, callback: grpc.sendUnaryData<object>) =>
         this.acceptStream(call, callback),
+      InstallSnapshot: (call: grpc.ServerReadableStream<Buffer, WireSnapshotAck>, callback: grpc.sendUnaryData<WireSnapshotAck>) =>
+        this.acceptSnapshot(call, callback),
     };
     server.addService(definition, impl);
   }
@@ -212,6 +279,75 @@ export class GrpcTransport implements Transport {
   }
 
   /**
+   * {@inheritDoc SnapshotTransport.sendSnapshot}
+   *
+   * One `raft.v1.Raft/InstallSnapshot` call on a connection of its own, without deadline:
+   * a header chunk, then each chunk `chunks` yields (empty ones skipped) with its byte offset,
+   * then a `done` chunk with the total size (Figure 13). At most
+   * `MAX_SNAPSHOT_WRITES_IN_FLIGHT` chunks are handed to gRPC before one is flushed, and a
+   * `false` from `write` waits for `'drain'`, so memory stays bounded by a few chunks however
+   * large the snapshot. The promise settles only after the iterator was finished or
+   * `return()`ed and the call ended.
+   *
+   * Rejects with {@link SnapshotTransferError}: `NOT_FOUND` for an unknown peer, `RESOURCE_EXHAUSTED`
+   * when `MAX_CONCURRENT_SNAPSHOT_SENDS_PER_PEER` transfers to that peer already run, `INVALID_ARGUMENT`
+   * for a message that is not an InstallSnapshot with empty `snapshot.data` (these three at once,
+   * without touching `chunks`) or for a chunk that is not a `Uint8Array` or exceeds
+   * `MAX_SNAPSHOT_CHUNK_BYTES`, `ABORTED` when the iterator throws (its error is the `cause`),
+   * `CANCELLED` on `close()` / `removePeer` / a changed address, `UNAVAILABLE` if the transport is
+   * closed or the peer unreachable, or the receiver's status when it refuses the transfer.
+   */
+  sendSnapshot(message: InstallSnapshot, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    if (this.closed) return Promise.reject(new SnapshotTransferError(grpc.status.UNAVAILABLE, 'peer transport closed'));
+    if (message?.type !== 'InstallSnapshot') {
+      return Promise.reject(new SnapshotTransferError(grpc.status.INVALID_ARGUMENT, 'sendSnapshot takes an InstallSnapshot message'));
+    }
+    if (message.snapshot.data.byteLength !== 0) {
+      return Promise.reject(
+        new SnapshotTransferError(grpc.status.INVALID_ARGUMENT, 'InstallSnapshot snapshot.data must be empty: the payload travels in chunks'),
+      );
+    }
+    const peer = this.peers.get(message.to);
+    if (peer === undefined) {
+      return Promise.reject(new SnapshotTransferError(grpc.status.NOT_FOUND, `unknown peer ${JSON.stringify(message.to)}`));
+    }
+    if (peer.snapshotSends.size >= MAX_CONCURRENT_SNAPSHOT_SENDS_PER_PEER) {
+      return Promise.reject(
+        new SnapshotTransferError(grpc.status.RESOURCE_EXHAUSTED, `a snapshot transfer to ${peer.id} is already running`),
+      );
+    }
+    const transfer = new OutboundSnapshot({
+      localId: this.id,
+      address: peer.address,
+      message,
+      chunks,
+      channelOptions: SNAPSHOT_CHANNEL_OPTIONS,
+      log: this.log,
+    });
+    peer.snapshotSends.add(transfer);
+    this.outboundSnapshots.add(transfer);
+    const forget = (): void => {
+      peer.snapshotSends.delete(transfer);
+      this.outboundSnapshots.delete(transfer);
+    };
+    return transfer.result.then(
+      () => {
+        forget();
+        this.log.debug({ peer: peer.id, bytes: transfer.sentBytes }, 'snapshot sent');
+      },
+      (err: unknown) => {
+        forget();
+        throw err;
+      },
+    );
+  }
+
+  /** {@inheritDoc SnapshotTransport.onSnapshot} A later call replaces the earlier handler. */
+  onSnapshot(handler: SnapshotHandler): void {
+    this.snapshotHandler = handler;
+  }
+
+  /**
    * {@inheritDoc Transport.setPeer}
    * Setting this node's own id is ignored. A changed address closes the old stream and opens a
    * new one; queued messages are kept.
@@ -227,6 +363,7 @@ export class GrpcTransport implements Transport {
     if (existing !== undefined) {
       if (existing.address === address) return;
       this.log.info({ peer: id, from: existing.address, to: address }, 'peer address changed');
+      this.cancelSnapshotSends(existing, 'peer address changed');
       this.teardown(existing);
       existing.address = address;
       existing.backoffMs = RECONNECT_BACKOFF_MIN_MS;
@@ -249,16 +386,18 @@ export class GrpcTransport implements Transport {
       sentBytes: 0,
       drainWaits: 0,
       droppedMessages: 0,
+      snapshotSends: new Set(),
     };
     this.peers.set(id, peer);
     this.openStream(peer);
   }
 
-  /** {@inheritDoc Transport.removePeer} Unknown ids are ignored. */
+  /** {@inheritDoc Transport.removePeer} Unknown ids are ignored. Cancels a snapshot transfer to it. */
   removePeer(id: NodeId): void {
     const peer = this.peers.get(id);
     if (peer === undefined) return;
     this.peers.delete(id);
+    this.cancelSnapshotSends(peer, 'peer removed');
     this.teardown(peer);
     peer.queue.clear();
   }
@@ -295,12 +434,21 @@ export class GrpcTransport implements Transport {
    * {@inheritDoc Transport.close}
    * Open outbound streams are half-closed so written batches reach the peer, and cancelled if
    * they have not finished within {@link CLOSE_GRACE_MS}; streams still connecting are cancelled
-   * at once. Inbound streams are ended with `UNAVAILABLE`. Idempotent.
+   * at once. Inbound streams are ended with `UNAVAILABLE`. Snapshot transfers are cancelled both
+   * ways: outbound ones reject with `CANCELLED` (close waits until their chunk iterator was
+   * released and their call ended), inbound ones end with `UNAVAILABLE` and their handler's
+   * iterator throws (close does not wait for the handler itself). Idempotent.
    */
   close(): Promise<void> {
     if (this.closing !== undefined) return this.closing;
     this.closed = true;
     this.handler = undefined;
+    this.snapshotHandler = undefined;
+    for (const s of [...this.inboundSnapshots]) s.cancel('peer transport closed');
+    this.inboundSnapshots.clear();
+    const transfers = [...this.outboundSnapshots];
+    for (const t of transfers) t.cancel('peer transport closed');
+    const transfersEnded = transfers.map((t) => t.result.catch(() => undefined));
     if (this.flushImmediate !== undefined) {
       clearImmediate(this.flushImmediate);
       this.flushImmediate = undefined;
@@ -309,7 +457,7 @@ export class GrpcTransport implements Transport {
     this.inbound.clear();
     const peers = [...this.peers.values()];
     this.peers.clear();
-    this.closing = Promise.all(peers.map((p) => this.closePeer(p))).then(() => undefined);
+    this.closing = Promise.all([...peers.map((p) => this.closePeer(p)), ...transfersEnded]).then(() => undefined);
     return this.closing;
   }
 
@@ -412,6 +560,10 @@ export class GrpcTransport implements Transport {
     }
   }
 
+  private cancelSnapshotSends(peer: PeerState, reason: string): void {
+    for (const t of peer.snapshotSends) t.cancel(reason);
+  }
+
   /** Stops a peer's stream, client and reconnect timer (the queue is kept). */
   private teardown(peer: PeerState): void {
     if (peer.reconnectTimer !== undefined) {
@@ -481,6 +633,20 @@ export class GrpcTransport implements Transport {
       this.finishInbound(stream, undefined);
     });
     call.on('cancelled', () => this.finishInbound(stream, undefined));
+  }
+
+  private acceptSnapshot(call: grpc.ServerReadableStream<Buffer, WireSnapshotAck>, callback: grpc.sendUnaryData<WireSnapshotAck>): void {
+    if (this.closed) {
+      callback({ code: grpc.status.UNAVAILABLE, details: 'peer transport closed' });
+      return;
+    }
+    const transfer = new InboundSnapshot(call, callback, {
+      localId: this.id,
+      handler: () => this.snapshotHandler,
+      onFinish: (t) => this.inboundSnapshots.delete(t),
+      log: this.log,
+    });
+    this.inboundSnapshots.add(transfer);
   }
 
   /** Ends an inbound stream once: `null` answers OK, an error object answers that status, `undefined` answers nothing (the call is already gone). */

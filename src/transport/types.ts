@@ -7,7 +7,7 @@
  * The gRPC implementation is `GrpcTransport` in `./grpc-transport.ts`; the simulator in
  * `test/sim/` provides a deterministic in-memory one.
  */
-import type { Message, NodeId } from '../raft/types.js';
+import type { InstallSnapshot, Message, NodeId } from '../raft/types.js';
 
 /** Handler for inbound messages; called synchronously, once per message. */
 export type MessageHandler = (msg: Message) => void;
@@ -31,6 +31,26 @@ export interface Transport {
   removePeer(id: NodeId): void;
   /** Closes all streams and stops reconnecting; resolves once nothing is left running. */
   close(): Promise<void>;
+}
+
+/**
+ * Streams snapshots between peers (§7 InstallSnapshot, chunked as in Figure 13), on a
+ * separate RPC per transfer so that a large snapshot never delays heartbeats or other peers.
+ */
+export interface SnapshotTransport {
+  /**
+   * Sends `message` (an InstallSnapshot whose `snapshot.data` is empty: the payload comes from
+   * `chunks`) to `message.to`, streaming `chunks` with flow control. Resolves once the receiver
+   * acknowledged that it has the whole payload and handed it to its handler; rejects on any
+   * failure (the caller reports it to Raft, which retries later).
+   */
+  sendSnapshot(message: InstallSnapshot, chunks: AsyncIterable<Uint8Array>): Promise<void>;
+  /**
+   * Registers the single handler of inbound snapshots: it receives the InstallSnapshot header
+   * and the payload chunks in order, and resolves once it has consumed them (e.g. written and
+   * installed them); its rejection fails the transfer on the sender's side.
+   */
+  onSnapshot(handler: (message: InstallSnapshot, chunks: AsyncIterable<Uint8Array>) => Promise<void>): void;
 }
 
 /** Counters of one outbound peer, as returned by `GrpcTransport.stats()`. */
