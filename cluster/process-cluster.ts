@@ -107,13 +107,13 @@ export class ProcessCluster {
   }
 
   /**
-   * Starts (or restarts) node `id` with its data dir. With `join`, the node starts empty and
-   * waits to be added (`--join`); `--peers` then only tells it where the others are.
+   * Starts (or restarts) node `id` with its data dir. With `join`, the node starts empty with no
+   * peer list (`--join`) and waits to be added; it learns where the others are from the leader.
    */
   startNode(id: string, join_ = false): ChildProcess {
     const p = spawn(
       process.execPath,
-      [NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, '--peers', this.peers, '--data-dir', join(this.dir, id), ...(join_ ? ['--join'] : []), ...this.extraArgs],
+      [NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, ...(join_ ? ['--join'] : ['--peers', this.peers]), '--data-dir', join(this.dir, id), ...this.extraArgs],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } },
     );
     const buf = this.logs.get(id) ?? [];

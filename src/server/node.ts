@@ -110,7 +110,7 @@ export class RegistryNode {
       const stored = await stateMachine.members();
       let members: readonly Member[] = stored.length > 0 ? stored : bootstrap;
       const peerAddresses = { ...opts.peers, ...Object.fromEntries(members.map((m) => [m.id, m.address])) };
-      const transport = new GrpcTransport({ id, peers: peerAddresses, logger: log });
+      const transport = new GrpcTransport({ id, peers: peerAddresses, logger: log, advertiseAddress: opts.listen });
       const raft = await RaftNode.start({
         id,
         bootstrap,

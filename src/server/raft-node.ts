@@ -44,6 +44,7 @@ import type { RegistryStateMachine } from '../registry/state-machine.js';
 import { encodeMemberChange } from '../registry/commands.js';
 import type { CommandResult, Member, MemberChange } from '../registry/types.js';
 import type { SnapshotTransport, Transport } from '../transport/types.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/grpc-transport.js';
 
 /** Default length of one tick, in ms: heartbeat 1 tick = 100 ms, election 10-20 ticks = 1-2 s. */
 export const DEFAULT_TICK_MS = 100;
@@ -59,8 +60,6 @@ export const MAX_PENDING_READS = 65_536;
 export const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES = 10_000;
 /** Default: entries kept in the log behind a snapshot, so a briefly lagging follower catches up from the log. */
 export const DEFAULT_SNAPSHOT_TAIL_ENTRIES = 5_000;
-/** Default size of the chunks a snapshot is written and streamed in, in bytes. */
-export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 /** Snapshot files kept on disk (the newest and the one before, which a transfer may still read). */
 export const SNAPSHOTS_RETAINED = 2;
 

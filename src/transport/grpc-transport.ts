@@ -127,6 +127,11 @@ export interface GrpcTransportOptions {
   readonly peers: Readonly<Record<string, string>>;
   /** Parent logger; the transport logs under `component: 'transport'`. Default: silent. */
   readonly logger?: Logger;
+  /**
+   * This node's own `host:port`, sent on every outbound stream (`raft-from-address`), so that a
+   * peer that does not know us yet — a node that joined with no peer list — can answer.
+   */
+  readonly advertiseAddress?: string;
 }
 
 interface PeerState {
@@ -173,6 +178,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
   /** This node's id. */
   readonly id: NodeId;
   private readonly log: Logger;
+  private readonly advertiseAddress: string | undefined;
   private readonly peers = new Map<NodeId, PeerState>();
   private readonly inbound = new Set<InboundStream>();
   private readonly inboundSnapshots = new Set<InboundSnapshot>();
@@ -200,6 +206,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
       throw new TypeError('GrpcTransport: id must be a non-empty node id');
     }
     this.id = options.id;
+    this.advertiseAddress = options.advertiseAddress;
     this.log = (options.logger ?? silentLogger).child({ component: 'transport' });
     loadRaftProto();
     for (const [id, address] of Object.entries(options.peers)) this.setPeer(id as NodeId, address);
@@ -472,6 +479,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     // reconnecting with the same back-off bounds) instead of failing at once.
     const metadata = new grpc.Metadata({ waitForReady: true });
     metadata.set('raft-from', this.id);
+    if (this.advertiseAddress) metadata.set('raft-from-address', this.advertiseAddress);
     const call = peer.client.makeClientStreamRequest<Buffer, unknown>(
       RAFT_STREAM_METHOD_PATH,
       identity,
@@ -622,6 +630,12 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     this.inbound.add(stream);
     const peerHint = call.metadata.get('raft-from')[0];
     const from = typeof peerHint === 'string' ? peerHint : call.getPeer();
+    // A peer we have no address for (we joined with no peer list) tells us where it is.
+    const advertised = call.metadata.get('raft-from-address')[0];
+    if (typeof peerHint === 'string' && peerHint !== '' && typeof advertised === 'string' && /^[^\s]+:\d{1,5}$/.test(advertised) && !this.peers.has(peerHint as NodeId)) {
+      this.log.info({ peer: peerHint, address: advertised }, 'learned the address of a peer from its stream');
+      this.setPeer(peerHint as NodeId, advertised);
+    }
     // Response headers tell the peer the stream is accepted; it starts writing on them.
     call.sendMetadata(new grpc.Metadata());
     call.on('data', (bytes: Buffer) => {

@@ -65,7 +65,8 @@ describe('online membership changes', () => {
       const res = await admin.addMember(id, address);
       expect(res.members.find((m) => m.id === id)?.voter).toBe(true);
     }
-    const five = await admin.status();
+    const leaderNow = await cluster.waitForLeader(['n1', 'n2', 'n3', 'n4', 'n5']);
+    const five = await admin.status(cluster.addresses.get(leaderNow));
     expect(five.members.filter((m) => m.voter).map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3', 'n4', 'n5']);
     for (const id of ['n4', 'n5']) {
       const res = await admin.removeMember(id);
@@ -74,7 +75,7 @@ describe('online membership changes', () => {
     const { written, failures } = await w.stop();
     expect(failures).toEqual([]);
     expect(written).toBeGreaterThan(0);
-    const three = await admin.status();
+    const three = await admin.status(cluster.addresses.get(await cluster.waitForLeader(['n1', 'n2', 'n3'])));
     expect(three.members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3']);
     expect(await countAll(admin, 'linearizable')).toBe(written);
     for (const id of ['n4', 'n5']) await cluster.kill(id, 'SIGTERM');
@@ -93,10 +94,12 @@ describe('online membership changes', () => {
     cluster.startNode(victim, true);
     await admin.addMember(victim, cluster.addresses.get(victim) as string);
     const onVictim = cluster.client([victim]);
-    const n = await waitFor('the re-added node to catch up', 60_000, async () => {
+    const n = await waitFor('the re-added node to catch up', 30_000, async () => {
       const c = await countAll(onVictim, 'serializable').catch(() => -1);
       return c === before ? c : undefined;
-    }, 250);
+    }, 250).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${cluster.dumpLogs(15)}`);
+    });
     expect(n).toBe(before);
     onVictim.close();
     admin.close();
