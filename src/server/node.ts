@@ -96,11 +96,11 @@ export class RegistryNode {
     if (!opts.join && !(opts.id in opts.peers)) throw new Error(`--id ${opts.id} is not one of --peers (${Object.keys(opts.peers).join(', ')})`);
     const log = opts.logger;
     await mkdir(opts.dataDir, { recursive: true });
-    const store = await openLevelStore(opts.dataDir);
+    const store = await openLevelStore(opts.dataDir, { logger: log.child({ component: 'storage' }) });
     try {
       const stateMachine = new RegistryStateMachine(store, log.child({ component: 'state-machine' }));
       await stateMachine.open();
-      const snapshots = await openSnapshotStore(join(opts.dataDir, SNAPSHOT_DIR));
+      const snapshots = await openSnapshotStore(join(opts.dataDir, SNAPSHOT_DIR), { logger: log.child({ component: 'snapshots' }) });
       const bootstrap: Member[] = opts.join ? [] : Object.entries(opts.peers).map(([mid, address]) => ({ id: mid, address, voter: true }));
       if (opts.restore) {
         const header = await restoreBackup(store, snapshots, opts.restore, bootstrap);

@@ -1,5 +1,6 @@
 /**
- * On-disk encoding of Raft log entries and hard state.
+ * On-disk encoding of Raft log entries, the hard state, the log's compaction point and the live
+ * state machine generation.
  *
  * A stored value is `crc32(payload)` as 4 bytes big-endian followed by the payload, the payload
  * being the msgpackr encoding of the record. Log keys are the entry index as 16 lower-case hex
@@ -138,4 +139,41 @@ export function decodeHardState(value: Uint8Array, where: string): HardState {
   if (typeof votedFor !== 'string') throw new CorruptionError(`${what} in ${where} has a bad votedFor`);
   if (!isNonNegativeInteger(commitIndex)) throw new CorruptionError(`${what} in ${where} has a bad commitIndex`);
   return { currentTerm: currentTerm as Term, votedFor: votedFor as NodeId, commitIndex: commitIndex as LogIndex };
+}
+
+/** Encodes the log's compaction point as `crc32 ‖ msgpack({index, term})`. */
+export function encodeCompactionPoint(point: { index: LogIndex; term: Term }): Uint8Array {
+  return seal(packr.pack({ index: point.index, term: point.term }));
+}
+
+/**
+ * Decodes a value written by {@link encodeCompactionPoint}. Throws {@link CorruptionError}
+ * naming `where` when the checksum fails or a field is missing or of the wrong type.
+ */
+export function decodeCompactionPoint(value: Uint8Array, where: string): { index: LogIndex; term: Term } {
+  const what = 'compaction point';
+  const decoded = unpackOrThrow(unseal(value, what, where), what, where);
+  if (!isRecord(decoded)) throw new CorruptionError(`${what} in ${where} is not a map`);
+  const { index, term } = decoded;
+  if (!isNonNegativeInteger(index)) throw new CorruptionError(`${what} in ${where} has a bad index`);
+  if (!isNonNegativeInteger(term)) throw new CorruptionError(`${what} in ${where} has a bad term`);
+  return { index: index as LogIndex, term: term as Term };
+}
+
+/** Encodes the live state machine generation as `crc32 ‖ msgpack({generation})`. */
+export function encodeGeneration(generation: number): Uint8Array {
+  return seal(packr.pack({ generation }));
+}
+
+/**
+ * Decodes a value written by {@link encodeGeneration}. Throws {@link CorruptionError} naming
+ * `where` when the checksum fails or the generation is not a non-negative integer.
+ */
+export function decodeGeneration(value: Uint8Array, where: string): number {
+  const what = 'state machine generation';
+  const decoded = unpackOrThrow(unseal(value, what, where), what, where);
+  if (!isRecord(decoded) || !isNonNegativeInteger(decoded.generation)) {
+    throw new CorruptionError(`${what} in ${where} has a bad generation`);
+  }
+  return decoded.generation;
 }

@@ -1,38 +1,86 @@
 /**
- * The LevelDB {@link NodeStore}: one database per node holding three key spaces (sublevels):
+ * The LevelDB {@link NodeStore}: one database per node holding these key spaces (sublevels):
  *
  * - `log`:  key = entry index as 16 hex digits, value = `crc32 ‖ msgpack(entry)` (see `codec.ts`);
  * - `meta`: key `hardstate`, value = `crc32 ‖ msgpack(hardState)`;
- * - `sm`:   the state machine's keys and values, unchanged.
+ *           key `compacted`, value = `crc32 ‖ msgpack({index, term})`, the log's compaction point
+ *           (absent on a store never compacted: index 0, term 0);
+ *           key `smgen`, value = `crc32 ‖ msgpack({generation})`, the live state machine
+ *           generation (absent: generation 0);
+ * - `sm` (generation 0) or `sm-<generation>` in decimal (generation >= 1): the state machine's
+ *           keys and values, unchanged. Only the live generation is read and written.
  *
  * Every {@link WriteBatch} becomes one LevelDB batch written with `sync: true`, so the entries,
  * hard state and state machine changes of one Raft `Ready` cost one fsync and land together or
  * not at all (the shape of hashicorp/raft's `LogStore`/`StableStore` with etcd's one synced
- * write per `Ready`).
+ * write per `Ready`). Log compaction (§7) deletes the compacted entries and records the
+ * compaction point in the same batch.
  *
- * `firstIndex()`/`lastIndex()` are kept in memory: read from the first and last log key at open,
- * updated after a batch's write resolves. A batch is checked against those durable bounds plus
- * what it stages itself, so the batch that appends after another one must be started after the
- * other's `write()` resolved.
+ * Installing a snapshot writes its pairs into the next generation's sublevel in unsynced batches
+ * of at most {@link INSTALL_BATCH_BYTES}, then ONE synced batch switches `smgen` to it together
+ * with what the caller stages (typically the log reset and the hard state). The previous
+ * generation is then cleared in the background. A crash before the switch leaves the previous
+ * generation live and the log untouched; at open, every generation sublevel but the live one is
+ * cleared.
+ *
+ * `firstIndex()`/`lastIndex()` are kept in memory: read from the compaction point and the first
+ * and last log key at open, updated after a batch's write resolves. A batch is checked against
+ * those durable bounds plus what it stages itself, so the batch that appends after another one
+ * must be started after the other's `write()` resolved.
  */
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
-import type { Entry, HardState, LogIndex } from '../raft/types.js';
-import { decodeEntry, decodeHardState, decodeLogKey, encodeEntry, encodeHardState, encodeLogKey } from './codec.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { Entry, HardState, LogIndex, Term } from '../raft/types.js';
+import {
+  decodeCompactionPoint,
+  decodeEntry,
+  decodeGeneration,
+  decodeHardState,
+  decodeLogKey,
+  encodeCompactionPoint,
+  encodeEntry,
+  encodeGeneration,
+  encodeHardState,
+  encodeLogKey,
+} from './codec.js';
 import { Staging, checkEntriesRange, checkLimit, type LogBounds } from './staging.js';
-import { CorruptionError, type KeyValueReader, type LogStore, type NodeStore, type StableStore, type WriteBatch } from './types.js';
+import {
+  CorruptionError,
+  type KeyValueReader,
+  type LogStore,
+  type NodeStore,
+  type StableStore,
+  type StateMachineView,
+  type WriteBatch,
+} from './types.js';
 
 /** Name of the sublevel holding the Raft log. */
 export const LOG_SUBLEVEL = 'log';
-/** Name of the sublevel holding the hard state. */
+/** Name of the sublevel holding the hard state, the compaction point and the live generation. */
 export const META_SUBLEVEL = 'meta';
-/** Name of the sublevel holding the state machine's key space. */
+/** Name of the sublevel holding generation 0 of the state machine's key space. */
 export const SM_SUBLEVEL = 'sm';
 /** Key of the hard state in the `meta` sublevel. */
 export const HARD_STATE_KEY = 'hardstate';
+/** Key of the log's compaction point in the `meta` sublevel. */
+export const COMPACTED_KEY = 'compacted';
+/** Key of the live state machine generation in the `meta` sublevel. */
+export const SM_GENERATION_KEY = 'smgen';
+/**
+ * Upper bound, in bytes (UTF-8 key bytes plus value bytes), of one unsynced batch that copies
+ * snapshot pairs into the next generation during {@link LevelStore.installStateMachine}.
+ */
+export const INSTALL_BATCH_BYTES = 4 * 1024 * 1024;
 
 /** Options every sublevel uses: UTF-8 keys, raw bytes as values. */
 const SUBLEVEL_OPTIONS = { keyEncoding: 'utf8', valueEncoding: 'view' } as const;
+/** Sublevel separator of abstract-level; `"` is the character right after it. */
+const SEPARATOR = '!';
+const AFTER_SEPARATOR = '"';
+/** Bounds of the root keys of every state machine generation: `!sm!…` and `!sm-<n>!…`. */
+const GENERATION_KEYS_GTE = `${SEPARATOR}${SM_SUBLEVEL}${SEPARATOR}`;
+const GENERATION_KEYS_LT = `${SEPARATOR}${SM_SUBLEVEL}.`;
 
 type Db = Level<string, Uint8Array>;
 type Sublevel = ReturnType<typeof openSublevel>;
@@ -41,24 +89,60 @@ function openSublevel(db: Db, name: string) {
   return db.sublevel<string, Uint8Array>(name, SUBLEVEL_OPTIONS);
 }
 
+/**
+ * Name of the sublevel holding state machine generation `generation`: `sm` for 0, `sm-<n>` for
+ * n >= 1. Throws `RangeError` when `generation` is not a non-negative safe integer.
+ */
+export function smSublevelName(generation: number): string {
+  if (!Number.isSafeInteger(generation) || generation < 0) {
+    throw new RangeError(`generation must be a non-negative safe integer, got ${String(generation)}`);
+  }
+  return generation === 0 ? SM_SUBLEVEL : `${SM_SUBLEVEL}-${generation}`;
+}
+
+/** The generation a sublevel name stands for, or `undefined` when it is not a generation's. */
+function parseSmSublevelName(name: string): number | undefined {
+  if (name === SM_SUBLEVEL) return 0;
+  const m = /^sm-([1-9][0-9]*)$/.exec(name);
+  if (m === null) return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 /** One operation of the root-level batch; `sublevel` says which key space it targets. */
 type BatchOp =
   | { type: 'put'; sublevel: Sublevel; key: string; value: Uint8Array }
   | { type: 'del'; sublevel: Sublevel; key: string };
 
+/** A state machine generation: its number and its sublevel (see the module documentation). */
+export interface StateMachineGeneration {
+  /** The generation number (0 is the `sm` sublevel, n >= 1 is `sm-<n>`). */
+  readonly number: number;
+  /** Its sublevel: UTF-8 keys, byte values. */
+  readonly db: Sublevel;
+}
+
+/** Options of {@link openLevelStore}. */
+export interface LevelStoreOptions {
+  /** Where warnings go (a failed background clear); silent by default. */
+  readonly logger?: Logger;
+}
+
 /**
- * Opens (creating as needed, parents included) the LevelDB store at `dir` and loads the log's
- * bounds. Rejects when the directory cannot be created or is locked by another process, and with
- * {@link CorruptionError} when a log key is malformed.
+ * Opens (creating as needed, parents included) the LevelDB store at `dir`, loads the log's
+ * bounds and the live state machine generation, and clears any other generation (left by an
+ * install that did not finish). Rejects when the directory cannot be created or is locked by
+ * another process, and with {@link CorruptionError} when a log key or a meta record is malformed
+ * or the log does not start right after the compaction point.
  */
-export async function openLevelStore(dir: string): Promise<LevelStore> {
+export async function openLevelStore(dir: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
   if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('dir must be a non-empty path');
   await mkdir(dir, { recursive: true });
   const db: Db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
   await db.open();
   try {
-    const store = new LevelStore(db, dir);
-    await store.loadBounds();
+    const store = new LevelStore(db, dir, options.logger ?? silentLogger);
+    await store.load();
     return store;
   } catch (err) {
     await db.close();
@@ -70,86 +154,246 @@ export async function openLevelStore(dir: string): Promise<LevelStore> {
 export class LevelStore implements NodeStore {
   readonly log: LogStore;
   readonly stable: StableStore;
+  /** Reads the live generation, whichever it is at the time of the call. */
   readonly kv: KeyValueReader;
   private readonly logDb: Sublevel;
   private readonly metaDb: Sublevel;
-  private readonly smDb: Sublevel;
+  private live: StateMachineGeneration;
+  /** Next generation number an install may use (never reused while the store is open). */
+  private nextGeneration = 1;
   private first = 1;
   private last = 0;
+  private closed = false;
+  private readonly logger: Logger;
   /** Writes in flight that delete log entries; `entries()` waits for them to avoid a torn view. */
   private readonly truncating = new Set<Promise<void>>();
+  /** Background clears of dropped generations; `close()` waits for them. */
+  private readonly clearing = new Set<Promise<void>>();
+  /** The install in progress, if any: installs run one at a time. */
+  private installing: Promise<void> = Promise.resolve();
 
-  /** Wraps an open database; use {@link openLevelStore}, which also loads the log bounds. */
-  constructor(private readonly db: Db, readonly dir: string) {
+  /** Wraps an open database; use {@link openLevelStore}, which also loads the bounds. */
+  constructor(private readonly db: Db, readonly dir: string, logger: Logger = silentLogger) {
+    this.logger = logger.child({ component: 'level-store' });
     this.logDb = openSublevel(db, LOG_SUBLEVEL);
     this.metaDb = openSublevel(db, META_SUBLEVEL);
-    this.smDb = openSublevel(db, SM_SUBLEVEL);
+    this.live = { number: 0, db: openSublevel(db, SM_SUBLEVEL) };
     const store = this;
     this.log = {
       firstIndex: () => store.first as LogIndex,
       lastIndex: () => store.last as LogIndex,
       entries: (lo, hi) => store.entries(lo, hi),
     };
-    this.stable = { hardState: () => store.hardState() };
+    this.stable = {
+      hardState: () => store.hardState(),
+      compactedTo: () => store.compactedTo(),
+    };
     this.kv = {
-      get: (key) => store.smDb.get(key),
-      getMany: (keys) => (keys.length === 0 ? Promise.resolve([]) : store.smDb.getMany(keys as string[])),
+      get: (key) => store.live.db.get(key),
+      getMany: (keys) => (keys.length === 0 ? Promise.resolve([]) : store.live.db.getMany(keys as string[])),
       range: (gte, lt, limit) => store.range(gte, lt, limit),
     };
   }
 
-  /** Reads the first and last log keys into memory (first 1, last 0 for an empty log). */
-  async loadBounds(): Promise<void> {
+  /**
+   * Reads the compaction point, the first and last log keys and the live generation, then
+   * clears every other generation; {@link openLevelStore} calls it once. Throws
+   * {@link CorruptionError} when a record is damaged or the log does not start right after the
+   * compaction point.
+   */
+  async load(): Promise<void> {
+    const point = await this.compactedTo();
     const [firstKey] = await this.logDb.keys({ limit: 1 }).all();
     const [lastKey] = await this.logDb.keys({ limit: 1, reverse: true }).all();
     if (firstKey === undefined || lastKey === undefined) {
-      this.first = 1;
-      this.last = 0;
-      return;
+      this.first = point.index + 1;
+      this.last = point.index;
+    } else {
+      this.first = decodeLogKey(firstKey, this.dir);
+      this.last = decodeLogKey(lastKey, this.dir);
+      if (this.first !== point.index + 1) {
+        throw new CorruptionError(
+          `log in ${this.dir} starts at ${this.first} but is compacted through ${point.index}`,
+        );
+      }
     }
-    this.first = decodeLogKey(firstKey, this.dir);
-    this.last = decodeLogKey(lastKey, this.dir);
+    const genValue = await this.metaDb.get(SM_GENERATION_KEY);
+    const live = genValue === undefined ? 0 : decodeGeneration(genValue, this.dir);
+    this.live = { number: live, db: openSublevel(this.db, smSublevelName(live)) };
+    this.nextGeneration = live + 1;
+    await this.clearStrayGenerations();
+  }
+
+  /** Clears every generation sublevel but the live one (found by seeking over root keys). */
+  private async clearStrayGenerations(): Promise<void> {
+    let from = GENERATION_KEYS_GTE;
+    for (;;) {
+      const [key] = await this.db.keys({ gte: from, lt: GENERATION_KEYS_LT, limit: 1 }).all();
+      if (key === undefined) return;
+      const end = key.indexOf(SEPARATOR, 1);
+      if (end < 0) {
+        from = `${key}\u0000`;
+        continue;
+      }
+      const name = key.slice(1, end);
+      const generation = parseSmSublevelName(name);
+      if (generation !== undefined && generation !== this.live.number) {
+        this.logger.warn({ dir: this.dir, generation, live: this.live.number }, 'clearing a stray state machine generation');
+        await openSublevel(this.db, name).clear();
+        this.nextGeneration = Math.max(this.nextGeneration, generation + 1);
+      }
+      from = `${SEPARATOR}${name}${AFTER_SEPARATOR}`;
+    }
   }
 
   /** Starts a new atomic batch; see {@link WriteBatch}. */
   batch(): WriteBatch {
     const staging = new Staging();
+    return this.batchOver(staging, () => this.write(staging));
+  }
+
+  private batchOver(staging: Staging, write: () => Promise<void>): WriteBatch {
     const bounds = (): LogBounds => ({ firstIndex: this.first, lastIndex: this.last });
     return {
       appendEntries: (entries) => staging.append(entries, bounds()),
       setHardState: (hs) => staging.setHardState(hs),
       put: (key, value) => staging.put(key, value),
       del: (key) => staging.del(key),
+      compactLog: (through, t) => staging.compactLog(through, t, bounds()),
+      resetLog: (index, t) => staging.resetLog(index, t),
       get empty() {
         return staging.empty;
       },
-      write: () => this.write(staging),
+      write,
     };
   }
 
-  /** Closes the database; further calls reject. */
+  /**
+   * Takes a LevelDB snapshot of the live generation, synchronously: its `entries()` read the
+   * key space as of the last written batch, whatever is written or installed afterwards. Throws
+   * `Error` when the store is closed.
+   */
+  stateMachineView(): StateMachineView {
+    if (this.closed) throw new Error('store is closed');
+    return new LevelStateMachineView(this.db.snapshot(), this.live.db);
+  }
+
+  /**
+   * Replaces the state machine key space by `pairs` (see {@link NodeStore.installStateMachine}):
+   * copies them into the next generation in unsynced batches of at most
+   * {@link INSTALL_BATCH_BYTES}, then writes one synced batch that makes it live with what
+   * `finalize` staged (its `put`/`del` target the new generation; calling its `write` rejects).
+   * On any failure (the iterator throws, a pair is malformed, `finalize` throws, the write
+   * fails) the partial copy is cleared and the error rethrown; the old key space and log stay.
+   * Installs run one at a time. Throws `TypeError` on a pair that is not
+   * `[non-empty string, Uint8Array]`.
+   */
+  installStateMachine(pairs: AsyncIterable<[string, Uint8Array]>, finalize: (batch: WriteBatch) => void): Promise<void> {
+    const run = this.installing.then(() => this.install(pairs, finalize));
+    this.installing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async install(pairs: AsyncIterable<[string, Uint8Array]>, finalize: (batch: WriteBatch) => void): Promise<void> {
+    if (this.closed) throw new Error('store is closed');
+    const next = await this.writeGeneration(pairs);
+    try {
+      const staging = new Staging();
+      const batch = this.batchOver(staging, () => Promise.reject(new Error('the finalize batch is written by installStateMachine')));
+      finalize(batch);
+      await this.write(staging, next);
+    } catch (err) {
+      this.clearInBackground(next);
+      throw err;
+    }
+  }
+
+  /**
+   * Copies `pairs` into a fresh generation's sublevel in unsynced batches of at most
+   * {@link INSTALL_BATCH_BYTES} and returns it, NOT live. On failure the partial copy is cleared
+   * in the background and the error rethrown. Used by {@link installStateMachine}; exposed so
+   * that tests can leave a partial generation behind as a crash would.
+   * @internal
+   */
+  async writeGeneration(pairs: AsyncIterable<[string, Uint8Array]>): Promise<StateMachineGeneration> {
+    const number = this.nextGeneration++;
+    const gen: StateMachineGeneration = { number, db: openSublevel(this.db, smSublevelName(number)) };
+    try {
+      // A generation number is never reused while open, but one left over by a crash is
+      // cleared at open; clear anyway so the copy starts empty.
+      await gen.db.clear();
+      let ops: { type: 'put'; key: string; value: Uint8Array }[] = [];
+      let bytes = 0;
+      for await (const pair of pairs) {
+        const [key, value] = checkPair(pair);
+        const size = Buffer.byteLength(key, 'utf8') + value.byteLength;
+        // A pair larger than the limit gets a batch of its own.
+        if (ops.length > 0 && bytes + size > INSTALL_BATCH_BYTES) {
+          await gen.db.batch(ops);
+          ops = [];
+          bytes = 0;
+        }
+        ops.push({ type: 'put', key, value });
+        bytes += size;
+      }
+      if (ops.length > 0) await gen.db.batch(ops);
+      return gen;
+    } catch (err) {
+      this.clearInBackground(gen);
+      throw err;
+    }
+  }
+
+  /** Clears a generation that is not live without waiting; `close()` waits for it. */
+  private clearInBackground(gen: StateMachineGeneration): void {
+    const done = gen.db.clear().catch((err: unknown) => {
+      this.logger.warn({ err, dir: this.dir, generation: gen.number }, 'clearing a dropped state machine generation failed; it is cleared at the next open');
+    });
+    this.clearing.add(done);
+    void done.then(() => this.clearing.delete(done));
+  }
+
+  /**
+   * Waits for background clears, then closes the database, which also releases the snapshots
+   * of views still open and ends their iterations with an error; further calls reject.
+   */
   async close(): Promise<void> {
+    this.closed = true;
+    while (this.clearing.size > 0) await Promise.allSettled([...this.clearing]);
     await this.db.close();
   }
 
-  private async write(staging: Staging): Promise<void> {
-    const deletes = staging.beginWrite({ firstIndex: this.first, lastIndex: this.last });
-    if (staging.empty) return;
+  /**
+   * Writes `staging` as one synced batch. With `install`, the batch also makes that generation
+   * live and its `put`/`del` go there; the previous generation is cleared in the background once
+   * the batch is written.
+   */
+  private async write(staging: Staging, install?: StateMachineGeneration): Promise<void> {
+    const plan = staging.beginWrite({ firstIndex: this.first, lastIndex: this.last });
+    if (staging.empty && install === undefined) return;
+    const sm = install ?? this.live;
     const ops: BatchOp[] = [];
-    for (const index of deletes) ops.push({ type: 'del', sublevel: this.logDb, key: encodeLogKey(index) });
+    for (const index of plan.deletes) ops.push({ type: 'del', sublevel: this.logDb, key: encodeLogKey(index) });
     for (const [index, entry] of staging.entries) {
       ops.push({ type: 'put', sublevel: this.logDb, key: encodeLogKey(index), value: encodeEntry(entry) });
+    }
+    if (plan.compaction !== undefined) {
+      const point = { index: plan.compaction.index as LogIndex, term: plan.compaction.term as Term };
+      ops.push({ type: 'put', sublevel: this.metaDb, key: COMPACTED_KEY, value: encodeCompactionPoint(point) });
     }
     if (staging.hardState !== undefined) {
       ops.push({ type: 'put', sublevel: this.metaDb, key: HARD_STATE_KEY, value: encodeHardState(staging.hardState) });
     }
+    if (install !== undefined) {
+      ops.push({ type: 'put', sublevel: this.metaDb, key: SM_GENERATION_KEY, value: encodeGeneration(install.number) });
+    }
     for (const op of staging.kvOps) {
       ops.push(op.type === 'put'
-        ? { type: 'put', sublevel: this.smDb, key: op.key, value: op.value }
-        : { type: 'del', sublevel: this.smDb, key: op.key });
+        ? { type: 'put', sublevel: sm.db, key: op.key, value: op.value }
+        : { type: 'del', sublevel: sm.db, key: op.key });
     }
     const done = this.db.batch(ops, { sync: true });
-    if (deletes.length > 0) {
+    if (plan.deletes.length > 0) {
       this.truncating.add(done);
       done.then(
         () => this.truncating.delete(done),
@@ -157,7 +401,14 @@ export class LevelStore implements NodeStore {
       );
     }
     await done;
-    if (staging.lastIndex !== undefined) this.last = staging.lastIndex;
+    const after = staging.boundsAfterWrite({ firstIndex: this.first, lastIndex: this.last });
+    this.first = after.firstIndex;
+    this.last = after.lastIndex;
+    if (install !== undefined) {
+      const old = this.live;
+      this.live = install;
+      this.clearInBackground(old);
+    }
   }
 
   private async entries(lo: LogIndex, hi: LogIndex): Promise<Entry[]> {
@@ -182,15 +433,56 @@ export class LevelStore implements NodeStore {
     return value === undefined ? undefined : decodeHardState(value, this.dir);
   }
 
+  private async compactedTo(): Promise<{ index: LogIndex; term: Term }> {
+    const value = await this.metaDb.get(COMPACTED_KEY);
+    return value === undefined ? { index: 0 as LogIndex, term: 0 as Term } : decodeCompactionPoint(value, this.dir);
+  }
+
   private async *range(gte: string, lt: string, limit?: number): AsyncIterable<[string, Uint8Array]> {
     const max = checkLimit(limit);
     if (max === 0) return;
     // abstract-level iterators read from an implicit snapshot taken when they are created.
-    const it = this.smDb.iterator({ gte, lt, limit: max === Infinity ? -1 : max });
+    const it = this.live.db.iterator({ gte, lt, limit: max === Infinity ? -1 : max });
     try {
       for await (const [key, value] of it) yield [key, value];
     } finally {
       await it.close();
     }
   }
+}
+
+type LevelSnapshot = ReturnType<Db['snapshot']>;
+
+/** A {@link StateMachineView} over an explicit LevelDB snapshot of one generation's sublevel. */
+class LevelStateMachineView implements StateMachineView {
+  private closed = false;
+
+  constructor(private readonly snapshot: LevelSnapshot, private readonly sm: Sublevel) {}
+
+  /** Every pair of the generation as of the snapshot, in key order; may be iterated again. */
+  async *entries(): AsyncIterable<[string, Uint8Array]> {
+    if (this.closed) throw new Error('state machine view is closed');
+    const it = this.sm.iterator({ snapshot: this.snapshot });
+    try {
+      for await (const [key, value] of it) yield [key, value];
+    } finally {
+      await it.close();
+    }
+  }
+
+  /** Releases the snapshot (idempotent); waits for iterations in progress to end. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.snapshot.close();
+  }
+}
+
+/** Checks one pair handed to an install; throws `TypeError` when it is malformed. */
+function checkPair(pair: unknown): [string, Uint8Array] {
+  if (!Array.isArray(pair) || pair.length !== 2) throw new TypeError('each pair must be [key, value]');
+  const [key, value] = pair as [unknown, unknown];
+  if (typeof key !== 'string' || key.length === 0) throw new TypeError('pair key must be a non-empty string');
+  if (!(value instanceof Uint8Array)) throw new TypeError(`value of ${JSON.stringify(key)} must be a Uint8Array`);
+  return [key, value];
 }

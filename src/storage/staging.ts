@@ -16,6 +16,27 @@ export interface LogBounds {
   readonly lastIndex: number;
 }
 
+/**
+ * A staged log compaction: (`index`, `term`) becomes the compaction point; `reset` says that
+ * every stored entry goes ({@link WriteBatch.resetLog}), not only those `<= index`
+ * ({@link WriteBatch.compactLog}).
+ */
+export interface StagedCompaction {
+  readonly index: number;
+  readonly term: number;
+  readonly reset: boolean;
+}
+
+/** What a batch does to the durable log, computed by {@link Staging.beginWrite}. */
+export interface LogWritePlan {
+  /** Stored log indexes to delete (compacted entries and the conflicting suffix, §5.3). */
+  readonly deletes: number[];
+  /** The log's bounds once the batch is written. */
+  readonly bounds: LogBounds;
+  /** The compaction point to record, or `undefined` when the batch stages none. */
+  readonly compaction: { readonly index: number; readonly term: number } | undefined;
+}
+
 function isNonNegativeSafeInteger(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 }
@@ -46,7 +67,10 @@ function checkEntryShape(entry: Entry, i: number): void {
 export class Staging {
   /** Staged entries by index (already copied). */
   readonly entries = new Map<number, Entry>();
-  /** Last log index once written, or `undefined` when no entries were staged. */
+  /**
+   * Last log index once written as staged appends leave it, or `undefined` when no entries were
+   * staged since the batch started or its last `resetLog`.
+   */
   lastIndex: number | undefined;
   /** Lowest index staged by any `appendEntries` of this batch, or `undefined`. */
   firstAppendIndex: number | undefined;
@@ -54,12 +78,26 @@ export class Staging {
   hardState: HardState | undefined;
   /** Key-value operations, in the order they were staged (a later one wins). */
   readonly kvOps: KvOp[] = [];
+  /** The staged compaction point, or `undefined`. */
+  compaction: StagedCompaction | undefined;
   /** Set once `write()` was called: the batch cannot be reused. */
   written = false;
 
   /** True when nothing is staged. */
   get empty(): boolean {
-    return this.lastIndex === undefined && this.hardState === undefined && this.kvOps.length === 0;
+    return this.lastIndex === undefined && this.hardState === undefined && this.kvOps.length === 0
+      && this.compaction === undefined;
+  }
+
+  /**
+   * The log's bounds as this batch would leave them if written now over the durable `bounds`:
+   * a staged compaction moves the first index, staged entries (or a reset) the last one.
+   */
+  effectiveBounds(bounds: LogBounds): LogBounds {
+    const c = this.compaction;
+    const firstIndex = c === undefined ? bounds.firstIndex : c.index + 1;
+    const base = c?.reset === true ? c.index : Math.max(bounds.lastIndex, c?.index ?? 0);
+    return { firstIndex, lastIndex: this.lastIndex ?? base };
   }
 
   /**
@@ -80,10 +118,11 @@ export class Staging {
         throw new RangeError(`entries[${i}].index must be ${first + i} (consecutive), got ${index}`);
       }
     }
-    const last = this.lastIndex ?? bounds.lastIndex;
-    if (first < bounds.firstIndex || first > last + 1) {
+    const effective = this.effectiveBounds(bounds);
+    const last = effective.lastIndex;
+    if (first < effective.firstIndex || first > last + 1) {
       throw new RangeError(
-        `entries[0].index ${first} is outside [${bounds.firstIndex}, ${last + 1}] (first index, last index + 1)`,
+        `entries[0].index ${first} is outside [${effective.firstIndex}, ${last + 1}] (first index, last index + 1)`,
       );
     }
     const newLast = first + entries.length - 1;
@@ -123,27 +162,114 @@ export class Staging {
   }
 
   /**
-   * Marks the batch written and returns the log indexes to delete given the durable bounds at
-   * write time: the stored suffix past the batch's last entry (§5.3). Throws `RangeError` when
-   * the log moved since staging so that the batch would leave a hole, `Error` when written twice.
+   * Stages log compaction through `through` (see {@link WriteBatch.compactLog}) against the
+   * durable `bounds` plus what this batch already staged; staged entries `<= through` are
+   * dropped. Throws `TypeError` when `through` or `term` is not a non-negative safe integer,
+   * `RangeError` when `through` is past the last index or below the current compaction point.
    */
-  beginWrite(bounds: LogBounds): number[] {
+  compactLog(through: number, term: number, bounds: LogBounds): void {
+    this.checkWritable();
+    checkPoint(through, term);
+    const { firstIndex, lastIndex } = this.effectiveBounds(bounds);
+    if (through > lastIndex) {
+      throw new RangeError(`cannot compact through ${through}: the log ends at ${lastIndex}`);
+    }
+    if (through < firstIndex - 1) {
+      throw new RangeError(`cannot compact through ${through}: the log is already compacted through ${firstIndex - 1}`);
+    }
+    for (const index of this.entries.keys()) {
+      if (index <= through) this.entries.delete(index);
+    }
+    // `lastIndex` stays: when every staged entry was dropped it equals `through`, and the
+    // batch still truncates the stored suffix after it.
+    if (this.entries.size === 0) this.firstAppendIndex = undefined;
+    else if (this.firstAppendIndex !== undefined) this.firstAppendIndex = Math.max(this.firstAppendIndex, through + 1);
+    this.compaction = { index: through, term, reset: this.compaction?.reset ?? false };
+  }
+
+  /**
+   * Stages the log's replacement by a snapshot at (`index`, `term`) (see
+   * {@link WriteBatch.resetLog}): drops every staged entry; later appends start at `index + 1`.
+   * Throws `TypeError` when `index` or `term` is not a non-negative safe integer.
+   */
+  resetLog(index: number, term: number): void {
+    this.checkWritable();
+    checkPoint(index, term);
+    this.entries.clear();
+    this.lastIndex = undefined;
+    this.firstAppendIndex = undefined;
+    this.compaction = { index, term, reset: true };
+  }
+
+  /**
+   * Marks the batch written and plans its log changes given the durable bounds at write time:
+   * the indexes to delete (compacted entries, the whole log on a reset, the stored suffix past
+   * the batch's last entry, §5.3) and the bounds after the write. Throws `RangeError` when the
+   * log moved since staging so that the batch would leave a hole or move the compaction point
+   * back, `Error` when written twice.
+   */
+  beginWrite(bounds: LogBounds): LogWritePlan {
     this.checkWritable();
     this.written = true;
-    if (this.lastIndex === undefined || this.firstAppendIndex === undefined) return [];
-    if (this.firstAppendIndex > bounds.lastIndex + 1) {
+    const c = this.compaction;
+    if (c !== undefined && !c.reset && c.index < bounds.firstIndex - 1) {
+      throw new RangeError(
+        `batch compacts through ${c.index} but the log is now compacted through ${bounds.firstIndex - 1}`,
+      );
+    }
+    // Staged entries must follow the stored log or the staged compaction point without a hole.
+    const reach = Math.max(bounds.lastIndex, c?.index ?? 0);
+    if (c?.reset !== true && this.firstAppendIndex !== undefined && this.firstAppendIndex > reach + 1) {
       throw new RangeError(
         `batch appends from index ${this.firstAppendIndex} but the log now ends at ${bounds.lastIndex}`,
       );
     }
     const deletes: number[] = [];
-    for (let index = this.lastIndex + 1; index <= bounds.lastIndex; index++) deletes.push(index);
-    return deletes;
+    if (c?.reset === true) {
+      // Every stored entry goes, except those the batch rewrites itself.
+      for (let index = bounds.firstIndex; index <= bounds.lastIndex; index++) {
+        if (!this.entries.has(index)) deletes.push(index);
+      }
+    } else {
+      const compactThrough = c === undefined ? bounds.firstIndex - 1 : Math.min(c.index, bounds.lastIndex);
+      for (let index = bounds.firstIndex; index <= compactThrough; index++) deletes.push(index);
+      if (this.lastIndex !== undefined) {
+        for (let index = Math.max(this.lastIndex + 1, compactThrough + 1); index <= bounds.lastIndex; index++) {
+          deletes.push(index);
+        }
+      }
+    }
+    return {
+      deletes,
+      bounds: this.effectiveBounds(bounds),
+      compaction: c === undefined ? undefined : { index: c.index, term: c.term },
+    };
+  }
+
+  /**
+   * The log's bounds once this batch's write resolved, given the bounds at that moment: only
+   * what the batch changes moves (a compaction the first index; its entries, a reset or a
+   * compaction past the end the last index), so that batches written concurrently do not undo
+   * each other's bounds.
+   */
+  boundsAfterWrite(current: LogBounds): LogBounds {
+    const c = this.compaction;
+    const firstIndex = c === undefined ? current.firstIndex : c.index + 1;
+    let lastIndex = current.lastIndex;
+    if (this.lastIndex !== undefined) lastIndex = this.lastIndex;
+    else if (c?.reset === true) lastIndex = c.index;
+    else if (c !== undefined) lastIndex = Math.max(current.lastIndex, c.index);
+    return { firstIndex, lastIndex };
   }
 
   private checkWritable(): void {
     if (this.written) throw new Error('write batch was already written; start a new batch');
   }
+}
+
+function checkPoint(index: number, term: number): void {
+  if (!isNonNegativeSafeInteger(index)) throw new TypeError(`index must be a non-negative safe integer, got ${String(index)}`);
+  if (!isNonNegativeSafeInteger(term)) throw new TypeError(`term must be a non-negative safe integer, got ${String(term)}`);
 }
 
 function checkKey(key: string): void {

@@ -7,7 +7,7 @@
  * Two implementations share one conformance suite: `LevelStore` (LevelDB via `level`, values
  * encoded with `msgpackr`, a CRC32 per entry) and `MemoryStore` (tests).
  */
-import type { Entry, HardState, LogIndex, Snapshot } from '../raft/types.js';
+import type { ConfState, Entry, HardState, LogIndex, Snapshot, Term } from '../raft/types.js';
 
 /** Read access to the persisted Raft log. */
 export interface LogStore {
@@ -30,6 +30,62 @@ export interface LogStore {
 export interface StableStore {
   /** The last hard state written, or `undefined` on a fresh store. */
   hardState(): Promise<HardState | undefined>;
+  /**
+   * The last log compaction point written with {@link WriteBatch.compactLog} or
+   * {@link WriteBatch.resetLog}: index and term of the last entry the log no longer holds
+   * (`{ index: 0, term: 0 }` on a store never compacted). `firstIndex() === index + 1`.
+   */
+  compactedTo(): Promise<{ index: LogIndex; term: Term }>;
+}
+
+/** What a snapshot file holds: the state machine as of `index` (§7, Figure 12). */
+export interface SnapshotMeta {
+  /** Last log index the snapshot covers. */
+  readonly index: LogIndex;
+  /** Term of the entry at `index`. */
+  readonly term: Term;
+  /** The cluster configuration as of `index`. */
+  readonly confState: ConfState;
+  /** Size of the file's payload, in bytes. */
+  readonly sizeBytes: number;
+  /** CRC32 (zlib.crc32) of the payload. */
+  readonly crc32: number;
+}
+
+/** A snapshot being written: chunks in order, then `finish` makes it durable and visible at once. */
+export interface SnapshotSink {
+  /** Appends payload bytes. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** fsyncs the file and renames it into place atomically; returns its metadata. */
+  finish(): Promise<SnapshotMeta>;
+  /** Discards a partial snapshot (a crash leaves only a temp file, removed at the next open). */
+  abort(): Promise<void>;
+}
+
+/**
+ * Snapshot files of a node, in the shape of hashicorp/raft's `SnapshotStore`: written in chunks,
+ * finished atomically, read back in chunks. Files live in `<dataDir>/snapshots/`.
+ */
+export interface SnapshotStore {
+  /** Starts a new snapshot for the given point of the log. */
+  create(meta: { index: LogIndex; term: Term; confState: ConfState }): SnapshotSink;
+  /** The newest finished snapshot, or `undefined`. */
+  latest(): Promise<SnapshotMeta | undefined>;
+  /**
+   * Reads a finished snapshot's payload in chunks of at most `chunkBytes`; throws
+   * {@link CorruptionError} at the end when size or CRC32 do not match its metadata.
+   */
+  read(meta: SnapshotMeta, chunkBytes: number): AsyncIterable<Uint8Array>;
+  /** Deletes every finished snapshot but the newest `retain` (at least 1), and stray temp files. */
+  prune(retain: number): Promise<void>;
+}
+
+/** A point-in-time view of the whole state machine key space, unaffected by later writes. */
+export interface StateMachineView {
+  /** Every key/value pair, in key order. */
+  entries(): AsyncIterable<[string, Uint8Array]>;
+  /** Releases the view (the underlying LevelDB snapshot). */
+  close(): Promise<void>;
 }
 
 /** Read access to the state machine's key space (keys are UTF-8 strings, values bytes). */
@@ -64,6 +120,17 @@ export interface WriteBatch {
   put(key: string, value: Uint8Array): void;
   /** Stages a delete from the state machine's key space. */
   del(key: string): void;
+  /**
+   * Stages log compaction (§7): deletes stored entries with index `<= through` and records
+   * (`through`, `term`) as the compaction point, so `firstIndex()` becomes `through + 1` once
+   * written. `through` must be `<= lastIndex()`; entries after it are kept.
+   */
+  compactLog(through: LogIndex, term: Term): void;
+  /**
+   * Stages the log's replacement by a snapshot at (`index`, `term`): deletes every stored entry
+   * and records the compaction point, so the log restarts empty at `index + 1`.
+   */
+  resetLog(index: LogIndex, term: Term): void;
   /** True when nothing is staged. */
   readonly empty: boolean;
   /** Writes everything staged, atomically and synced; the batch cannot be reused. */
@@ -77,6 +144,19 @@ export interface NodeStore {
   readonly kv: KeyValueReader;
   /** Starts a new atomic write. */
   batch(): WriteBatch;
+  /**
+   * Takes, synchronously, a consistent view of the state machine key space as of the last
+   * written batch (a LevelDB snapshot): applies may go on while it is read.
+   */
+  stateMachineView(): StateMachineView;
+  /**
+   * Replaces the whole state machine key space by `pairs` (in key order), atomically: the pairs
+   * are written aside in several unsynced batches, then ONE synced batch makes them the live key
+   * space together with whatever `finalize` stages in it (e.g. `resetLog`, the hard state, the
+   * applied index). A crash before that batch leaves the previous key space and log intact; the
+   * partial copy is removed at the next open. Readers see the old key space until then.
+   */
+  installStateMachine(pairs: AsyncIterable<[string, Uint8Array]>, finalize: (batch: WriteBatch) => void): Promise<void>;
   /** Closes the store; further calls reject. */
   close(): Promise<void>;
 }

@@ -38,6 +38,11 @@ async function collect(it: AsyncIterable<[string, Uint8Array]>): Promise<[string
   return out;
 }
 
+/** The pairs of `items` (values as UTF-8 text) as the async iterable an install takes. */
+async function* pairsOf(items: [string, string][]): AsyncIterable<[string, Uint8Array]> {
+  for (const [k, v] of items) yield [k, bytes(v)];
+}
+
 async function writeEntries(store: NodeStore, entries: Entry[]): Promise<void> {
   const b = store.batch();
   b.appendEntries(entries);
@@ -287,6 +292,316 @@ export function describeNodeStoreConformance(name: string, makeHarness: () => Pr
       const b = store.batch();
       b.put('k', bytes('v'));
       await expect(b.write()).rejects.toThrow();
+    });
+
+    it('compacts the log through an index: first index moves, later entries stay (§7)', async () => {
+      let store = await fresh();
+      await writeEntries(store, entriesAt(1, 10, 1));
+      expect(await store.stable.compactedTo()).toEqual({ index: 0, term: 0 });
+      const b = store.batch();
+      b.compactLog(logIndex(4), term(1));
+      expect(b.empty).toBe(false);
+      expect(store.log.firstIndex()).toBe(1); // nothing visible before write()
+      await b.write();
+      expect(store.log.firstIndex()).toBe(5);
+      expect(store.log.lastIndex()).toBe(10);
+      expect(await store.stable.compactedTo()).toEqual({ index: 4, term: 1 });
+      expect(await store.log.entries(logIndex(5), logIndex(11))).toEqual(entriesAt(5, 10, 1));
+      await expect(store.log.entries(logIndex(4), logIndex(6))).rejects.toThrow(RangeError);
+      expect(() => store.batch().appendEntries(entriesAt(4, 4, 2))).toThrow(RangeError);
+      // A conflicting suffix is still replaced after compaction.
+      await writeEntries(store, entriesAt(8, 9, 2));
+      store = await (harness as StoreHarness).reopen(store);
+      expect(store.log.firstIndex()).toBe(5);
+      expect(store.log.lastIndex()).toBe(9);
+      expect(await store.stable.compactedTo()).toEqual({ index: 4, term: 1 });
+      expect(await store.log.entries(logIndex(5), logIndex(10))).toEqual([...entriesAt(5, 7, 1), ...entriesAt(8, 9, 2)]);
+    });
+
+    it('compacts through the last index to an empty log that survives reopen and takes the next append', async () => {
+      let store = await fresh();
+      await writeEntries(store, entriesAt(1, 6, 2));
+      const b = store.batch();
+      b.compactLog(logIndex(6), term(2));
+      await b.write();
+      expect(store.log.firstIndex()).toBe(7);
+      expect(store.log.lastIndex()).toBe(6);
+      expect(await store.log.entries(logIndex(7), logIndex(7))).toEqual([]);
+      store = await (harness as StoreHarness).reopen(store);
+      expect(store.log.firstIndex()).toBe(7);
+      expect(store.log.lastIndex()).toBe(6);
+      expect(await store.stable.compactedTo()).toEqual({ index: 6, term: 2 });
+      expect(() => store.batch().appendEntries(entriesAt(8, 8, 3))).toThrow(RangeError);
+      await writeEntries(store, entriesAt(7, 8, 3));
+      expect(await store.log.entries(logIndex(7), logIndex(9))).toEqual(entriesAt(7, 8, 3));
+    });
+
+    it('refuses to compact past the last index or below the compaction point', async () => {
+      const store = await fresh();
+      await writeEntries(store, entriesAt(1, 5, 1));
+      expect(() => store.batch().compactLog(logIndex(6), term(1))).toThrow(RangeError);
+      expect(() => store.batch().compactLog(logIndex(-1), term(1))).toThrow(TypeError);
+      const b = store.batch();
+      b.compactLog(logIndex(3), term(1));
+      await b.write();
+      expect(() => store.batch().compactLog(logIndex(2), term(1))).toThrow(RangeError);
+      const again = store.batch();
+      again.compactLog(logIndex(3), term(1)); // the same point again is harmless
+      await again.write();
+      expect(store.log.firstIndex()).toBe(4);
+      expect(await store.log.entries(logIndex(4), logIndex(6))).toEqual(entriesAt(4, 5, 1));
+    });
+
+    it('resets the log to a snapshot point: empty, restarts at index + 1, survives reopen', async () => {
+      let store = await fresh();
+      await writeEntries(store, entriesAt(1, 10, 1));
+      const b = store.batch();
+      b.resetLog(logIndex(100), term(7));
+      await b.write();
+      expect(store.log.firstIndex()).toBe(101);
+      expect(store.log.lastIndex()).toBe(100);
+      expect(await store.stable.compactedTo()).toEqual({ index: 100, term: 7 });
+      expect(() => store.batch().appendEntries(entriesAt(11, 11, 7))).toThrow(RangeError);
+      expect(() => store.batch().appendEntries(entriesAt(102, 102, 7))).toThrow(RangeError);
+      store = await (harness as StoreHarness).reopen(store);
+      expect(store.log.firstIndex()).toBe(101);
+      expect(store.log.lastIndex()).toBe(100);
+      await writeEntries(store, entriesAt(101, 102, 8));
+      expect(await store.log.entries(logIndex(101), logIndex(103))).toEqual(entriesAt(101, 102, 8));
+      // Reset behind the current end: nothing of the old log remains.
+      const r = store.batch();
+      r.resetLog(logIndex(101), term(8));
+      await r.write();
+      store = await (harness as StoreHarness).reopen(store);
+      expect(store.log.firstIndex()).toBe(102);
+      expect(store.log.lastIndex()).toBe(101);
+      expect(await store.log.entries(logIndex(102), logIndex(102))).toEqual([]);
+    });
+
+    it('combines reset, compaction and appends in one batch in the order they were staged', async () => {
+      let store = await fresh();
+      await writeEntries(store, entriesAt(1, 10, 1));
+      // Reset then append (a restore): the log restarts after the snapshot with new entries.
+      const b = store.batch();
+      b.appendEntries(entriesAt(11, 12, 1));
+      b.resetLog(logIndex(50), term(3));
+      b.appendEntries(entriesAt(51, 53, 3));
+      b.setHardState(hs(3, '', 53));
+      await b.write();
+      expect([store.log.firstIndex(), store.log.lastIndex()]).toEqual([51, 53]);
+      // Append then compact part of it, in one batch.
+      const c = store.batch();
+      c.appendEntries(entriesAt(54, 56, 4));
+      c.compactLog(logIndex(55), term(4));
+      await c.write();
+      expect([store.log.firstIndex(), store.log.lastIndex()]).toEqual([56, 56]);
+      expect(await store.log.entries(logIndex(56), logIndex(57))).toEqual([entry(56, 4)]);
+      // Truncate a suffix then compact through the new end: the old suffix must not survive.
+      await writeEntries(store, entriesAt(57, 60, 4));
+      const d = store.batch();
+      d.appendEntries(entriesAt(57, 58, 5));
+      d.compactLog(logIndex(58), term(5));
+      await d.write();
+      expect([store.log.firstIndex(), store.log.lastIndex()]).toEqual([59, 58]);
+      store = await (harness as StoreHarness).reopen(store);
+      expect([store.log.firstIndex(), store.log.lastIndex()]).toEqual([59, 58]);
+      expect(await store.stable.compactedTo()).toEqual({ index: 58, term: 5 });
+      expect(await store.stable.hardState()).toEqual(hs(3, '', 53));
+      await writeEntries(store, entriesAt(59, 59, 6));
+      expect(await store.log.entries(logIndex(59), logIndex(60))).toEqual([entry(59, 6)]);
+    });
+
+    it('keeps both bounds right when a compaction and an append are written concurrently', async () => {
+      let store = await fresh();
+      await writeEntries(store, entriesAt(1, 5, 1));
+      const compact = store.batch();
+      compact.compactLog(logIndex(3), term(1));
+      const append = store.batch();
+      append.appendEntries(entriesAt(6, 7, 2));
+      await Promise.all([compact.write(), append.write()]);
+      expect([store.log.firstIndex(), store.log.lastIndex()]).toEqual([4, 7]);
+      expect(await store.log.entries(logIndex(4), logIndex(8))).toEqual([...entriesAt(4, 5, 1), ...entriesAt(6, 7, 2)]);
+      store = await (harness as StoreHarness).reopen(store);
+      expect([store.log.firstIndex(), store.log.lastIndex()]).toEqual([4, 7]);
+    });
+
+    it('agrees with a model log under random appends, compactions and resets, across reopen (§7)', async () => {
+      const op = fc.oneof(
+        fc.record({ kind: fc.constant('append' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), count: fc.integer({ min: 1, max: 3 }) }),
+        fc.record({ kind: fc.constant('compact' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
+        fc.record({ kind: fc.constant('reset' as const), ahead: fc.integer({ min: -2, max: 5 }) }),
+      );
+      const step = fc.record({ op, flush: fc.boolean() });
+      await fc.assert(
+        fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 10 }), async (steps) => {
+          await harness?.cleanup();
+          let store = await fresh();
+          type Model = { point: { index: number; term: number }; entries: Entry[] };
+          let model: Model = { point: { index: 0, term: 0 }, entries: [] };
+          let staged: Model | undefined;
+          let b = store.batch();
+          let t = 0;
+          const lastOf = (m: Model): number => m.point.index + m.entries.length;
+          for (const { op: o, flush } of steps) {
+            t++;
+            const base = staged ?? model;
+            if (o.kind === 'append') {
+              const start = base.point.index + 1 + Math.floor(o.at * (base.entries.length + 0.999));
+              const appended = entriesAt(start, start + o.count - 1, t);
+              b.appendEntries(appended);
+              staged = { point: base.point, entries: [...base.entries.slice(0, start - base.point.index - 1), ...appended] };
+            } else if (o.kind === 'compact') {
+              const through = base.point.index + Math.floor(o.at * (base.entries.length + 0.999));
+              const k = through - base.point.index;
+              const termAt = k === 0 ? base.point.term : (base.entries[k - 1] as Entry).term;
+              b.compactLog(logIndex(through), term(termAt));
+              staged = { point: { index: through, term: termAt }, entries: base.entries.slice(k) };
+            } else {
+              const index = Math.max(0, lastOf(base) + o.ahead);
+              b.resetLog(logIndex(index), term(t));
+              staged = { point: { index, term: t }, entries: [] };
+            }
+            if (flush) {
+              await b.write();
+              model = staged;
+              staged = undefined;
+              b = store.batch();
+            }
+          }
+          if (staged !== undefined) {
+            await b.write();
+            model = staged;
+          }
+          for (let round = 0; round < 2; round++) {
+            expect(store.log.firstIndex()).toBe(model.point.index + 1);
+            expect(store.log.lastIndex()).toBe(lastOf(model));
+            expect(await store.stable.compactedTo()).toEqual(model.point);
+            expect(await store.log.entries(logIndex(model.point.index + 1), logIndex(lastOf(model) + 1))).toEqual(model.entries);
+            store = await (harness as StoreHarness).reopen(store);
+          }
+        }),
+        { numRuns: 25 },
+      );
+    });
+
+    it('gives a state machine view that keeps the contents of when it was taken', async () => {
+      const store = await fresh();
+      const b = store.batch();
+      for (const k of ['a', 'b', 'c', 'k\u{1F600}', 'k\u00e9']) b.put(k, bytes(`v-${k}`));
+      await b.write();
+      const view = store.stateMachineView();
+      const d = store.batch();
+      d.del('a');
+      d.put('b', bytes('changed'));
+      d.put('z', bytes('new'));
+      await d.write();
+      const e = store.batch();
+      e.del('c');
+      await e.write();
+      const expected: [string, string][] = [['a', 'v-a'], ['b', 'v-b'], ['c', 'v-c'], ['k\u00e9', 'v-k\u00e9'], ['k\u{1F600}', 'v-k\u{1F600}']];
+      expect(await collect(view.entries())).toEqual(expected);
+      expect(await collect(view.entries())).toEqual(expected); // can be read again
+      expect(await collect(store.kv.range('a', 'zz'))).toEqual([['b', 'changed'], ['k\u00e9', 'v-k\u00e9'], ['k\u{1F600}', 'v-k\u{1F600}'], ['z', 'new']]);
+      await view.close();
+      await view.close(); // idempotent
+      const empty = store.stateMachineView();
+      const f = store.batch();
+      f.put('late', bytes('x'));
+      await f.write();
+      expect((await collect(empty.entries())).map(([k]) => k)).toEqual(['b', 'k\u00e9', 'k\u{1F600}', 'z']);
+      await empty.close();
+    });
+
+    it('installs a new state machine atomically with what finalize stages', async () => {
+      let store = await fresh();
+      const b = store.batch();
+      b.appendEntries(entriesAt(1, 8, 1));
+      b.setHardState(hs(1, 'n1', 8));
+      for (const k of ['a', 'b', 'c']) b.put(k, bytes(`old-${k}`));
+      await b.write();
+      const before = store.stateMachineView();
+      await store.installStateMachine(pairsOf([['b', 'new-b'], ['d', 'new-d'], ['e', 'new-e']]), (batch) => {
+        expect(batch.empty).toBe(true);
+        batch.resetLog(logIndex(20), term(3));
+        batch.setHardState(hs(3, 'n2', 20));
+        batch.put('applied', bytes('20'));
+        batch.del('e');
+      });
+      const expected: [string, string][] = [['applied', '20'], ['b', 'new-b'], ['d', 'new-d']];
+      expect(await collect(store.kv.range('', '\u{10FFFF}'))).toEqual(expected);
+      expect(await store.kv.get('a')).toBeUndefined();
+      expect((await store.kv.getMany(['a', 'b', 'e'])).map(text)).toEqual([undefined, 'new-b', undefined]);
+      expect([store.log.firstIndex(), store.log.lastIndex()]).toEqual([21, 20]);
+      expect(await store.stable.compactedTo()).toEqual({ index: 20, term: 3 });
+      expect(await store.stable.hardState()).toEqual(hs(3, 'n2', 20));
+      // A view taken before the install still reads the old key space.
+      expect(await collect(before.entries())).toEqual([['a', 'old-a'], ['b', 'old-b'], ['c', 'old-c']]);
+      await before.close();
+      // Later batches write to the new key space.
+      const c = store.batch();
+      c.put('f', bytes('after'));
+      c.del('d');
+      c.appendEntries(entriesAt(21, 21, 3));
+      await c.write();
+      store = await (harness as StoreHarness).reopen(store);
+      expect(await collect(store.kv.range('', '\u{10FFFF}'))).toEqual([['applied', '20'], ['b', 'new-b'], ['f', 'after']]);
+      expect([store.log.firstIndex(), store.log.lastIndex()]).toEqual([21, 21]);
+      // A second install replaces again.
+      await store.installStateMachine(pairsOf([['only', '1']]), (batch) => batch.resetLog(logIndex(30), term(4)));
+      store = await (harness as StoreHarness).reopen(store);
+      expect(await collect(store.kv.range('', '\u{10FFFF}'))).toEqual([['only', '1']]);
+      expect(await store.stable.compactedTo()).toEqual({ index: 30, term: 4 });
+    });
+
+    it('leaves the old state machine and log untouched when an install fails, and stays usable', async () => {
+      let store = await fresh();
+      const b = store.batch();
+      b.appendEntries(entriesAt(1, 4, 1));
+      b.put('a', bytes('old-a'));
+      b.put('b', bytes('old-b'));
+      await b.write();
+      const boom = new Error('snapshot stream broke');
+      async function* failing(): AsyncIterable<[string, Uint8Array]> {
+        for (let i = 0; i < 100; i++) yield [`x/${String(i).padStart(3, '0')}`, bytes('x'.repeat(100))];
+        throw boom;
+      }
+      let finalized = false;
+      await expect(store.installStateMachine(failing(), () => {
+        finalized = true;
+      })).rejects.toBe(boom);
+      expect(finalized).toBe(false);
+      await expect(store.installStateMachine(pairsOf([['k', 'v']]), () => {
+        throw new Error('finalize failed');
+      })).rejects.toThrow('finalize failed');
+      await expect(store.installStateMachine(pairsOf([['', 'v']]), () => undefined)).rejects.toThrow(TypeError);
+      await expect(store.installStateMachine(pairsOf([['k', 'v']]), (batch) => {
+        batch.compactLog(logIndex(9), term(1)); // past the last index
+      })).rejects.toThrow(RangeError);
+      const check = async (s: NodeStore): Promise<void> => {
+        expect(await collect(s.kv.range('', '\u{10FFFF}'))).toEqual([['a', 'old-a'], ['b', 'old-b']]);
+        expect([s.log.firstIndex(), s.log.lastIndex()]).toEqual([1, 4]);
+        expect(await s.log.entries(logIndex(1), logIndex(5))).toEqual(entriesAt(1, 4, 1));
+        expect(await s.stable.compactedTo()).toEqual({ index: 0, term: 0 });
+      };
+      await check(store);
+      const c = store.batch();
+      c.put('c', bytes('more'));
+      await c.write();
+      expect(text(await store.kv.get('c'))).toBe('more');
+      const d = store.batch();
+      d.del('c');
+      await d.write();
+      store = await (harness as StoreHarness).reopen(store);
+      await check(store);
+      await store.installStateMachine(pairsOf([['z', 'fresh']]), (batch) => batch.resetLog(logIndex(10), term(2)));
+      expect(await collect(store.kv.range('', '\u{10FFFF}'))).toEqual([['z', 'fresh']]);
+    });
+
+    it('refuses views and installs after close', async () => {
+      const store = await fresh();
+      await store.close();
+      expect(() => store.stateMachineView()).toThrow();
+      await expect(store.installStateMachine(pairsOf([['k', 'v']]), () => undefined)).rejects.toThrow();
     });
 
     it('agrees with a model log under random appends, truncations and batch splits (§5.3)', async () => {

@@ -1,0 +1,212 @@
+/**
+ * The payload of a snapshot (and of a backup): the state machine's key/value pairs, in frames.
+ *
+ * Stream format (integers big-endian):
+ *
+ * ```
+ * "RSP1"                               4 bytes, the magic (format 1)
+ * u32 length ‖ msgpack([[key, value], …])   one frame per group of pairs, 1 <= length <= MAX_STATE_FRAME_BYTES
+ * …
+ * u32 0 ‖ u32 pairCount                 the end: a zero length, then the number of pairs (mod 2^32)
+ * ```
+ *
+ * Keys are msgpack strings, values msgpack `bin`. A frame holds pairs until it reaches about
+ * `chunkBytes`; one pair larger than that gets a frame of its own. The end marker makes a stream
+ * cut at a frame boundary detectable (hashicorp/raft's FSM snapshots and etcd's snapshotter rely
+ * on the file's CRC for that; the marker also covers a payload streamed between nodes).
+ *
+ * Decoding accepts any chunking of the stream (frames split across chunks, several frames in one
+ * chunk) and throws {@link CorruptionError} on a bad magic, a malformed or oversized frame, a
+ * wrong pair count, a missing end or bytes after it.
+ */
+import { Packr } from 'msgpackr';
+import { CorruptionError } from './types.js';
+
+/** The first bytes of every state pair stream: "RSP1". */
+export const STATE_STREAM_MAGIC = Uint8Array.from([0x52, 0x53, 0x50, 0x31]);
+/** Bytes of a frame's length prefix (u32, big-endian). */
+export const FRAME_LENGTH_BYTES = 4;
+/** Bytes of the pair count after the end marker (u32, big-endian). */
+export const PAIR_COUNT_BYTES = 4;
+/**
+ * Largest frame accepted or produced, in bytes (without its length prefix): bounds what a
+ * damaged length prefix can make the decoder buffer. A single pair larger than this cannot be
+ * encoded.
+ */
+export const MAX_STATE_FRAME_BYTES = 128 * 1024 * 1024;
+/** Estimated msgpack overhead of one pair in a frame, in bytes (array, string and bin headers). */
+const PAIR_OVERHEAD_BYTES = 16;
+/** Pair counts are carried modulo 2^32. */
+const PAIR_COUNT_MODULUS = 2 ** 32;
+
+/** Values come back as `bin` (Node `Buffer`s), plain maps, no shared record structures. */
+const packr = new Packr({ useRecords: false });
+
+/**
+ * Encodes `pairs` as a state pair stream (see the module documentation), yielding the magic,
+ * then one chunk per frame (about `chunkBytes` each), then the end marker. Throws `RangeError`
+ * when `chunkBytes` is not a positive safe integer or one pair exceeds
+ * {@link MAX_STATE_FRAME_BYTES}, `TypeError` on a pair that is not `[string, Uint8Array]`.
+ */
+export async function* encodeStatePairs(pairs: AsyncIterable<[string, Uint8Array]>, chunkBytes: number): AsyncIterable<Uint8Array> {
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1) {
+    throw new RangeError(`chunkBytes must be a positive integer, got ${String(chunkBytes)}`);
+  }
+  yield STATE_STREAM_MAGIC.slice();
+  let frame: [string, Uint8Array][] = [];
+  let frameBytes = 0;
+  let count = 0;
+  for await (const pair of pairs) {
+    const [key, value] = pair;
+    if (typeof key !== 'string') throw new TypeError('pair key must be a string');
+    if (!(value instanceof Uint8Array)) throw new TypeError(`value of ${JSON.stringify(key)} must be a Uint8Array`);
+    const bytes = Buffer.byteLength(key, 'utf8') + value.byteLength + PAIR_OVERHEAD_BYTES;
+    if (frame.length > 0 && frameBytes + bytes > chunkBytes) {
+      yield encodeFrame(frame);
+      frame = [];
+      frameBytes = 0;
+    }
+    frame.push([key, value]);
+    frameBytes += bytes;
+    count++;
+  }
+  if (frame.length > 0) yield encodeFrame(frame);
+  const end = new Uint8Array(FRAME_LENGTH_BYTES + PAIR_COUNT_BYTES);
+  new DataView(end.buffer).setUint32(FRAME_LENGTH_BYTES, count % PAIR_COUNT_MODULUS, false);
+  yield end;
+}
+
+/** `u32 length ‖ msgpack(pairs)`, in a buffer of its own. */
+function encodeFrame(pairs: [string, Uint8Array][]): Uint8Array {
+  const body = packr.pack(pairs);
+  if (body.byteLength > MAX_STATE_FRAME_BYTES) {
+    throw new RangeError(`a state pair of ${body.byteLength} bytes exceeds the frame limit of ${MAX_STATE_FRAME_BYTES} bytes`);
+  }
+  const out = new Uint8Array(FRAME_LENGTH_BYTES + body.byteLength);
+  new DataView(out.buffer).setUint32(0, body.byteLength, false);
+  out.set(body, FRAME_LENGTH_BYTES);
+  return out;
+}
+
+/** A FIFO of byte chunks from which exact lengths are taken without copying more than needed. */
+class ByteQueue {
+  private chunks: Uint8Array[] = [];
+  private head = 0;
+  /** Bytes buffered. */
+  length = 0;
+
+  push(chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return;
+    this.chunks.push(chunk);
+    this.length += chunk.byteLength;
+  }
+
+  /** Removes and returns the next `n` bytes (`n <= length`). */
+  take(n: number): Uint8Array {
+    const first = this.chunks[0];
+    if (first !== undefined && first.byteLength - this.head >= n) {
+      const out = first.subarray(this.head, this.head + n);
+      this.head += n;
+      this.length -= n;
+      if (this.head === first.byteLength) {
+        this.chunks.shift();
+        this.head = 0;
+      }
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0] as Uint8Array;
+      const m = Math.min(n - filled, c.byteLength - this.head);
+      out.set(c.subarray(this.head, this.head + m), filled);
+      filled += m;
+      this.head += m;
+      if (this.head === c.byteLength) {
+        this.chunks.shift();
+        this.head = 0;
+      }
+    }
+    this.length -= n;
+    return out;
+  }
+}
+
+function readU32(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, false);
+}
+
+/** Decodes one frame body into pairs; throws {@link CorruptionError} when it is malformed. */
+function decodeFrame(body: Uint8Array, frameNumber: number): [string, Uint8Array][] {
+  let decoded: unknown;
+  try {
+    decoded = packr.unpack(body);
+  } catch (err) {
+    throw new CorruptionError(`state pair frame ${frameNumber} does not decode: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(decoded)) throw new CorruptionError(`state pair frame ${frameNumber} is not an array`);
+  const out: [string, Uint8Array][] = [];
+  for (const pair of decoded as unknown[]) {
+    if (!Array.isArray(pair) || pair.length !== 2) throw new CorruptionError(`state pair frame ${frameNumber} holds a malformed pair`);
+    const [key, value] = pair as [unknown, unknown];
+    if (typeof key !== 'string' || !(value instanceof Uint8Array)) {
+      throw new CorruptionError(`state pair frame ${frameNumber} holds a pair that is not [string, bytes]`);
+    }
+    // A copy of its own: the frame (and the caller's chunk) can be released.
+    out.push([key, Uint8Array.from(value)]);
+  }
+  return out;
+}
+
+/**
+ * Decodes a stream written by {@link encodeStatePairs}, cut into chunks of any sizes, yielding
+ * the pairs in order (values are copies, plain `Uint8Array`s). Throws {@link CorruptionError} on
+ * a bad magic, a malformed or oversized frame, a missing end marker, a wrong pair count or bytes
+ * after the end; pairs before the damage may have been yielded already.
+ */
+export async function* decodeStatePairs(chunks: AsyncIterable<Uint8Array>): AsyncIterable<[string, Uint8Array]> {
+  const queue = new ByteQueue();
+  let magicChecked = false;
+  /** Length of the frame being read, `undefined` between frames. */
+  let frameLength: number | undefined;
+  let ended = false;
+  let frames = 0;
+  let count = 0;
+  for await (const chunk of chunks) {
+    if (!(chunk instanceof Uint8Array)) throw new TypeError('chunks must be Uint8Arrays');
+    queue.push(chunk);
+    for (;;) {
+      if (!magicChecked) {
+        if (queue.length < STATE_STREAM_MAGIC.length) break;
+        const magic = queue.take(STATE_STREAM_MAGIC.length);
+        if (!magic.every((b, i) => b === STATE_STREAM_MAGIC[i])) throw new CorruptionError('not a state pair stream (bad magic)');
+        magicChecked = true;
+      } else if (ended) {
+        if (queue.length > 0) throw new CorruptionError('state pair stream has bytes after its end');
+        break;
+      } else if (frameLength === undefined) {
+        if (queue.length < FRAME_LENGTH_BYTES) break;
+        frameLength = readU32(queue.take(FRAME_LENGTH_BYTES));
+        if (frameLength > MAX_STATE_FRAME_BYTES) {
+          throw new CorruptionError(`state pair frame ${frames} claims ${frameLength} bytes, over the limit of ${MAX_STATE_FRAME_BYTES}`);
+        }
+      } else if (frameLength === 0) {
+        if (queue.length < PAIR_COUNT_BYTES) break;
+        const expected = readU32(queue.take(PAIR_COUNT_BYTES));
+        if (expected !== count % PAIR_COUNT_MODULUS) {
+          throw new CorruptionError(`state pair stream ends after ${count} pairs but says ${expected}`);
+        }
+        ended = true;
+      } else {
+        if (queue.length < frameLength) break;
+        const pairs = decodeFrame(queue.take(frameLength), frames);
+        frames++;
+        frameLength = undefined;
+        count += pairs.length;
+        for (const pair of pairs) yield pair;
+      }
+    }
+  }
+  if (!magicChecked) throw new CorruptionError('state pair stream is empty or truncated (no magic)');
+  if (!ended) throw new CorruptionError(`state pair stream is truncated after ${count} pairs (no end marker)`);
+}

@@ -1,0 +1,123 @@
+/**
+ * The snapshot payload codec: pairs survive any re-chunking of the encoded stream, and damaged
+ * or cut streams fail with CorruptionError instead of yielding a wrong state.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { MAX_STATE_FRAME_BYTES, decodeStatePairs, encodeStatePairs } from '../../src/storage/snapshot-codec.js';
+import { CorruptionError } from '../../src/storage/types.js';
+
+type Pair = [string, Uint8Array];
+
+async function* iterate<T>(items: Iterable<T>): AsyncIterable<T> {
+  for (const item of items) yield item;
+}
+
+async function toArray<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+async function encode(pairs: Pair[], chunkBytes: number): Promise<Uint8Array> {
+  return Uint8Array.from(Buffer.concat(await toArray(encodeStatePairs(iterate(pairs), chunkBytes))));
+}
+
+/** Cuts `bytes` at the given fractions of its length. */
+function rechunk(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const points = [...new Set(cuts.map((c) => Math.floor(c * bytes.length)))].sort((a, b) => a - b);
+  const out: Uint8Array[] = [];
+  let prev = 0;
+  for (const p of [...points, bytes.length]) {
+    out.push(bytes.slice(prev, p)); // empty chunks included on purpose
+    prev = p;
+  }
+  return out;
+}
+
+/** Plain copies, so that values compare equal whatever their class. */
+const plain = (pairs: Pair[]): [string, number[]][] => pairs.map(([k, v]) => [k, [...v]]);
+
+const arbPair: fc.Arbitrary<Pair> = fc.tuple(
+  fc.string({ unit: 'grapheme', maxLength: 12 }),
+  fc.oneof({ weight: 5, arbitrary: fc.uint8Array({ maxLength: 40 }) }, { weight: 1, arbitrary: fc.uint8Array({ minLength: 500, maxLength: 3000 }) }),
+);
+
+describe('state pair codec', () => {
+  it('round-trips any pairs through any chunk size and any re-chunking', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(arbPair, { maxLength: 30 }),
+        fc.integer({ min: 1, max: 600 }),
+        fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 20 }),
+        async (pairs, chunkBytes, cuts) => {
+          const encoded = await encode(pairs, chunkBytes);
+          const decoded = await toArray(decodeStatePairs(iterate(rechunk(encoded, cuts))));
+          expect(plain(decoded)).toEqual(plain(pairs));
+          for (const [, v] of decoded) expect(v).toBeInstanceOf(Uint8Array);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('round-trips empty input and one byte at a time', async () => {
+    const empty = await encode([], 64);
+    expect(await toArray(decodeStatePairs(iterate([empty])))).toEqual([]);
+    expect(await toArray(decodeStatePairs(iterate([...empty].map((b) => Uint8Array.of(b)))))).toEqual([]);
+    const pairs: Pair[] = [['k', Uint8Array.of(1, 2, 3)], ['', new Uint8Array(0)], ['\u{1F600}', Uint8Array.of(255)]];
+    const encoded = await encode(pairs, 1);
+    expect(plain(await toArray(decodeStatePairs(iterate([...encoded].map((b) => Uint8Array.of(b))))))).toEqual(plain(pairs));
+  });
+
+  it('groups pairs into frames of about chunkBytes, and gives a large value a frame of its own', async () => {
+    const small = Array.from({ length: 200 }, (_, i): Pair => [`key/${String(i).padStart(4, '0')}`, new Uint8Array(100).fill(i)]);
+    const large: Pair = ['large', new Uint8Array(3 * 1024 * 1024).fill(7)];
+    const chunks = await toArray(encodeStatePairs(iterate([...small.slice(0, 100), large, ...small.slice(100)]), 4096));
+    // magic, frames, end marker
+    const frames = chunks.slice(1, -1);
+    // At least the pairs' own bytes split into frames of at most chunkBytes, plus the large one.
+    expect(frames.length).toBeGreaterThanOrEqual(1 + Math.ceil((200 * 108) / 4096));
+    const oversized = frames.filter((f) => f.byteLength > 4096 + 4);
+    expect(oversized).toHaveLength(1);
+    expect(oversized[0]?.byteLength).toBeGreaterThan(large[1].byteLength);
+    const decoded = await toArray(decodeStatePairs(iterate(rechunk(Buffer.concat(chunks), [0.1, 0.5, 0.50001, 0.9]))));
+    expect(decoded).toHaveLength(201);
+    expect(decoded[100]?.[0]).toBe('large');
+    expect(Buffer.from(decoded[100]?.[1] as Uint8Array).equals(Buffer.from(large[1]))).toBe(true);
+  });
+
+  it('fails a stream cut anywhere before its end with CorruptionError', async () => {
+    const encoded = await encode([['a', Uint8Array.of(1)], ['b', Uint8Array.of(2)], ['c', Uint8Array.of(3)]], 8);
+    for (let n = 0; n < encoded.length; n++) {
+      await expect(toArray(decodeStatePairs(iterate([encoded.subarray(0, n)])))).rejects.toThrow(CorruptionError);
+    }
+  });
+
+  it('fails bad magic, bytes after the end, a wrong count, an oversized or malformed frame', async () => {
+    const good = await encode([['a', Uint8Array.of(1)]], 64);
+    const decodeAll = (bytes: Uint8Array): Promise<Pair[]> => toArray(decodeStatePairs(iterate([bytes])));
+    const badMagic = good.slice();
+    badMagic[0] = (badMagic[0] as number) ^ 0xff;
+    await expect(decodeAll(badMagic)).rejects.toThrow(/bad magic/);
+    await expect(decodeAll(Buffer.concat([good, Uint8Array.of(0)]))).rejects.toThrow(/after its end/);
+    const badCount = good.slice();
+    badCount[badCount.length - 1] = (badCount[badCount.length - 1] as number) ^ 0x01;
+    await expect(decodeAll(badCount)).rejects.toThrow(/says/);
+    const magic = good.subarray(0, 4);
+    const header = (n: number): Uint8Array => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n);
+      return b;
+    };
+    await expect(decodeAll(Buffer.concat([magic, header(MAX_STATE_FRAME_BYTES + 1)]))).rejects.toThrow(/over the limit/);
+    const notPairs = Buffer.from([0x91, 0x92, 0x01, 0x02]); // msgpack [[1, 2]]
+    await expect(decodeAll(Buffer.concat([magic, header(notPairs.length), notPairs]))).rejects.toThrow(CorruptionError);
+    const garbage = Buffer.from([0xc1, 0xc1, 0xc1]); // 0xc1 is never used by msgpack
+    await expect(decodeAll(Buffer.concat([magic, header(garbage.length), garbage]))).rejects.toThrow(CorruptionError);
+  });
+
+  it('rejects a bad chunk size', async () => {
+    await expect(toArray(encodeStatePairs(iterate([]), 0))).rejects.toThrow(RangeError);
+  });
+});
