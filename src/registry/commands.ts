@@ -4,10 +4,16 @@
  * A command is a msgpackr map with a version tag `v` and a type tag `t`:
  *
  * - `{ v: 1, t: 'register',   requestId, agent: { id, name, kind, version, description,
- *      capabilities, endpoints, labels } }`
- * - `{ v: 1, t: 'deregister', requestId, id }`
+ *      capabilities, endpoints, labels }, ttlSeconds?, health?, expectedRevision?, createOnly? }`
+ * - `{ v: 1, t: 'deregister', requestId, id, expectedRevision? }`
+ * - `{ v: 1, t: 'setHealth',  requestId, id, health }`
+ * - `{ v: 1, t: 'expire',     requestId, leases: [[id, modRevision], ...] }`
  *
- * Either may carry `s: [clientId, sequence]`, the writer's exactly-once session (thesis §6.3).
+ * `register` and `deregister` may carry `s: [clientId, sequence]`, the writer's exactly-once
+ * session (thesis §6.3). Optional fields are written only when they differ from their default
+ * (`ttlSeconds` 0, `expectedRevision` 0, `createOnly` false, `health` absent), and decoding
+ * treats an absent field as its default, so entries written before these fields existed still
+ * apply. Health values are the internal names (`serving`, `notServing`, ...).
  *
  * Decoding checks the shape (types of every field) and nothing else: the limits on ids, sizes
  * and counts are checked where requests enter (`validation.ts`), before anything is proposed.
@@ -17,7 +23,7 @@
  */
 import { Packr } from 'msgpackr';
 import { assertNever } from '../raft/types.js';
-import type { AgentSpec, ClientSession, Command, MemberChange } from './types.js';
+import type { AgentSpec, ClientSession, Command, Health, MemberChange } from './types.js';
 
 /** The command format version this code writes and reads. */
 export const COMMAND_VERSION = 1;
@@ -37,6 +43,9 @@ export class CommandDecodeError extends Error {
   }
 }
 
+/** The health values a command or record may carry (the internal names of proto `Health`). */
+export const HEALTH_VALUES: readonly Health[] = ['unspecified', 'serving', 'degraded', 'notServing'];
+
 /** Encodes a command as a versioned msgpackr map (see the module documentation). */
 export function encodeCommand(cmd: Command): Uint8Array {
   switch (cmd.type) {
@@ -47,6 +56,10 @@ export function encodeCommand(cmd: Command): Uint8Array {
         requestId: cmd.requestId,
         agent: agentSpecFields(cmd.agent),
         ...(cmd.session ? { s: [cmd.session.clientId, cmd.session.sequence] } : {}),
+        ...(cmd.ttlSeconds ? { ttlSeconds: cmd.ttlSeconds } : {}),
+        ...(cmd.health !== undefined ? { health: cmd.health } : {}),
+        ...(cmd.expectedRevision ? { expectedRevision: cmd.expectedRevision } : {}),
+        ...(cmd.createOnly ? { createOnly: true } : {}),
       });
     case 'deregister':
       return registryPackr.pack({
@@ -55,6 +68,16 @@ export function encodeCommand(cmd: Command): Uint8Array {
         requestId: cmd.requestId,
         id: cmd.id,
         ...(cmd.session ? { s: [cmd.session.clientId, cmd.session.sequence] } : {}),
+        ...(cmd.expectedRevision ? { expectedRevision: cmd.expectedRevision } : {}),
+      });
+    case 'setHealth':
+      return registryPackr.pack({ v: COMMAND_VERSION, t: 'setHealth', requestId: cmd.requestId, id: cmd.id, health: cmd.health });
+    case 'expire':
+      return registryPackr.pack({
+        v: COMMAND_VERSION,
+        t: 'expire',
+        requestId: cmd.requestId,
+        leases: cmd.leases.map((l) => [l.id, l.modRevision]),
       });
     default:
       return assertNever(cmd);
@@ -65,6 +88,7 @@ export function encodeCommand(cmd: Command): Uint8Array {
  * Decodes an entry's data written by {@link encodeCommand}. Throws {@link CommandDecodeError}
  * (with the offending `field`) when the bytes are not msgpack, the version is not
  * {@link COMMAND_VERSION}, the type is unknown, or a field is missing or of the wrong type.
+ * Optional fields absent from the data are absent from the result.
  */
 export function decodeCommand(data: Uint8Array): Command {
   if (!(data instanceof Uint8Array) || data.length === 0) {
@@ -81,15 +105,73 @@ export function decodeCommand(data: Uint8Array): Command {
     throw new CommandDecodeError('v', `unknown command version ${JSON.stringify(decoded.v)}`);
   }
   const requestId = expectString(decoded.requestId, 'requestId');
-  const session = parseSession(decoded.s);
   switch (decoded.t) {
-    case 'register':
-      return { type: 'register', requestId, agent: parseAgentSpec(decoded.agent, 'agent'), ...(session ? { session } : {}) };
-    case 'deregister':
-      return { type: 'deregister', requestId, id: expectString(decoded.id, 'id'), ...(session ? { session } : {}) };
+    case 'register': {
+      const session = parseSession(decoded.s);
+      const ttlSeconds = optionalCount(decoded.ttlSeconds, 'ttlSeconds');
+      const expectedRevision = optionalCount(decoded.expectedRevision, 'expectedRevision');
+      const createOnly = decoded.createOnly;
+      if (createOnly !== undefined && typeof createOnly !== 'boolean') throw new CommandDecodeError('createOnly', `expected a boolean, got ${typeof createOnly}`);
+      return {
+        type: 'register',
+        requestId,
+        agent: parseAgentSpec(decoded.agent, 'agent'),
+        ...(session ? { session } : {}),
+        ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+        ...(decoded.health !== undefined ? { health: parseHealth(decoded.health, 'health') } : {}),
+        ...(expectedRevision !== undefined ? { expectedRevision } : {}),
+        ...(createOnly !== undefined ? { createOnly } : {}),
+      };
+    }
+    case 'deregister': {
+      const session = parseSession(decoded.s);
+      const expectedRevision = optionalCount(decoded.expectedRevision, 'expectedRevision');
+      return {
+        type: 'deregister',
+        requestId,
+        id: expectString(decoded.id, 'id'),
+        ...(session ? { session } : {}),
+        ...(expectedRevision !== undefined ? { expectedRevision } : {}),
+      };
+    }
+    case 'setHealth':
+      return { type: 'setHealth', requestId, id: expectString(decoded.id, 'id'), health: parseHealth(decoded.health, 'health') };
+    case 'expire':
+      return { type: 'expire', requestId, leases: parseLeases(decoded.leases) };
     default:
       throw new CommandDecodeError('t', `unknown command type ${JSON.stringify(decoded.t)}`);
   }
+}
+
+/**
+ * Checks that `x` is one of {@link HEALTH_VALUES}; throws {@link CommandDecodeError} naming
+ * `field` otherwise.
+ */
+export function parseHealth(x: unknown, field: string): Health {
+  if (typeof x !== 'string' || !(HEALTH_VALUES as readonly string[]).includes(x)) {
+    throw new CommandDecodeError(field, `expected one of ${HEALTH_VALUES.join(', ')}, got ${JSON.stringify(x)}`);
+  }
+  return x as Health;
+}
+
+/** An optional non-negative safe integer field; `undefined` when absent. */
+function optionalCount(x: unknown, field: string): number | undefined {
+  if (x === undefined) return undefined;
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) throw new CommandDecodeError(field, 'expected a non-negative integer');
+  return x;
+}
+
+/** Decodes the `leases: [[id, modRevision], ...]` of an `expire` command. */
+function parseLeases(x: unknown): { id: string; modRevision: number }[] {
+  if (!Array.isArray(x)) throw new CommandDecodeError('leases', 'not an array');
+  return x.map((pair: unknown, i) => {
+    if (!Array.isArray(pair) || pair.length !== 2) throw new CommandDecodeError(`leases[${i}]`, 'expected [id, modRevision]');
+    const [id, modRevision] = pair as [unknown, unknown];
+    if (typeof modRevision !== 'number' || !Number.isSafeInteger(modRevision) || modRevision < 1) {
+      throw new CommandDecodeError(`leases[${i}][1]`, 'expected a positive integer modRevision');
+    }
+    return { id: expectString(id, `leases[${i}][0]`), modRevision };
+  });
 }
 
 /** Decodes the optional `s: [clientId, sequence]` of a command. */

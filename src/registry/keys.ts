@@ -8,6 +8,10 @@
  * | `idx/cap/<capability>\x00<id>`             | empty (secondary index)       |
  * | `idx/kind/<kind>\x00<id>`                  | empty (secondary index)       |
  * | `idx/label/<key>\x00<value>\x00<id>`       | empty (secondary index)       |
+ * | `idx/health/<health>\x00<id>`              | empty (secondary index)       |
+ * | `idx/name/<name>\x00<id>`                  | empty (secondary index, ordered by name) |
+ * | `idx/lease/<id>`                           | msgpackr `[ttlSeconds, modRevision]`, only for an agent with a lease |
+ * | `ev/<revision, 16 hex>`                    | the watch events of that revision, msgpackr array (a window of recent revisions) |
  * | `meta/applied`                             | last applied log index, msgpackr number |
  * | `session/<clientId>\x00<seq, 16 hex>`      | first result of that write (exactly-once) |
  * | `meta/members`                             | the cluster membership, msgpackr |
@@ -15,9 +19,11 @@
  * Every query is a range scan over one prefix: all entries of an index for one capability,
  * kind or label pair share the prefix up to and including the `\x00` before the id, so they
  * come out ordered by id (the layout of etcd's key index, with `\x00` as separator so that a
- * prefix never matches a longer value: `cap=a` does not see `cap=ab`).
+ * prefix never matches a longer value: `cap=a` does not see `cap=ab`). The name index is the
+ * exception on purpose: a scan of `idx/name/<prefix>` (no separator) finds every name that starts
+ * with the prefix, ordered by name, and the reader sorts the matches by id.
  */
-import type { Agent } from './types.js';
+import type { Agent, Health } from './types.js';
 
 /** Prefix of agent records. */
 export const AGENT_PREFIX = 'agent/';
@@ -27,6 +33,14 @@ export const CAP_INDEX_PREFIX = 'idx/cap/';
 export const KIND_INDEX_PREFIX = 'idx/kind/';
 /** Prefix of the label index. */
 export const LABEL_INDEX_PREFIX = 'idx/label/';
+/** Prefix of the health index. */
+export const HEALTH_INDEX_PREFIX = 'idx/health/';
+/** Prefix of the name index (entries ordered by name, then id). */
+export const NAME_INDEX_PREFIX = 'idx/name/';
+/** Prefix of the lease index: one key per agent holding a lease, valued `[ttlSeconds, modRevision]`. */
+export const LEASE_INDEX_PREFIX = 'idx/lease/';
+/** Prefix of the watch event history: `ev/<revision, 16 hex digits>`. */
+export const EVENT_PREFIX = 'ev/';
 /** Prefix shared by every secondary index. */
 export const INDEX_PREFIX = 'idx/';
 /** Key of the last applied log index. */
@@ -78,6 +92,39 @@ export function labelIndexKey(key: string, value: string, id: string): string {
   return labelIndexPrefix(key, value) + id;
 }
 
+/** Prefix of the health index entries for `health`: `idx/health/<health>\x00`. */
+export function healthIndexPrefix(health: Health): string {
+  return HEALTH_INDEX_PREFIX + health + KEY_SEPARATOR;
+}
+
+/** The health index key of agent `id`: `idx/health/<health>\x00<id>`. */
+export function healthIndexKey(health: Health, id: string): string {
+  return healthIndexPrefix(health) + id;
+}
+
+/**
+ * The name index key of agent `id`: `idx/name/<name>\x00<id>`. A scan of
+ * `idx/name/<prefix>` yields the agents whose name starts with `prefix`, ordered by name (not
+ * by id).
+ */
+export function nameIndexKey(name: string, id: string): string {
+  return NAME_INDEX_PREFIX + name + KEY_SEPARATOR + id;
+}
+
+/** The lease index key of agent `id`: `idx/lease/<id>`. */
+export function leaseIndexKey(id: string): string {
+  return LEASE_INDEX_PREFIX + id;
+}
+
+/**
+ * The key of the watch events of `revision`: `ev/<revision as 16 lowercase hex digits>`, so
+ * keys sort by revision. Throws `RangeError` unless `revision` is a positive safe integer.
+ */
+export function eventKey(revision: number): string {
+  if (!Number.isSafeInteger(revision) || revision < 1) throw new RangeError(`revision must be a positive integer, got ${String(revision)}`);
+  return EVENT_PREFIX + revision.toString(16).padStart(16, '0');
+}
+
 /**
  * The smallest string greater than every string that starts with `prefix` (its last character
  * plus one), for use as the exclusive end of a range scan. The prefix must end in an ASCII
@@ -93,13 +140,41 @@ export function prefixEnd(prefix: string): string {
 }
 
 /**
- * The set of secondary index keys of a record: one per distinct capability, one for the kind,
- * one per label. Sorted, without duplicates.
+ * The exclusive end of a scan over every key that starts with `prefix`, for any non-empty
+ * prefix (a name prefix may end in any character): the prefix with its last code point
+ * replaced by the next one (skipping the surrogate range), dropping trailing U+10FFFF. Right in
+ * UTF-8 byte order, which is code point order. Throws `RangeError` on a prefix made only of
+ * U+10FFFF or an empty one.
  */
-export function indexKeysOf(agent: Pick<Agent, 'id' | 'kind' | 'capabilities' | 'labels'>): string[] {
+export function prefixEndAny(prefix: string): string {
+  const points = [...prefix];
+  while (points.length > 0) {
+    const last = (points.pop() as string).codePointAt(0) as number;
+    if (last >= 0x10ffff) continue;
+    const next = last + 1 >= 0xd800 && last + 1 <= 0xdfff ? 0xe000 : last + 1;
+    return points.join('') + String.fromCodePoint(next);
+  }
+  throw new RangeError(`prefix has no end: ${JSON.stringify(prefix)}`);
+}
+
+/**
+ * The set of secondary index keys of a record: one per distinct capability, one for the kind,
+ * one per label, one for the health, one for the name, and the lease key when `ttlSeconds > 0`.
+ * Sorted, without duplicates. The lease key's value is {@link leaseIndexValue}; every other
+ * index value is empty.
+ */
+export function indexKeysOf(agent: Pick<Agent, 'id' | 'name' | 'kind' | 'capabilities' | 'labels' | 'health' | 'ttlSeconds'>): string[] {
   const keys = new Set<string>();
   for (const capability of agent.capabilities) keys.add(capIndexKey(capability, agent.id));
   keys.add(kindIndexKey(agent.kind, agent.id));
   for (const [key, value] of Object.entries(agent.labels)) keys.add(labelIndexKey(key, value, agent.id));
+  keys.add(healthIndexKey(agent.health, agent.id));
+  keys.add(nameIndexKey(agent.name, agent.id));
+  if (agent.ttlSeconds > 0) keys.add(leaseIndexKey(agent.id));
   return [...keys].sort();
+}
+
+/** The value of an agent's lease index key: `[ttlSeconds, modRevision]` (encoded by the caller). */
+export function leaseIndexValue(agent: Pick<Agent, 'ttlSeconds' | 'modRevision'>): [number, number] {
+  return [agent.ttlSeconds, agent.modRevision];
 }

@@ -19,12 +19,28 @@ export interface AgentSpec {
   readonly labels: Readonly<Record<string, string>>;
 }
 
+/** An agent's self-reported health (proto `Health`); changes are replicated, repeats are not. */
+export type Health = 'unspecified' | 'serving' | 'degraded' | 'notServing';
+
 /** A stored agent: the spec plus the log indexes that created and last modified it (etcd's revisions). */
 export interface Agent extends AgentSpec {
   /** Log index of the command that created this record. */
   readonly createRevision: number;
   /** Log index of the command that last wrote this record. */
   readonly modRevision: number;
+  /** Lease length in seconds; 0 = no lease (the agent stays until deregistered). */
+  readonly ttlSeconds: number;
+  readonly health: Health;
+}
+
+/** One change a watcher sees (etcd's watch event): the agent after a PUT, its last version for a DELETE. */
+export interface WatchEvent {
+  readonly type: 'put' | 'delete';
+  readonly agent: Agent;
+  /** The log index of the command that caused it. */
+  readonly revision: number;
+  /** For a DELETE: whether a lease expiry caused it. */
+  readonly expired: boolean;
 }
 
 /**
@@ -44,8 +60,35 @@ export interface ClientSession {
  * client when the entry is applied; it never changes what apply does.
  */
 export type Command =
-  | { readonly type: 'register'; readonly requestId: string; readonly agent: AgentSpec; readonly session?: ClientSession }
-  | { readonly type: 'deregister'; readonly requestId: string; readonly id: string; readonly session?: ClientSession };
+  | {
+      readonly type: 'register';
+      readonly requestId: string;
+      readonly agent: AgentSpec;
+      readonly session?: ClientSession;
+      /** Lease length in seconds, 0 for none. */
+      readonly ttlSeconds?: number;
+      /** Initial health (default `unspecified`; a re-register keeps the stored health unless given). */
+      readonly health?: Health;
+      /** Compare-and-set: apply only if the agent's current `modRevision` equals this (0 = no condition). */
+      readonly expectedRevision?: number;
+      /** Apply only if the id is absent. */
+      readonly createOnly?: boolean;
+    }
+  | {
+      readonly type: 'deregister';
+      readonly requestId: string;
+      readonly id: string;
+      readonly session?: ClientSession;
+      /** Compare-and-set: apply only if the agent's current `modRevision` equals this (0 = none). */
+      readonly expectedRevision?: number;
+    }
+  /** A health change reported by a heartbeat (only changes are proposed). */
+  | { readonly type: 'setHealth'; readonly requestId: string; readonly id: string; readonly health: Health }
+  /**
+   * Lease expiry decided by the leader: each listed agent is deleted if it still exists with
+   * that `modRevision` and still holds a lease (a re-registration in between keeps it).
+   */
+  | { readonly type: 'expire'; readonly requestId: string; readonly leases: readonly { readonly id: string; readonly modRevision: number }[] };
 
 /**
  * The outcome of applying one command at `revision` (the entry's log index). `duplicate` marks
@@ -54,7 +97,11 @@ export type Command =
 export type CommandResult =
   | { readonly type: 'register'; readonly agent: Agent; readonly revision: number; readonly duplicate?: boolean }
   | { readonly type: 'deregister'; readonly deleted: boolean; readonly revision: number; readonly duplicate?: boolean }
-  | { readonly type: 'config'; readonly change: MemberChange; readonly members: readonly Member[]; readonly revision: number };
+  | { readonly type: 'config'; readonly change: MemberChange; readonly members: readonly Member[]; readonly revision: number }
+  /** A compare-and-set condition did not hold: nothing was written. `currentRevision` is the agent's `modRevision`, 0 if absent. */
+  | { readonly type: 'conflict'; readonly revision: number; readonly currentRevision: number; readonly reason: string }
+  | { readonly type: 'setHealth'; readonly agent: Agent | undefined; readonly revision: number }
+  | { readonly type: 'expire'; readonly expired: readonly string[]; readonly revision: number };
 
 /** A member of the cluster, as the replicated membership record holds it. */
 export interface Member {
@@ -81,6 +128,10 @@ export interface FindQuery {
   readonly capability?: string;
   readonly kind?: string;
   readonly labels?: Readonly<Record<string, string>>;
+  /** Only agents with this health. */
+  readonly health?: Health;
+  /** Only agents whose name starts with this. */
+  readonly namePrefix?: string;
   /** Results per page; 0 means DEFAULT_PAGE_SIZE, more than MAX_PAGE_SIZE is refused. */
   readonly pageSize?: number;
   /** Opaque token from a previous page's `nextPageToken`, or empty for the first page. */

@@ -1,5 +1,6 @@
 /**
- * Validation of what clients submit: agent specs and agent ids. Every limit is a named constant
+ * Validation of what clients submit: agent specs, agent ids, find queries, lease lengths and
+ * health values. Every limit is a named constant
  * with its unit in the name; every rejection is a {@link ValidationError} that names the field
  * (`agent.id`, `agent.capabilities[3]`, `agent.labels["env"]`), so that the server can answer
  * gRPC `INVALID_ARGUMENT` with a message the caller can act on.
@@ -8,7 +9,7 @@
  * (`\x00`): the state machine uses it as the separator of its index keys. No string may contain
  * an unpaired UTF-16 surrogate: it cannot be encoded as UTF-8, so it would not survive protobuf.
  */
-import type { AgentSpec, ClientSession, FindQuery } from './types.js';
+import type { AgentSpec, ClientSession, FindQuery, Health } from './types.js';
 
 /** Longest agent id, in chars (ids are ASCII, so also bytes). */
 export const MAX_ID_CHARS = 256;
@@ -42,13 +43,37 @@ export const MAX_PAGE_TOKEN_CHARS = 1024;
 export const MAX_PAGE_SIZE_WIRE = 0xffff_ffff;
 /** Largest whole agent spec, in UTF-8 bytes of its JSON encoding after normalization (64 KiB). */
 export const MAX_AGENT_BYTES = 64 * 1024;
+/**
+ * Shortest lease, in seconds (0 means no lease). It must stay at least 1.5 election timeouts
+ * (the default election timeout is at most 2 s): a new leader gives every lease a fresh full TTL,
+ * and a lease shorter than a failover would expire agents whose heartbeats were only delayed by
+ * the election.
+ */
+export const MIN_TTL_SECONDS = 5;
+/** Longest lease, in seconds (one hour). */
+export const MAX_TTL_SECONDS = 3600;
 
 /** Characters allowed in an agent id. */
 const ID_PATTERN = /^[A-Za-z0-9._:/@-]+$/;
 /** Matches an unpaired UTF-16 surrogate (paired ones are consumed as one code point in `u` mode). */
 const LONE_SURROGATE_PATTERN = /\p{Surrogate}/u;
 /** Fields a find query may carry. */
-const QUERY_FIELDS = new Set(['capability', 'kind', 'labels', 'pageSize', 'pageToken']);
+const QUERY_FIELDS = new Set(['capability', 'kind', 'labels', 'health', 'namePrefix', 'pageSize', 'pageToken']);
+/** Every spelling of a health value: the internal name, the proto enum name and its number. */
+const HEALTH_SPELLINGS: ReadonlyMap<unknown, Health> = new Map<unknown, Health>([
+  ['unspecified', 'unspecified'],
+  ['serving', 'serving'],
+  ['degraded', 'degraded'],
+  ['notServing', 'notServing'],
+  ['HEALTH_UNSPECIFIED', 'unspecified'],
+  ['HEALTH_SERVING', 'serving'],
+  ['HEALTH_DEGRADED', 'degraded'],
+  ['HEALTH_NOT_SERVING', 'notServing'],
+  [0, 'unspecified'],
+  [1, 'serving'],
+  [2, 'degraded'],
+  [3, 'notServing'],
+]);
 /** Fields an agent spec may carry. */
 const SPEC_FIELDS = new Set(['id', 'name', 'kind', 'version', 'description', 'capabilities', 'endpoints', 'labels']);
 /** Fields of a stored agent that a spec may carry and that are ignored (the registry assigns them). */
@@ -258,9 +283,11 @@ export function agentSpecBytes(spec: AgentSpec): number {
 
 /**
  * Checks the filters of a find and returns them normalized (every field present; empty strings
- * mean "any"). `capability` and `kind` follow the agent limits (but may be empty), `labels` the
- * agent label rules, `pageSize` is an integer in `[0, MAX_PAGE_SIZE_WIRE]` (0: the server's
- * default; the server enforces its own maximum), `pageToken` at most {@link MAX_PAGE_TOKEN_CHARS}.
+ * and health `unspecified` mean "any"). `capability` and `kind` follow the agent limits (but may
+ * be empty), `labels` the agent label rules, `health` is any spelling {@link validateHealth}
+ * accepts (absent: `unspecified`), `namePrefix` at most {@link MAX_NAME_CHARS}, `pageSize` is an
+ * integer in `[0, MAX_PAGE_SIZE_WIRE]` (0: the server's default; the server enforces its own
+ * maximum), `pageToken` at most {@link MAX_PAGE_TOKEN_CHARS}.
  *
  * @param input the untrusted value.
  * @param path the field path prefix used in errors, `query` by default.
@@ -282,9 +309,41 @@ export function validateFindQuery(input: unknown, path = 'query'): Required<Find
     capability: optionalString(input.capability, `${path}.capability`, { maxChars: MAX_CAPABILITY_CHARS }),
     kind: optionalString(input.kind, `${path}.kind`, { maxChars: MAX_KIND_CHARS }),
     labels: validateStringMap(input.labels, `${path}.labels`, LABEL_MAP_RULE),
+    health: input.health === undefined ? 'unspecified' : validateHealth(input.health, `${path}.health`),
+    namePrefix: optionalString(input.namePrefix, `${path}.namePrefix`, { maxChars: MAX_NAME_CHARS }),
     pageSize,
     pageToken: optionalString(input.pageToken, `${path}.pageToken`, { maxChars: MAX_PAGE_TOKEN_CHARS }),
   };
+}
+
+/**
+ * Checks a lease length in seconds: 0 (or absent) for no lease, else an integer from
+ * {@link MIN_TTL_SECONDS} to {@link MAX_TTL_SECONDS}. Returns it as a number.
+ * @throws ValidationError naming `field` (`ttl_seconds` by default).
+ */
+export function validateTtlSeconds(ttl: unknown, field = 'ttl_seconds'): number {
+  const value = ttl ?? 0;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new ValidationError(field, `must be a non-negative integer number of seconds, got ${String(value)}`);
+  }
+  if (value !== 0 && (value < MIN_TTL_SECONDS || value > MAX_TTL_SECONDS)) {
+    throw new ValidationError(field, `must be 0 (no lease) or from ${MIN_TTL_SECONDS} to ${MAX_TTL_SECONDS} seconds, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Checks a health value and returns its internal name. Accepts the proto enum names
+ * (`HEALTH_UNSPECIFIED`, `HEALTH_SERVING`, `HEALTH_DEGRADED`, `HEALTH_NOT_SERVING`), their
+ * numbers (0-3) and the internal names (`unspecified`, `serving`, `degraded`, `notServing`).
+ * @throws ValidationError naming `field` (`health` by default) on anything else, absence included.
+ */
+export function validateHealth(h: unknown, field = 'health'): Health {
+  const health = HEALTH_SPELLINGS.get(h);
+  if (health === undefined) {
+    throw new ValidationError(field, `must be one of HEALTH_UNSPECIFIED, HEALTH_SERVING, HEALTH_DEGRADED, HEALTH_NOT_SERVING, got ${typeof h === 'string' ? JSON.stringify(h) : String(h)}`);
+  }
+  return health;
 }
 
 /** Longest exactly-once client id, in characters. */

@@ -8,7 +8,7 @@ import {
   encodeCommand,
   registryPackr,
 } from '../../src/registry/commands.js';
-import { APPLIED_INDEX_KEY, agentKey, capIndexKey, kindIndexKey, labelIndexKey, prefixEnd } from '../../src/registry/keys.js';
+import { APPLIED_INDEX_KEY, agentKey, capIndexKey, healthIndexKey, kindIndexKey, labelIndexKey, nameIndexKey, prefixEnd } from '../../src/registry/keys.js';
 import {
   DEFAULT_PAGE_SIZE,
   MAX_PAGE_SIZE,
@@ -120,14 +120,16 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
     const { store, sm } = await setup();
     const agent = spec('a', { capabilities: ['x'], labels: { env: 'prod' } });
     const results = await applyAndWrite(sm, store, [reg(1, agent)]);
-    const expected = { ...agent, createRevision: 1, modRevision: 1 };
+    const expected = { ...agent, createRevision: 1, modRevision: 1, ttlSeconds: 0, health: 'unspecified' };
     expect(results).toEqual(new Map([[1, { type: 'register', agent: expected, revision: 1 }]]));
     expect(await sm.get('a')).toEqual(expected);
     expect(sm.appliedIndex).toBe(1);
     expect(await allKeys(store, 'idx/')).toEqual([
       capIndexKey('x', 'a'),
+      healthIndexKey('unspecified', 'a'),
       kindIndexKey('service', 'a'),
       labelIndexKey('env', 'prod', 'a'),
+      nameIndexKey('name of a', 'a'),
     ]);
     expect(registryPackr.unpack((await store.kv.get(APPLIED_INDEX_KEY)) as Uint8Array)).toBe(1);
   });
@@ -141,8 +143,10 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
     expect(await allKeys(store, 'idx/')).toEqual([
       capIndexKey('y', 'a'),
       capIndexKey('z', 'a'),
+      healthIndexKey('unspecified', 'a'),
       kindIndexKey('k2', 'a'),
       labelIndexKey('env', 'b', 'a'),
+      nameIndexKey('name of a', 'a'),
     ]);
     expect((await sm.find({ capability: 'x' })).agents).toEqual([]);
     expect((await sm.find({ capability: 'z' })).agents.map((a) => a.id)).toEqual(['a']);
@@ -159,7 +163,7 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
     ]);
     expect(await sm.get('a')).toBeUndefined();
     expect(await allKeys(store, 'agent/')).toEqual([agentKey('b')]);
-    expect(await allKeys(store, 'idx/')).toEqual([kindIndexKey('service', 'b')]);
+    expect(await allKeys(store, 'idx/')).toEqual([healthIndexKey('unspecified', 'b'), kindIndexKey('service', 'b'), nameIndexKey('name of b', 'b')]);
     // A new registration after a delete starts a new life: a new createRevision.
     const again = await applyAndWrite(sm, store, [reg(6, spec('a'))]);
     expect(again.get(6)).toMatchObject({ agent: { createRevision: 6, modRevision: 6 } });
@@ -180,7 +184,13 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
     expect(results.get(4)).toEqual({ type: 'deregister', deleted: false, revision: 4 });
     expect(results.get(6)).toMatchObject({ agent: { createRevision: 5, modRevision: 6 } });
     expect(await sm.get('a')).toMatchObject({ capabilities: ['z'], createRevision: 5, modRevision: 6 });
-    expect(await allKeys(store, 'idx/')).toEqual([capIndexKey('z', 'a'), kindIndexKey('service', 'a'), labelIndexKey('env', 'prod', 'a')]);
+    expect(await allKeys(store, 'idx/')).toEqual([
+      capIndexKey('z', 'a'),
+      healthIndexKey('unspecified', 'a'),
+      kindIndexKey('service', 'a'),
+      labelIndexKey('env', 'prod', 'a'),
+      nameIndexKey('name of a', 'a'),
+    ]);
   });
 
   it('stages several applyEntries calls into one batch; reads see nothing until it is written', async () => {
@@ -236,9 +246,11 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
     ]);
     expect([...results.keys()]).toEqual([5]);
     expect(sm.appliedIndex).toBe(5);
-    expect(lines).toHaveLength(2);
-    expect(JSON.parse(lines[0] as string)).toMatchObject({ index: 3, field: 'data', component: 'state-machine' });
-    expect(JSON.parse(lines[1] as string)).toMatchObject({ index: 4, field: 'v' });
+    // The config entry's data is not a membership change either: it is logged and skipped too.
+    expect(lines).toHaveLength(3);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ index: 2, component: 'state-machine' });
+    expect(JSON.parse(lines[1] as string)).toMatchObject({ index: 3, field: 'data', component: 'state-machine' });
+    expect(JSON.parse(lines[2] as string)).toMatchObject({ index: 4, field: 'v' });
   });
 
   it('is idempotent across a restart: re-applying written entries changes nothing', async () => {

@@ -16,12 +16,16 @@ import {
   MAX_LABEL_VALUE_CHARS,
   MAX_NAME_CHARS,
   MAX_PAGE_TOKEN_CHARS,
+  MAX_TTL_SECONDS,
   MAX_VERSION_CHARS,
+  MIN_TTL_SECONDS,
   ValidationError,
   agentSpecBytes,
   validateAgentSpec,
   validateFindQuery,
+  validateHealth,
   validateId,
+  validateTtlSeconds,
 } from '../../src/registry/validation.js';
 
 /** Runs `f` and returns the ValidationError it throws (fails the test if it throws nothing else). */
@@ -299,14 +303,28 @@ describe('validateAgentSpec: each limit names its field', () => {
 
 describe('validateFindQuery', () => {
   it('fills defaults and keeps given filters', () => {
-    expect(validateFindQuery(undefined)).toEqual({ capability: '', kind: '', labels: {}, pageSize: 0, pageToken: '' });
+    expect(validateFindQuery(undefined)).toEqual({ capability: '', kind: '', labels: {}, health: 'unspecified', namePrefix: '', pageSize: 0, pageToken: '' });
     expect(validateFindQuery({ capability: 'npm', labels: { b: '1', a: '' }, pageSize: 10 })).toEqual({
       capability: 'npm',
       kind: '',
       labels: { a: '', b: '1' },
+      health: 'unspecified',
+      namePrefix: '',
       pageSize: 10,
       pageToken: '',
     });
+  });
+
+  it('accepts a health filter in any spelling and a name prefix', () => {
+    expect(validateFindQuery({ health: 'HEALTH_NOT_SERVING', namePrefix: 'io.github.' })).toMatchObject({ health: 'notServing', namePrefix: 'io.github.' });
+    expect(validateFindQuery({ health: 'degraded' }).health).toBe('degraded');
+    expect(validateFindQuery({ health: 1 }).health).toBe('serving');
+    expect(validateFindQuery({ namePrefix: 'n'.repeat(MAX_NAME_CHARS) }).namePrefix).toHaveLength(MAX_NAME_CHARS);
+    expect(rejection(() => validateFindQuery({ health: 'HEALTHY' })).field).toBe('query.health');
+    expect(rejection(() => validateFindQuery({ health: 4 })).field).toBe('query.health');
+    expect(rejection(() => validateFindQuery({ namePrefix: 'n'.repeat(MAX_NAME_CHARS + 1) })).field).toBe('query.namePrefix');
+    expect(rejection(() => validateFindQuery({ namePrefix: 'a\x00' })).field).toBe('query.namePrefix');
+    expect(rejection(() => validateFindQuery({ namePrefix: 3 })).field).toBe('query.namePrefix');
   });
 
   it('rejects bad filters, naming the field', () => {
@@ -317,5 +335,53 @@ describe('validateFindQuery', () => {
     expect(rejection(() => validateFindQuery({ labels: { '': 'x' } })).field).toBe('query.labels');
     expect(rejection(() => validateFindQuery({ pageToken: 't'.repeat(MAX_PAGE_TOKEN_CHARS + 1) })).field).toBe('query.pageToken');
     expect(rejection(() => validateFindQuery({ limit: 3 })).field).toBe('query.limit');
+  });
+});
+
+describe('validateTtlSeconds', () => {
+  it('accepts 0 (no lease), absence, and whole seconds within the bounds', () => {
+    expect(validateTtlSeconds(0)).toBe(0);
+    expect(validateTtlSeconds(undefined)).toBe(0);
+    expect(validateTtlSeconds(MIN_TTL_SECONDS)).toBe(MIN_TTL_SECONDS);
+    expect(validateTtlSeconds(MAX_TTL_SECONDS)).toBe(MAX_TTL_SECONDS);
+    expect(validateTtlSeconds(30)).toBe(30);
+  });
+
+  it('rejects leases outside the bounds and non-integers, naming the field', () => {
+    for (const bad of [MIN_TTL_SECONDS - 1, 1, MAX_TTL_SECONDS + 1, -5, 2.5, '30', Number.NaN, Infinity]) {
+      expect(rejection(() => validateTtlSeconds(bad)).field).toBe('ttl_seconds');
+    }
+    expect(rejection(() => validateTtlSeconds(1, 'lease')).field).toBe('lease');
+  });
+
+  it('keeps the shortest lease longer than a failover (1.5 election timeouts of at most 2 s)', () => {
+    expect(MIN_TTL_SECONDS).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('validateHealth', () => {
+  it('maps proto names, numbers and internal names to the internal names', () => {
+    const cases: [unknown, string][] = [
+      ['HEALTH_UNSPECIFIED', 'unspecified'],
+      ['HEALTH_SERVING', 'serving'],
+      ['HEALTH_DEGRADED', 'degraded'],
+      ['HEALTH_NOT_SERVING', 'notServing'],
+      [0, 'unspecified'],
+      [1, 'serving'],
+      [2, 'degraded'],
+      [3, 'notServing'],
+      ['unspecified', 'unspecified'],
+      ['serving', 'serving'],
+      ['degraded', 'degraded'],
+      ['notServing', 'notServing'],
+    ];
+    for (const [input, want] of cases) expect(validateHealth(input)).toBe(want);
+  });
+
+  it('rejects anything else, naming the field', () => {
+    for (const bad of [undefined, null, 4, -1, 1.5, 'SERVING', 'not_serving', 'HEALTH_UNKNOWN', {}, []]) {
+      expect(rejection(() => validateHealth(bad)).field).toBe('health');
+    }
+    expect(rejection(() => validateHealth('x', 'agent.health')).field).toBe('agent.health');
   });
 });
