@@ -14,8 +14,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Role } from '../raft/types.js';
-import type { Agent, AgentSpec, FindQuery } from '../registry/types.js';
-import { ValidationError, validateAgentSpec, validateFindQuery } from '../registry/validation.js';
+import type { Agent, AgentSpec, FindQuery, Health } from '../registry/types.js';
+import { ValidationError, validateAgentSpec, validateFindQuery, validateHealth } from '../registry/validation.js';
 
 /** Path of the proto file relative to the package root. */
 const PROTO_RELATIVE_PATH = join('proto', 'registry', 'v1', 'registry.proto');
@@ -75,6 +75,12 @@ export interface WireAgent {
   labels: Record<string, string>;
   create_revision: number;
   mod_revision: number;
+  /** `registry.v1.Health` as an enum name: `HEALTH_UNSPECIFIED`, `HEALTH_SERVING`, `HEALTH_DEGRADED` or `HEALTH_NOT_SERVING`. */
+  health: string;
+  /** The agent's lease in seconds (int64 as Number); 0: none. */
+  lease_ttl_seconds: number;
+  /** When the lease lapses unless renewed, Unix ms, as the leader sees it; 0 elsewhere (output only). */
+  lease_expires_unix_ms?: number;
 }
 /** `registry.v1.RegisterRequest`; `agent` is `null` when the sender left it unset. */
 export interface RegisterRequest {
@@ -83,6 +89,12 @@ export interface RegisterRequest {
   client_id?: string;
   /** Exactly-once sequence number; 0 with no session. */
   sequence?: number;
+  /** Lease in seconds; 0 for none. */
+  ttl_seconds?: number;
+  /** Compare-and-set on mod_revision; 0 for none. */
+  expected_revision?: number;
+  /** Apply only if absent. */
+  create_only?: boolean;
 }
 /** `registry.v1.RegisterResponse`. */
 export interface RegisterResponse {
@@ -107,6 +119,10 @@ export interface FindRequest {
   page_size: number;
   page_token: string;
   consistency: WireConsistency;
+  /** Only agents with this health (`registry.v1.Health` enum name); unspecified means any. */
+  health?: string | number;
+  /** Only agents whose name starts with this; '' means any. */
+  name_prefix?: string;
 }
 /** `registry.v1.FindResponse`. */
 export interface FindResponse {
@@ -121,6 +137,31 @@ export interface DeregisterRequest {
   client_id?: string;
   /** Exactly-once sequence number; 0 with no session. */
   sequence?: number;
+  /** Compare-and-set on mod_revision; 0 for none. */
+  expected_revision?: number;
+}
+/** `registry.v1.HeartbeatRequest`. */
+export interface HeartbeatRequest {
+  id: string;
+  health?: string | number;
+}
+/** `registry.v1.HeartbeatResponse`. */
+export interface HeartbeatResponse {
+  ttl_seconds: number;
+}
+/** `registry.v1.WatchRequest`. */
+export interface WatchRequest {
+  start_revision?: number;
+  id_prefix?: string;
+  capability?: string;
+  kind?: string;
+}
+/** `registry.v1.WatchEvent`. */
+export interface WireWatchEvent {
+  type: 'EVENT_TYPE_UNSPECIFIED' | 'EVENT_TYPE_PUT' | 'EVENT_TYPE_DELETE';
+  agent: WireAgent | null;
+  revision: number;
+  expired: boolean;
 }
 /** `registry.v1.AddMemberRequest`. */
 export interface AddMemberRequest {
@@ -187,6 +228,8 @@ export type RegistryServiceDefinition = {
   readonly Get: grpc.MethodDefinition<GetRequest, GetResponse>;
   readonly Find: grpc.MethodDefinition<FindRequest, FindResponse>;
   readonly Deregister: grpc.MethodDefinition<DeregisterRequest, DeregisterResponse>;
+  readonly Heartbeat: grpc.MethodDefinition<HeartbeatRequest, HeartbeatResponse>;
+  readonly Watch: grpc.MethodDefinition<WatchRequest, WireWatchEvent>;
 };
 /** The methods of `registry.v1.Cluster`, typed. */
 export type ClusterServiceDefinition = {
@@ -204,6 +247,8 @@ export type RegistryHandlers = {
   Get: grpc.handleUnaryCall<GetRequest, GetResponse>;
   Find: grpc.handleUnaryCall<FindRequest, FindResponse>;
   Deregister: grpc.handleUnaryCall<DeregisterRequest, DeregisterResponse>;
+  Heartbeat: grpc.handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
+  Watch: grpc.handleServerStreamingCall<WatchRequest, WireWatchEvent>;
 };
 /** Server-side handlers of `registry.v1.Cluster`. */
 export type ClusterHandlers = {
@@ -261,16 +306,43 @@ export interface ClusterStatus {
 // ---------------------------------------------------------------------------------------------
 // Converters.
 
-/** Encodes a stored agent for the wire. */
+/** Encodes a stored agent for the wire, with its health and lease length. */
 export function agentToWire(agent: Agent): WireAgent {
   return {
     ...specToWire(agent),
     create_revision: agent.createRevision,
     mod_revision: agent.modRevision,
+    health: agentHealthToWire(agent.health),
+    lease_ttl_seconds: agent.ttlSeconds,
   };
 }
 
-/** Encodes an agent spec for the wire (revisions 0: a spec has none). */
+/** The proto enum name of a health value. */
+function agentHealthToWire(h: Health): string {
+  switch (h) {
+    case 'unspecified':
+      return 'HEALTH_UNSPECIFIED';
+    case 'serving':
+      return 'HEALTH_SERVING';
+    case 'degraded':
+      return 'HEALTH_DEGRADED';
+    case 'notServing':
+      return 'HEALTH_NOT_SERVING';
+    default:
+      return assertNever(h);
+  }
+}
+
+/** A health value from the wire without failing: unknown (newer) values read as `unspecified`. */
+function agentHealthFromWire(w: unknown): Health {
+  try {
+    return validateHealth(w ?? 'HEALTH_UNSPECIFIED');
+  } catch {
+    return 'unspecified';
+  }
+}
+
+/** Encodes an agent spec for the wire (revisions 0, no health, no lease: a spec has none). */
 export function specToWire(spec: AgentSpec): WireAgent {
   return {
     id: spec.id,
@@ -283,6 +355,8 @@ export function specToWire(spec: AgentSpec): WireAgent {
     labels: Object.fromEntries(Object.entries(spec.labels)),
     create_revision: 0,
     mod_revision: 0,
+    health: 'HEALTH_UNSPECIFIED',
+    lease_ttl_seconds: 0,
   };
 }
 
@@ -302,6 +376,8 @@ export function agentFromWire(w: WireAgent): Agent {
     labels: Object.fromEntries(Object.entries(w.labels ?? {})),
     createRevision: Number(w.create_revision ?? 0),
     modRevision: Number(w.mod_revision ?? 0),
+    ttlSeconds: Number(w.lease_ttl_seconds ?? 0),
+    health: agentHealthFromWire(w.health),
   };
 }
 
@@ -371,6 +447,8 @@ export function findQueryToWire(q: FindQuery, consistency?: Consistency): FindRe
     page_size: q.pageSize ?? 0,
     page_token: q.pageToken ?? '',
     consistency: consistencyToWire(consistency),
+    health: agentHealthToWire(q.health ?? 'unspecified'),
+    name_prefix: q.namePrefix ?? '',
   };
 }
 
@@ -387,6 +465,8 @@ export function findQueryFromWire(req: FindRequest): { query: Required<FindQuery
     labels: req.labels,
     pageSize: req.page_size,
     pageToken: req.page_token,
+    health: req.health ?? 'HEALTH_UNSPECIFIED',
+    namePrefix: req.name_prefix ?? '',
   });
   return { query, consistency: consistencyFromWire(req.consistency) };
 }

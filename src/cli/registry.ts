@@ -4,7 +4,9 @@
  *
  *   registry [--endpoints a,b,c] [--json] [--timeout ms] <command>
  *     import FILE                    register every valid entry of an MCP registry seed file
- *     register --file agent.json     create or replace one agent
+ *     register --file agent.json [--ttl 30s] [--expected-revision R] [--create-only]
+ *     heartbeat ID [--every 5s] [--health serving]
+ *     watch [--capability C] [--kind K] [--prefix P] [--from REV]
  *     get ID [--serializable]        read one agent
  *     find [--capability C] [--kind K] [--label k=v]... [--limit N] [--serializable]
  *     deregister ID                  remove one agent
@@ -24,7 +26,7 @@ import { Command, CommanderError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { RegistryClient, type RegistryClientOptions } from '../client/registry-client.js';
 import { RegistryError } from '../client/errors.js';
-import type { Agent, AgentSpec } from '../registry/types.js';
+import type { Agent, AgentSpec, Health } from '../registry/types.js';
 import { parseSeed } from '../registry/seed.js';
 import { ValidationError } from '../registry/validation.js';
 
@@ -58,6 +60,31 @@ interface GlobalOptions {
   endpoints: string;
   json?: boolean;
   timeout?: string;
+}
+
+/** Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds into ms. */
+export function parseDurationMs(value: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!m) throw new ValidationError(flag, `must be a duration such as 30s, 5m or 500ms, got ${JSON.stringify(value)}`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  const ms = unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n * 3_600_000;
+  if (!(ms > 0)) throw new ValidationError(flag, 'must be positive');
+  return ms;
+}
+
+function parseHealth(value: string): Health {
+  switch (value) {
+    case 'serving':
+      return 'serving';
+    case 'degraded':
+      return 'degraded';
+    case 'not-serving':
+    case 'notServing':
+      return 'notServing';
+    default:
+      throw new ValidationError('--health', 'must be serving, degraded or not-serving');
+  }
 }
 
 /** The process's own stdout/stderr. */
@@ -152,12 +179,59 @@ export function buildProgram(ctx: CliContext): Command {
     .command('register')
     .description('create or replace one agent')
     .requiredOption('--file <path>', 'a JSON file holding one agent spec')
-    .action(async (options: { file: string }, command: Command) => {
+    .option('--ttl <duration>', 'a lease (e.g. 30s, 5m): the agent disappears unless `registry heartbeat` renews it')
+    .option('--expected-revision <rev>', 'compare-and-set: only if the agent is at this mod revision')
+    .option('--create-only', 'only if the id is not registered yet')
+    .action(async (options: { file: string; ttl?: string; expectedRevision?: string; createOnly?: boolean }, command: Command) => {
       const spec = (await readJson(options.file)) as AgentSpec;
+      const ttlSeconds = options.ttl === undefined ? 0 : Math.round(parseDurationMs(options.ttl, '--ttl') / 1000);
+      const expectedRevision = options.expectedRevision === undefined ? 0 : parsePositiveInt(options.expectedRevision, '--expected-revision');
       await withClient(command, async (client, json) => {
-        const res = await client.register(spec);
+        const res = await client.register(spec, { ttlSeconds, expectedRevision, createOnly: Boolean(options.createOnly) });
         if (json) io.out(JSON.stringify(res, null, 2));
         else io.out(`registered ${res.agent.id} at revision ${res.revision} (created at ${res.agent.createRevision})`);
+      });
+    });
+
+  program
+    .command('heartbeat')
+    .description('renew the lease of an agent registered with --ttl (once, or every --every until Ctrl-C)')
+    .argument('<id>', 'the agent id')
+    .option('--every <duration>', 'keep renewing at this interval, e.g. 5s')
+    .option('--health <health>', 'report health: serving, degraded or not-serving')
+    .action(async (id: string, options: { every?: string; health?: string }, command: Command) => {
+      const health = options.health === undefined ? undefined : parseHealth(options.health);
+      const everyMs = options.every === undefined ? 0 : parseDurationMs(options.every, '--every');
+      await withClient(command, async (client, json) => {
+        for (;;) {
+          const res = await client.heartbeat(id, health);
+          if (json) io.out(JSON.stringify({ id, ...res }));
+          else io.out(`renewed ${id}: lease ${res.ttlSeconds}s`);
+          if (everyMs === 0) return;
+          await new Promise((r) => setTimeout(r, everyMs));
+        }
+      });
+    });
+
+  program
+    .command('watch')
+    .description('follow changes, in revision order (Ctrl-C stops); resumes on another node if one fails')
+    .option('--capability <c>', 'only agents with this capability')
+    .option('--kind <k>', 'only agents of this kind')
+    .option('--prefix <p>', 'only agents whose id starts with this')
+    .option('--from <rev>', 'start at this revision (default: from now)')
+    .option('--count <n>', 'stop after this many events')
+    .action(async (options: { capability?: string; kind?: string; prefix?: string; from?: string; count?: string }, command: Command) => {
+      const from = options.from === undefined ? 0 : parsePositiveInt(options.from, '--from');
+      const count = options.count === undefined ? Infinity : parsePositiveInt(options.count, '--count');
+      await withClient(command, async (client, json) => {
+        let n = 0;
+        const filter = { ...(options.capability ? { capability: options.capability } : {}), ...(options.kind ? { kind: options.kind } : {}), ...(options.prefix ? { idPrefix: options.prefix } : {}) };
+        for await (const e of client.watch(filter, from)) {
+          if (json) io.out(JSON.stringify(e));
+          else io.out(`${e.revision} ${e.type.toUpperCase()}${e.expired ? ' (lease expired)' : ''} ${e.agent.id}`);
+          if (++n >= count) return;
+        }
       });
     });
 

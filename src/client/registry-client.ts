@@ -28,8 +28,10 @@ import {
   type ClusterMember,
   type ClusterStatus,
   type Consistency,
+  type WireAgent,
+  type WireWatchEvent,
 } from '../api/registry-proto.js';
-import type { Agent, AgentSpec, FindQuery } from '../registry/types.js';
+import type { Agent, AgentSpec, FindQuery, Health } from '../registry/types.js';
 import { ValidationError, validateAgentSpec, validateFindQuery, validateId } from '../registry/validation.js';
 import { RegistryError, isServiceError, statusName } from './errors.js';
 
@@ -92,6 +94,43 @@ export interface FindResult {
 export interface DeregisterResult {
   readonly deleted: boolean;
   readonly revision: number;
+}
+
+/** Options of a register: a lease, the initial health, compare-and-set conditions. */
+export interface RegisterOptions {
+  /** Lease in seconds (5-3600); 0 or absent for none. */
+  readonly ttlSeconds?: number;
+  readonly health?: Health;
+  /** Apply only if the agent's mod_revision equals this (FAILED_PRECONDITION otherwise). */
+  readonly expectedRevision?: number;
+  /** Apply only if the id is absent (FAILED_PRECONDITION otherwise). */
+  readonly createOnly?: boolean;
+}
+
+/** One change seen by {@link RegistryClient.watch}. */
+export interface ClientWatchEvent {
+  readonly type: 'put' | 'delete';
+  readonly agent: Agent;
+  readonly revision: number;
+  /** A DELETE caused by a lease expiry. */
+  readonly expired: boolean;
+}
+
+/** Rounds over every endpoint a watch retries before it gives up. */
+export const WATCH_MAX_ROUNDS = 10;
+
+/** The wire name of a health. */
+export function healthToWire(h: Health): string {
+  switch (h) {
+    case 'serving':
+      return 'HEALTH_SERVING';
+    case 'degraded':
+      return 'HEALTH_DEGRADED';
+    case 'notServing':
+      return 'HEALTH_NOT_SERVING';
+    default:
+      return 'HEALTH_UNSPECIFIED';
+  }
 }
 
 /** The status of one endpoint in {@link RegistryClient.statusAll}: its status or its error. */
@@ -158,9 +197,17 @@ export class RegistryClient {
    * Creates or replaces an agent. The spec is validated (and normalized) before it is sent.
    * @throws RegistryError `INVALID_ARGUMENT` naming the field, or the server's status.
    */
-  async register(spec: AgentSpec): Promise<RegisterResult> {
+  async register(spec: AgentSpec, options: RegisterOptions = {}): Promise<RegisterResult> {
     const valid = guard(() => validateAgentSpec(spec));
-    const res = await this.invoke('write', RegistryService.Register, { agent: specToWire(valid), client_id: this.clientId, sequence: ++this.sequence });
+    const agent = { ...specToWire(valid), ...(options.health ? { health: healthToWire(options.health) } : {}) };
+    const res = await this.invoke('write', RegistryService.Register, {
+      agent,
+      client_id: this.clientId,
+      sequence: ++this.sequence,
+      ttl_seconds: options.ttlSeconds ?? 0,
+      expected_revision: options.expectedRevision ?? 0,
+      create_only: options.createOnly ?? false,
+    });
     if (res.agent === null) throw new RegistryError(grpc.status.INTERNAL, 'server answered Register without an agent');
     return { agent: agentFromWire(res.agent), revision: Number(res.revision) };
   }
@@ -209,10 +256,74 @@ export class RegistryClient {
    * Removes an agent; an absent id answers `deleted: false`.
    * @throws RegistryError `INVALID_ARGUMENT` for a bad id.
    */
-  async deregister(id: string): Promise<DeregisterResult> {
+  async deregister(id: string, options: { expectedRevision?: number } = {}): Promise<DeregisterResult> {
     const valid = guard(() => validateId(id));
-    const res = await this.invoke('write', RegistryService.Deregister, { id: valid, client_id: this.clientId, sequence: ++this.sequence });
+    const res = await this.invoke('write', RegistryService.Deregister, { id: valid, client_id: this.clientId, sequence: ++this.sequence, expected_revision: options.expectedRevision ?? 0 });
     return { deleted: Boolean(res.deleted), revision: Number(res.revision) };
+  }
+
+  /**
+   * Renews the lease of agent `id` (through any endpoint; the cluster forwards it to the leader),
+   * reporting `health` if given. Resolves with the lease length in seconds.
+   * @throws RegistryError `NOT_FOUND` when the agent is unknown or its lease expired (register
+   *   again), `FAILED_PRECONDITION` when it has no lease.
+   */
+  async heartbeat(id: string, health?: Health): Promise<{ ttlSeconds: number }> {
+    const valid = guard(() => validateId(id));
+    const res = await this.invoke('write', RegistryService.Heartbeat, { id: valid, health: health ? healthToWire(health) : 'HEALTH_UNSPECIFIED' });
+    return { ttlSeconds: Number(res.ttl_seconds) };
+  }
+
+  /**
+   * Follows changes from `fromRevision` (0: from now), in revision order. When a node fails the
+   * stream resumes on the next endpoint from the last revision seen plus one, so nothing is missed
+   * or repeated. Ends when `signal` aborts.
+   * @throws RegistryError `OUT_OF_RANGE` when `fromRevision` is older than the history kept
+   *   (its message names the oldest revision), or the last error once every endpoint failed.
+   */
+  async *watch(filter: { idPrefix?: string; capability?: string; kind?: string } = {}, fromRevision = 0, signal?: AbortSignal): AsyncGenerator<ClientWatchEvent> {
+    let next = fromRevision;
+    let failures = 0;
+    let index = this.preferred;
+    while (!signal?.aborted) {
+      const endpoint = this.endpoints[index % this.endpoints.length] as string;
+      try {
+        const channel = this.channel(endpoint);
+        await connect(channel, endpoint, Date.now() + CONNECT_TIMEOUT_MS);
+        const call = channel.makeServerStreamRequest(
+          RegistryService.Watch.path,
+          RegistryService.Watch.requestSerialize,
+          RegistryService.Watch.responseDeserialize,
+          { start_revision: next, id_prefix: filter.idPrefix ?? '', capability: filter.capability ?? '', kind: filter.kind ?? '' },
+          new grpc.Metadata(),
+          {},
+        );
+        const onAbort = () => call.cancel();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          for await (const w of call as AsyncIterable<WireWatchEvent>) {
+            failures = 0;
+            const e: ClientWatchEvent = { type: w.type === 'EVENT_TYPE_DELETE' ? 'delete' : 'put', agent: agentFromWire(w.agent as WireAgent), revision: Number(w.revision), expired: Boolean(w.expired) };
+            // A resumed stream starts at `next`; everything before was delivered already.
+            next = e.revision + 1;
+            yield e;
+          }
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+        }
+        if (signal?.aborted) return;
+      } catch (e) {
+        if (signal?.aborted) return;
+        if (isServiceError(e) && e.code !== grpc.status.UNAVAILABLE && e.code !== grpc.status.CANCELLED && e.code !== grpc.status.RESOURCE_EXHAUSTED) {
+          throw toRegistryError(e, endpoint);
+        }
+        if (++failures > this.endpoints.length * WATCH_MAX_ROUNDS) throw isServiceError(e) ? toRegistryError(e, endpoint) : e;
+        index++;
+        await sleep(backoffDelayMs(Math.ceil(failures / this.endpoints.length)));
+      }
+      // A stream that ended cleanly (node stopping) resumes elsewhere from `next`.
+      index++;
+    }
   }
 
   /**

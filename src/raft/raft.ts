@@ -1008,6 +1008,11 @@ export class Raft {
   // ---------------------------------------------------------------------------------------
   // Snapshots produced by the driver
 
+  /** The minimum election timeout, in ticks. */
+  get electionTimeoutTicks(): number {
+    return this.electionTicks;
+  }
+
   /** Ticks until this follower would start an election (for tests and status). */
   get electionElapsedTicks(): number {
     return this.electionElapsed;

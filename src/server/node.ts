@@ -17,6 +17,8 @@ import type { NodeStore } from '../storage/types.js';
 import { GrpcTransport, PEER_SERVER_OPTIONS } from '../transport/grpc-transport.js';
 import { RaftNode } from './raft-node.js';
 import { restoreBackup } from './backup.js';
+import { WatchHub } from './watch-hub.js';
+import { LeaseManager } from '../registry/lease-manager.js';
 import { RegistryService } from './registry-service.js';
 
 /** Folder of the snapshot files inside a node's data dir. */
@@ -111,9 +113,12 @@ export class RegistryNode {
       let members: readonly Member[] = stored.length > 0 ? stored : bootstrap;
       const peerAddresses = { ...opts.peers, ...Object.fromEntries(members.map((m) => [m.id, m.address])) };
       const transport = new GrpcTransport({ id, peers: peerAddresses, logger: log, advertiseAddress: opts.listen });
+      const watchHub = new WatchHub(stateMachine, log.child({ component: 'watch' }));
       const raft = await RaftNode.start({
         id,
         bootstrap,
+        leases: new LeaseManager(),
+        onEvents: (events) => watchHub.publish(events),
         store,
         stateMachine,
         transport,
@@ -130,7 +135,7 @@ export class RegistryNode {
       raft.on('members', (next: readonly Member[]) => {
         members = next;
       });
-      const service = new RegistryService({ id, store, raft, stateMachine, members: () => members, logger: log.child({ component: 'api' }) });
+      const service = new RegistryService({ id, store, watchHub, raft, stateMachine, members: () => members, logger: log.child({ component: 'api' }) });
       const server = new grpc.Server(PEER_SERVER_OPTIONS);
       transport.addToServer(server);
       server.addService(RegistryServiceDefinition, service.registryHandlers() as unknown as grpc.UntypedServiceImplementation);

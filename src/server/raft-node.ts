@@ -41,8 +41,9 @@ import {
 import type { NodeStore, SnapshotMeta, SnapshotStore } from '../storage/types.js';
 import { decodeStatePairs, encodeStatePairs } from '../storage/snapshot-codec.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
-import { encodeMemberChange } from '../registry/commands.js';
-import type { CommandResult, Member, MemberChange } from '../registry/types.js';
+import { encodeCommand, encodeMemberChange } from '../registry/commands.js';
+import type { LeaseKeeper } from '../registry/lease-types.js';
+import type { CommandResult, Member, MemberChange, WatchEvent } from '../registry/types.js';
 import type { SnapshotTransport, Transport } from '../transport/types.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/grpc-transport.js';
 
@@ -62,6 +63,10 @@ export const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES = 10_000;
 export const DEFAULT_SNAPSHOT_TAIL_ENTRIES = 5_000;
 /** Snapshot files kept on disk (the newest and the one before, which a transfer may still read). */
 export const SNAPSHOTS_RETAINED = 2;
+/** Default period of the leader's check for lapsed leases, in ms. */
+export const DEFAULT_LEASE_CHECK_INTERVAL_MS = 100;
+/** Most leases one `expire` command removes. */
+export const MAX_EXPIRE_BATCH = 1_000;
 
 /** This node is not the leader; `leaderId` says who is ('' when unknown). Retry there. */
 export class NotLeaderError extends Error {
@@ -97,6 +102,12 @@ export interface RaftNodeOptions {
   readonly snapshotTailEntries?: number;
   /** Chunk size of snapshot files and transfers, in bytes (default {@link DEFAULT_SNAPSHOT_CHUNK_BYTES}). */
   readonly snapshotChunkBytes?: number;
+  /** Lease bookkeeping used while this node leads. */
+  readonly leases: LeaseKeeper;
+  /** How often the leader looks for lapsed leases, in ms. */
+  readonly leaseCheckIntervalMs?: number;
+  /** Receives the watch events of every batch once it is durable. */
+  readonly onEvents?: (events: readonly WatchEvent[]) => void;
   /** Length of a tick in ms (default {@link DEFAULT_TICK_MS}). */
   readonly tickMs?: number;
   readonly electionTicks?: number;
@@ -158,6 +169,16 @@ export class RaftNode extends EventEmitter {
   private pendingCompaction: { index: LogIndex; term: Term } | undefined;
   /** Followers a snapshot is being streamed to. */
   private readonly snapshotSends = new Set<NodeId>();
+  /** Lease deadlines, kept while leading. */
+  readonly leases: LeaseKeeper;
+  private readonly leaseCheckIntervalMs: number;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private readonly onEvents: (events: readonly WatchEvent[]) => void;
+  /** When each voter last answered this leader in its term (ms, monotonic). */
+  private readonly lastAck = new Map<NodeId, number>();
+  private leaderSince = 0;
+  /** An `expire` proposal is in flight: no second one until it is answered. */
+  private expiring = false;
   private readonly tickMs: number;
   private readonly onFatal: (err: Error) => void;
 
@@ -187,6 +208,9 @@ export class RaftNode extends EventEmitter {
     this.snapshotThreshold = opts.snapshotThresholdEntries ?? DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES;
     this.snapshotTail = opts.snapshotTailEntries ?? DEFAULT_SNAPSHOT_TAIL_ENTRIES;
     this.chunkBytes = opts.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
+    this.leases = opts.leases;
+    this.leaseCheckIntervalMs = opts.leaseCheckIntervalMs ?? DEFAULT_LEASE_CHECK_INTERVAL_MS;
+    this.onEvents = opts.onEvents ?? (() => undefined);
     this.tickMs = opts.tickMs ?? DEFAULT_TICK_MS;
     this.onFatal = opts.onFatal ?? (() => undefined);
   }
@@ -234,6 +258,8 @@ export class RaftNode extends EventEmitter {
     opts.transport.onMessage((m) => node.onMessage(m));
     opts.transport.onSnapshot((m, chunks) => node.receiveSnapshot(m, chunks));
     node.ticker = setInterval(() => node.onTick(), node.tickMs);
+    node.leaseTimer = setInterval(() => node.checkLeases(), node.leaseCheckIntervalMs);
+    node.on('role', (ss: { role: string }) => void node.onRoleChange(ss.role));
     opts.logger.info(
       { term: hardState?.currentTerm ?? 0, snapshotIndex: latest?.index ?? 0, firstIndex: first, lastIndex: last, applied: stateMachine.appliedIndex },
       'raft node started',
@@ -282,6 +308,10 @@ export class RaftNode extends EventEmitter {
 
   private onMessage(m: Message): void {
     if (this.stopped) return;
+    // The leader's evidence that a majority still follows it (for lease expiry, etcd 15247).
+    if ((m.type === 'HeartbeatResponse' || m.type === 'AppendEntriesResponse') && m.term === this.rawNode.raft.currentTerm) {
+      this.lastAck.set(m.from, performance.now());
+    }
     try {
       this.rawNode.step(m);
     } catch (err) {
@@ -502,6 +532,10 @@ export class RaftNode extends EventEmitter {
       this.log.info({ change: r.change, members: r.members.map((m) => `${m.id}${m.voter ? '' : '(learner)'}`) }, 'membership changed');
       this.emit('members', r.members);
     }
+    // Leases follow the committed writes; watchers see the batch once it is durable.
+    const events = this.sm.takeCommittedEvents();
+    if (this.leases.active) this.trackLeases(events);
+    this.onEvents(events);
     // 3. Answer clients.
     this.completeProposals(rd.committedEntries, results);
     for (const rs of rd.readStates) this.completeRead(rs.context, rs.index, rs.ok);
@@ -538,6 +572,76 @@ export class RaftNode extends EventEmitter {
         w.resolve();
       }
     }
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // Leases (decided by the leader, applied through the log)
+
+  /**
+   * When a majority of voters last acknowledged this leader (ms, monotonic): the quorum-th most
+   * recent acknowledgement, counting this node as now. 0 when not leading.
+   */
+  quorumConfirmedAt(): number {
+    const raft = this.rawNode.raft;
+    if (raft.role !== 'leader') return 0;
+    const now = performance.now();
+    const voters = [...raft.voters()];
+    const times = voters.map((v) => (v === this.id ? now : Math.max(this.lastAck.get(v) ?? 0, this.leaderSince)));
+    times.sort((a, b) => b - a);
+    const q = Math.floor(voters.length / 2) + 1;
+    // Right after taking office the votes just received are the confirmation.
+    return times[q - 1] ?? 0;
+  }
+
+  private async onRoleChange(role: string): Promise<void> {
+    if (role === 'leader') {
+      this.leaderSince = performance.now();
+      this.lastAck.clear();
+      // A new leader gives every lease a fresh full TTL (etcd's rule, issue 2660).
+      const leases = await this.sm.leases();
+      if (this.rawNode.raft.role === 'leader') this.leases.becomeLeader(performance.now(), leases);
+    } else {
+      this.leases.stepDown();
+      this.expiring = false;
+    }
+  }
+
+  /** Keeps the leader's lease deadlines in step with the committed writes (their watch events). */
+  private trackLeases(events: readonly WatchEvent[]): void {
+    const now = performance.now();
+    for (const e of events) {
+      const a = e.agent;
+      if (e.type === 'delete' || a.ttlSeconds === 0) this.leases.remove(a.id);
+      else this.leases.upsert({ id: a.id, ttlMs: a.ttlSeconds * 1000, modRevision: a.modRevision }, now);
+    }
+  }
+
+  /**
+   * The leader's periodic lease check: lapsed leases are removed by an `expire` command through
+   * the log, only while a majority confirmed this leader within an election timeout.
+   */
+  private checkLeases(): void {
+    if (this.stopped || !this.leases.active || this.expiring || this.rawNode.raft.role !== 'leader') return;
+    const electionMs = this.tickMs * this.rawNode.raft.electionTimeoutTicks;
+    const lapsed = this.leases.expired(performance.now(), this.quorumConfirmedAt(), {
+      maxQuorumAgeMs: electionMs,
+      maxTickGapMs: 3 * this.leaseCheckIntervalMs,
+      maxBatch: MAX_EXPIRE_BATCH,
+    });
+    if (lapsed.length === 0) return;
+    this.expiring = true;
+    const cmd = encodeCommand({ type: 'expire', requestId: `${this.id}:expire:${performance.now().toFixed(0)}`, leases: lapsed.map((l) => ({ id: l.id, modRevision: l.modRevision })) });
+    this.propose(cmd).then(
+      (r) => {
+        this.expiring = false;
+        if (r?.type === 'expire' && r.expired.length > 0) this.log.info({ expired: r.expired, revision: r.revision }, 'leases expired');
+      },
+      (err: unknown) => {
+        this.expiring = false;
+        this.leases.retryPending();
+        this.log.debug({ err }, 'lease expiry not committed; will retry');
+      },
+    );
   }
 
   // -----------------------------------------------------------------------------------------
@@ -701,6 +805,8 @@ export class RaftNode extends EventEmitter {
     if (this.stopped) return;
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+    this.leases.stepDown();
     const err = new UnavailableError('node is stopping');
     for (const p of this.proposalQueue) p.reject(err);
     this.proposalQueue = [];

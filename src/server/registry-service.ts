@@ -31,6 +31,11 @@ import {
   type TransferLeadershipRequest,
   type TransferLeadershipResponse,
   type AddMemberRequest,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type WatchRequest,
+  type WireAgent,
+  type WireWatchEvent,
   type RemoveMemberRequest,
   type PromoteMemberRequest,
   type MemberListResponse,
@@ -39,14 +44,30 @@ import type { Logger } from '../log.js';
 import { nodeId, type NodeId } from '../raft/types.js';
 import { encodeCommand } from '../registry/commands.js';
 import { QueryError, type RegistryStateMachine } from '../registry/state-machine.js';
-import { ValidationError, validateId, validateSession } from '../registry/validation.js';
-import type { Command, CommandResult, Member, MemberChange } from '../registry/types.js';
+import { ValidationError, validateHealth, validateId, validateSession, validateTtlSeconds } from '../registry/validation.js';
+import { WatchError, type WatchHub } from './watch-hub.js';
+import type { Agent, Command, CommandResult, Member, MemberChange } from '../registry/types.js';
 import { NotLeaderError, UnavailableError, type RaftNode } from './raft-node.js';
 import { BackupError, backupStream } from './backup.js';
 import type { NodeStore } from '../storage/types.js';
 
 /** Longest a request waits for commit, apply or a read barrier when the client set no deadline, in ms. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/** Longest id_prefix, capability or kind filter of a watch, in characters. */
+export const MAX_WATCH_FILTER_CHARS = 256;
+
+/** Checks an optional revision (uint64 on the wire; 0 = none), naming `field`. */
+function validateRevision(value: unknown, field: string): number {
+  const n = Number(value ?? 0);
+  if (!Number.isSafeInteger(n) || n < 0) throw new ValidationError(field, 'must be a non-negative integer');
+  return n;
+}
+
+/** A failed compare-and-set, as FAILED_PRECONDITION with the current revision. */
+function conflictError(r: Extract<CommandResult, { type: 'conflict' }>): StatusError {
+  return new StatusError(grpc.status.FAILED_PRECONDITION, `${r.reason}; current revision ${r.currentRevision}`);
+}
+
 /** A learner is promoted only when it is at most this many entries behind the leader's log. */
 export const PROMOTE_MAX_LAG_ENTRIES = 1_000;
 /** Longest `host:port` accepted for a member address, in characters. */
@@ -124,6 +145,8 @@ export interface ServiceContext {
   readonly id: NodeId;
   /** The node's store, for backups. */
   readonly store: NodeStore;
+  /** Serves watches from this node's applied state. */
+  readonly watchHub: WatchHub;
   readonly raft: RaftNode;
   readonly stateMachine: RegistryStateMachine;
   /** The cluster's members as this node knows them (replicated membership record). */
@@ -153,15 +176,92 @@ export class RegistryService {
         const revision = await this.readBarrier(consistencyFromWire(call.request.consistency), call);
         const agent = await this.ctx.stateMachine.get(id);
         if (!agent) throw new StatusError(grpc.status.NOT_FOUND, `agent ${JSON.stringify(id)} not found`);
-        return { agent: agentToWire(agent), revision: Math.max(revision, agent.modRevision) };
+        return { agent: this.toWire(agent), revision: Math.max(revision, agent.modRevision) };
       }),
       Find: unary(this.log, async (call) => {
         const { query, consistency } = findQueryFromWire(call.request);
         const revision = await this.readBarrier(consistency, call);
         const page = await this.ctx.stateMachine.find(query);
-        return { agents: page.agents.map(agentToWire), next_page_token: page.nextPageToken, revision };
+        return { agents: page.agents.map((a) => this.toWire(a)), next_page_token: page.nextPageToken, revision };
       }),
+      Heartbeat: unary(this.log, (call) => this.heartbeat(call)),
+      Watch: (call) => void this.watch(call),
     };
+  }
+
+  /** An agent for the wire, with its lease deadline as this node sees it (the leader's view; 0 elsewhere). */
+  private toWire(agent: Agent): WireAgent {
+    const w = agentToWire(agent);
+    const deadline = agent.ttlSeconds > 0 ? this.ctx.raft.leases.deadlineOf(agent.id) : undefined;
+    return { ...w, lease_expires_unix_ms: deadline === undefined ? 0 : Math.round(Date.now() + (deadline - performance.now())) };
+  }
+
+  /**
+   * Renews a lease on the leader (a follower forwards the heartbeat there). Renewals stay in the
+   * leader's memory; only a change of health is written to the log.
+   */
+  private async heartbeat(call: grpc.ServerUnaryCall<HeartbeatRequest, HeartbeatResponse>): Promise<HeartbeatResponse> {
+    const id = validateId(call.request.id, 'id');
+    const health = validateHealth(call.request.health ?? 'HEALTH_UNSPECIFIED', 'health');
+    const forwarded = await this.forwardIfFollower<HeartbeatRequest, HeartbeatResponse>(this.leaderClient.bind(this), 'Heartbeat', { id, health: call.request.health ?? 0 }, call, false);
+    if (forwarded) return forwarded;
+    const raft = this.ctx.raft;
+    const ttlMs = raft.leases.renew(id, performance.now());
+    if (ttlMs === undefined) {
+      const agent = await this.ctx.stateMachine.get(id);
+      if (!agent) throw new StatusError(grpc.status.NOT_FOUND, `agent ${JSON.stringify(id)} is not registered (or its lease expired): register again`);
+      if (agent.ttlSeconds === 0) throw new StatusError(grpc.status.FAILED_PRECONDITION, `agent ${JSON.stringify(id)} has no lease (registered with ttl_seconds 0)`);
+      throw new UnavailableError('the leader is loading its leases; retry');
+    }
+    if (health !== 'unspecified') {
+      const agent = await this.ctx.stateMachine.get(id);
+      if (agent && agent.health !== health) {
+        await this.proposeAndWait({ type: 'setHealth', requestId: this.nextRequestId(), id, health }, call);
+      }
+    }
+    return { ttl_seconds: Math.round(ttlMs / 1000) };
+  }
+
+  /** Streams this node's applied changes from `start_revision` (see `watch-hub.ts`). */
+  private async watch(call: grpc.ServerWritableStream<WatchRequest, WireWatchEvent>): Promise<void> {
+    const fail = (code: grpc.status, details: string) => {
+      if (!call.cancelled) call.destroy(Object.assign(new Error(details), { code, details }));
+    };
+    let start: number;
+    try {
+      start = Number(call.request.start_revision ?? 0);
+      if (!Number.isSafeInteger(start) || start < 0) throw new ValidationError('start_revision', 'must be a non-negative integer');
+      for (const [field, v] of [['id_prefix', call.request.id_prefix], ['capability', call.request.capability], ['kind', call.request.kind]] as const) {
+        if (v !== undefined && (typeof v !== 'string' || v.length > MAX_WATCH_FILTER_CHARS)) throw new ValidationError(field, `must be at most ${MAX_WATCH_FILTER_CHARS} characters`);
+      }
+    } catch (err) {
+      fail(grpc.status.INVALID_ARGUMENT, (err as Error).message);
+      return;
+    }
+    const filter = { idPrefix: call.request.id_prefix ?? '', capability: call.request.capability ?? '', kind: call.request.kind ?? '' };
+    try {
+      const cancel = await this.ctx.watchHub.watch(start, filter, {
+        send: (e) =>
+          call.write({
+            type: e.type === 'put' ? 'EVENT_TYPE_PUT' : 'EVENT_TYPE_DELETE',
+            agent: this.toWire(e.agent),
+            revision: e.revision,
+            expired: e.expired,
+          }),
+        onDrain: (resume) => call.once('drain', resume),
+        fail: (err) => fail(err.kind === 'out_of_range' ? grpc.status.OUT_OF_RANGE : err.kind === 'resource_exhausted' ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.UNAVAILABLE, err.message),
+      });
+      call.on('cancelled', cancel);
+      call.on('close', cancel);
+      if (call.cancelled) cancel();
+    } catch (err) {
+      if (err instanceof WatchError) {
+        fail(err.kind === 'out_of_range' ? grpc.status.OUT_OF_RANGE : grpc.status.RESOURCE_EXHAUSTED, err.message);
+      } else {
+        const e = toServiceError(err, this.log);
+        fail(e.code ?? grpc.status.INTERNAL, e.details ?? 'watch failed');
+      }
+    }
   }
 
   /** Handlers for `registry.v1.Cluster`. */
@@ -297,8 +397,9 @@ export class RegistryService {
     throw new StatusError(grpc.status.DEADLINE_EXCEEDED, `leadership transfer to ${target} did not finish within ${budget} ms`);
   }
 
-  /** Closes the clients used to forward writes. */
+  /** Ends every watch and closes the clients used to forward writes. */
   close(): void {
+    this.ctx.watchHub.closeAll();
     for (const c of this.leaderClients.values()) c.close();
     this.leaderClients.clear();
   }
@@ -320,20 +421,43 @@ export class RegistryService {
   private async register(call: grpc.ServerUnaryCall<RegisterRequest, RegisterResponse>): Promise<RegisterResponse> {
     const spec = specFromWire(call.request.agent, 'agent');
     const session = validateSession(call.request.client_id, call.request.sequence);
-    const cmd: Command = { type: 'register', requestId: this.nextRequestId(), agent: spec, ...(session ? { session } : {}) };
-    const wire: RegisterRequest = { agent: call.request.agent, client_id: session?.clientId ?? '', sequence: session?.sequence ?? 0 };
+    const ttlSeconds = validateTtlSeconds(call.request.ttl_seconds ?? 0);
+    const health = validateHealth(call.request.agent?.health ?? 'HEALTH_UNSPECIFIED', 'agent.health');
+    const expectedRevision = validateRevision(call.request.expected_revision, 'expected_revision');
+    const createOnly = Boolean(call.request.create_only);
+    const cmd: Command = {
+      type: 'register',
+      requestId: this.nextRequestId(),
+      agent: spec,
+      ...(session ? { session } : {}),
+      ...(ttlSeconds > 0 ? { ttlSeconds } : {}),
+      ...(health !== 'unspecified' ? { health } : {}),
+      ...(expectedRevision > 0 ? { expectedRevision } : {}),
+      ...(createOnly ? { createOnly } : {}),
+    };
+    const wire: RegisterRequest = {
+      agent: call.request.agent,
+      client_id: session?.clientId ?? '',
+      sequence: session?.sequence ?? 0,
+      ttl_seconds: ttlSeconds,
+      expected_revision: expectedRevision,
+      create_only: createOnly,
+    };
     return this.write<RegisterRequest, RegisterResponse>('Register', wire, cmd, call, (result) => {
+      if (result?.type === 'conflict') throw conflictError(result);
       if (result?.type !== 'register') return undefined;
-      return { agent: agentToWire(result.agent), revision: result.revision };
+      return { agent: this.toWire(result.agent), revision: result.revision };
     });
   }
 
   private async deregister(call: grpc.ServerUnaryCall<DeregisterRequest, DeregisterResponse>): Promise<DeregisterResponse> {
     const id = validateId(call.request.id, 'id');
     const session = validateSession(call.request.client_id, call.request.sequence);
-    const cmd: Command = { type: 'deregister', requestId: this.nextRequestId(), id, ...(session ? { session } : {}) };
-    const wire: DeregisterRequest = { id, client_id: session?.clientId ?? '', sequence: session?.sequence ?? 0 };
+    const expectedRevision = validateRevision(call.request.expected_revision, 'expected_revision');
+    const cmd: Command = { type: 'deregister', requestId: this.nextRequestId(), id, ...(session ? { session } : {}), ...(expectedRevision > 0 ? { expectedRevision } : {}) };
+    const wire: DeregisterRequest = { id, client_id: session?.clientId ?? '', sequence: session?.sequence ?? 0, expected_revision: expectedRevision };
     return this.write<DeregisterRequest, DeregisterResponse>('Deregister', wire, cmd, call, (result) => {
+      if (result?.type === 'conflict') throw conflictError(result);
       if (result?.type !== 'deregister') return undefined;
       return { deleted: result.deleted, revision: result.revision };
     });

@@ -1,0 +1,198 @@
+/**
+ * Watches served by one node from its own applied state (etcd's watch, Consul's blocking
+ * queries made streaming): a watcher first replays the event history kept in the state machine
+ * from its start revision, then follows live events as the node applies them. Events come in
+ * revision order with no gaps or duplicates for the watcher's filter, so a stream resumed from
+ * the last revision seen plus one misses nothing.
+ *
+ * A watcher that cannot keep up is buffered up to {@link MAX_WATCHER_BUFFERED_EVENTS} events and
+ * then cut off with {@link WatchError} `resource_exhausted`, rather than slowing the node; a
+ * start revision older than the kept history fails with `out_of_range` naming the oldest one.
+ */
+import type { Logger } from '../log.js';
+import type { RegistryStateMachine } from '../registry/state-machine.js';
+import type { WatchEvent } from '../registry/types.js';
+
+/** Events buffered for one watcher before it is cut off as too slow. */
+export const MAX_WATCHER_BUFFERED_EVENTS = 10_000;
+/** Events read from the history per page while a watcher catches up. */
+export const WATCH_HISTORY_PAGE_EVENTS = 1_000;
+/** Most watchers one node serves at once. */
+export const MAX_WATCHERS = 10_000;
+
+/** What a watcher wants: all given filters must hold. */
+export interface WatchFilter {
+  readonly idPrefix?: string;
+  readonly capability?: string;
+  readonly kind?: string;
+}
+
+/** Why a watch ended early. */
+export class WatchError extends Error {
+  override readonly name = 'WatchError';
+  constructor(
+    readonly kind: 'out_of_range' | 'resource_exhausted' | 'unavailable',
+    message: string,
+    /** For `out_of_range`: the oldest revision still kept. */
+    readonly oldestRevision = 0,
+  ) {
+    super(message);
+  }
+}
+
+/** Whether `e` passes `f`. */
+export function matchesWatch(e: WatchEvent, f: WatchFilter): boolean {
+  if (f.idPrefix && !e.agent.id.startsWith(f.idPrefix)) return false;
+  if (f.capability && !e.agent.capabilities.includes(f.capability)) return false;
+  if (f.kind && e.agent.kind !== f.kind) return false;
+  return true;
+}
+
+/** Where a watcher's events go: `send` returns false when the consumer is full (back-pressure). */
+export interface WatchSink {
+  send(e: WatchEvent): boolean;
+  /** Called once the consumer has room again after `send` returned false. */
+  onDrain(resume: () => void): void;
+  /** Ends the watch with an error. */
+  fail(err: WatchError): void;
+}
+
+class Watcher {
+  /** Accepted events not yet handed to the sink (bounded). */
+  private readonly queue: WatchEvent[] = [];
+  /** Live events that arrived while the history was replayed. */
+  readonly held: WatchEvent[] = [];
+  /** The next revision this watcher accepts: everything before it was delivered or filtered. */
+  nextRevision: number;
+  live = false;
+  private blocked = false;
+  closed = false;
+
+  constructor(
+    readonly filter: WatchFilter,
+    private readonly sink: WatchSink,
+    startRevision: number,
+    private readonly onClose: (w: Watcher) => void,
+  ) {
+    this.nextRevision = startRevision;
+  }
+
+  /**
+   * Accepts the events of whole revisions, in revision order (every event of one revision
+   * arrives in the same call, so a revision is never split). Revisions already passed are dropped.
+   */
+  accept(events: readonly WatchEvent[]): void {
+    if (this.closed) return;
+    let last = this.nextRevision - 1;
+    for (const e of events) {
+      if (e.revision < this.nextRevision) continue;
+      last = Math.max(last, e.revision);
+      if (matchesWatch(e, this.filter)) this.queue.push(e);
+    }
+    this.nextRevision = last + 1;
+    if (this.queue.length > MAX_WATCHER_BUFFERED_EVENTS) {
+      this.close(new WatchError('resource_exhausted', `watcher fell more than ${MAX_WATCHER_BUFFERED_EVENTS} events behind; resume from the last revision received plus one`));
+      return;
+    }
+    this.flush();
+  }
+
+  /** A live batch: held while the history is replayed, accepted afterwards. */
+  offerLive(events: readonly WatchEvent[]): void {
+    if (this.closed) return;
+    if (this.live) {
+      this.accept(events);
+      return;
+    }
+    this.held.push(...events);
+    if (this.held.length > MAX_WATCHER_BUFFERED_EVENTS) {
+      this.close(new WatchError('resource_exhausted', `more than ${MAX_WATCHER_BUFFERED_EVENTS} events arrived while the history was replayed; resume later`));
+    }
+  }
+
+  flush(): void {
+    while (!this.blocked && !this.closed && this.queue.length > 0) {
+      const e = this.queue.shift() as WatchEvent;
+      if (!this.sink.send(e)) {
+        this.blocked = true;
+        this.sink.onDrain(() => {
+          this.blocked = false;
+          this.flush();
+        });
+      }
+    }
+  }
+
+  close(err?: WatchError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    this.held.length = 0;
+    this.onClose(this);
+    if (err) this.sink.fail(err);
+  }
+}
+
+/** Fans the events of each applied batch out to the watchers of this node. */
+export class WatchHub {
+  private readonly watchers = new Set<Watcher>();
+
+  constructor(
+    private readonly sm: RegistryStateMachine,
+    private readonly log: Logger,
+  ) {}
+
+  /** Number of open watchers. */
+  get size(): number {
+    return this.watchers.size;
+  }
+
+  /** Publishes the events of a batch just made durable, in revision order. */
+  publish(events: readonly WatchEvent[]): void {
+    if (events.length === 0) return;
+    for (const w of this.watchers) w.offerLive(events);
+  }
+
+  /**
+   * Starts a watch from `startRevision` (0: from now). Resolves with a `cancel` function once the
+   * watcher is live; rejects with {@link WatchError} `out_of_range` when the history no longer
+   * reaches back to `startRevision`.
+   */
+  async watch(startRevision: number, filter: WatchFilter, sink: WatchSink): Promise<() => void> {
+    if (this.watchers.size >= MAX_WATCHERS) throw new WatchError('resource_exhausted', `this node already serves ${MAX_WATCHERS} watchers`);
+    const start = startRevision === 0 ? this.sm.appliedIndex + 1 : startRevision;
+    const w = new Watcher(filter, sink, start, (x) => this.watchers.delete(x));
+    // Registered before the history is read, so nothing applied meanwhile is missed: it is held
+    // and accepted after the history, revisions already replayed being dropped.
+    this.watchers.add(w);
+    try {
+      let from = start;
+      for (;;) {
+        const page = await this.sm.eventsSince(from, WATCH_HISTORY_PAGE_EVENTS);
+        if (from < page.oldestRevision && from <= page.lastRevision) {
+          throw new WatchError('out_of_range', `revision ${from} is compacted; the oldest revision kept is ${page.oldestRevision}`, page.oldestRevision);
+        }
+        w.accept(page.events);
+        if (w.closed) break;
+        if (page.events.length < WATCH_HISTORY_PAGE_EVENTS) {
+          // Everything up to the applied index read here is delivered or filtered.
+          w.nextRevision = Math.max(w.nextRevision, page.lastRevision + 1);
+          break;
+        }
+        from = w.nextRevision;
+      }
+      w.live = true;
+      w.accept(w.held.splice(0, w.held.length));
+    } catch (err) {
+      w.close();
+      throw err;
+    }
+    return () => w.close();
+  }
+
+  /** Ends every watch (node shutdown). */
+  closeAll(): void {
+    for (const w of [...this.watchers]) w.close(new WatchError('unavailable', 'node is stopping; resume elsewhere'));
+    this.log.debug('all watchers closed');
+  }
+}
