@@ -43,6 +43,7 @@ import { decodeStatePairs, encodeStatePairs } from '../storage/snapshot-codec.js
 import type { RegistryStateMachine } from '../registry/state-machine.js';
 import { encodeCommand, encodeMemberChange } from '../registry/commands.js';
 import type { LeaseKeeper } from '../registry/lease-types.js';
+import { LEASE_CHECK_INTERVAL_MS, MAX_EXPIRE_BATCH, MAX_LEASE_CHECK_GAP_MS } from '../registry/lease-manager.js';
 import type { CommandResult, Member, MemberChange, WatchEvent } from '../registry/types.js';
 import type { SnapshotTransport, Transport } from '../transport/types.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/grpc-transport.js';
@@ -63,10 +64,6 @@ export const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES = 10_000;
 export const DEFAULT_SNAPSHOT_TAIL_ENTRIES = 5_000;
 /** Snapshot files kept on disk (the newest and the one before, which a transfer may still read). */
 export const SNAPSHOTS_RETAINED = 2;
-/** Default period of the leader's check for lapsed leases, in ms. */
-export const DEFAULT_LEASE_CHECK_INTERVAL_MS = 100;
-/** Most leases one `expire` command removes. */
-export const MAX_EXPIRE_BATCH = 1_000;
 
 /** This node is not the leader; `leaderId` says who is ('' when unknown). Retry there. */
 export class NotLeaderError extends Error {
@@ -104,7 +101,7 @@ export interface RaftNodeOptions {
   readonly snapshotChunkBytes?: number;
   /** Lease bookkeeping used while this node leads. */
   readonly leases: LeaseKeeper;
-  /** How often the leader looks for lapsed leases, in ms. */
+  /** How often the leader looks for lapsed leases, in ms (default `LEASE_CHECK_INTERVAL_MS`). */
   readonly leaseCheckIntervalMs?: number;
   /** Receives the watch events of every batch once it is durable. */
   readonly onEvents?: (events: readonly WatchEvent[]) => void;
@@ -179,6 +176,8 @@ export class RaftNode extends EventEmitter {
   private leaderSince = 0;
   /** An `expire` proposal is in flight: no second one until it is answered. */
   private expiring = false;
+  /** While a new leader loads its leases: the events applied meanwhile, replayed afterwards. */
+  private heldLeaseEvents: WatchEvent[] | undefined;
   private readonly tickMs: number;
   private readonly onFatal: (err: Error) => void;
 
@@ -209,7 +208,7 @@ export class RaftNode extends EventEmitter {
     this.snapshotTail = opts.snapshotTailEntries ?? DEFAULT_SNAPSHOT_TAIL_ENTRIES;
     this.chunkBytes = opts.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
     this.leases = opts.leases;
-    this.leaseCheckIntervalMs = opts.leaseCheckIntervalMs ?? DEFAULT_LEASE_CHECK_INTERVAL_MS;
+    this.leaseCheckIntervalMs = opts.leaseCheckIntervalMs ?? LEASE_CHECK_INTERVAL_MS;
     this.onEvents = opts.onEvents ?? (() => undefined);
     this.tickMs = opts.tickMs ?? DEFAULT_TICK_MS;
     this.onFatal = opts.onFatal ?? (() => undefined);
@@ -534,7 +533,8 @@ export class RaftNode extends EventEmitter {
     }
     // Leases follow the committed writes; watchers see the batch once it is durable.
     const events = this.sm.takeCommittedEvents();
-    if (this.leases.active) this.trackLeases(events);
+    if (this.heldLeaseEvents) this.heldLeaseEvents.push(...events);
+    else if (this.leases.active) this.trackLeases(events);
     this.onEvents(events);
     // 3. Answer clients.
     this.completeProposals(rd.committedEntries, results);
@@ -597,10 +597,18 @@ export class RaftNode extends EventEmitter {
     if (role === 'leader') {
       this.leaderSince = performance.now();
       this.lastAck.clear();
+      // Writes applied while the lease list loads are held and replayed after it, so none is missed.
+      this.heldLeaseEvents = [];
       // A new leader gives every lease a fresh full TTL (etcd's rule, issue 2660).
       const leases = await this.sm.leases();
-      if (this.rawNode.raft.role === 'leader') this.leases.becomeLeader(performance.now(), leases);
+      const held = this.heldLeaseEvents;
+      this.heldLeaseEvents = undefined;
+      if (this.rawNode.raft.role === 'leader') {
+        this.leases.becomeLeader(performance.now(), leases);
+        this.trackLeases(held);
+      }
     } else {
+      this.heldLeaseEvents = undefined;
       this.leases.stepDown();
       this.expiring = false;
     }
@@ -625,7 +633,7 @@ export class RaftNode extends EventEmitter {
     const electionMs = this.tickMs * this.rawNode.raft.electionTimeoutTicks;
     const lapsed = this.leases.expired(performance.now(), this.quorumConfirmedAt(), {
       maxQuorumAgeMs: electionMs,
-      maxTickGapMs: 3 * this.leaseCheckIntervalMs,
+      maxTickGapMs: Math.max(MAX_LEASE_CHECK_GAP_MS, 3 * this.leaseCheckIntervalMs),
       maxBatch: MAX_EXPIRE_BATCH,
     });
     if (lapsed.length === 0) return;

@@ -7,6 +7,11 @@
  *
  * Invariants are checked after every event (see `invariants.ts`); a violation throws
  * {@link SafetyViolation} carrying the trace.
+ *
+ * Leases (on with {@link SimOptions.leases}; off, a run is event for event what it was without
+ * them): clients register keys with a TTL and heartbeat them through any node; every leader
+ * keeps a {@link LeaseManager} driven by simulated time and proposes `expire` commands for the
+ * leases that lapse, as the registry node does (`src/server/raft-node.ts`).
  */
 import {
   EMPTY_SNAPSHOT,
@@ -31,6 +36,8 @@ import {
   type SnapshotMetadata,
   type Term,
 } from '../../src/raft/index.js';
+import { LeaseManager, MAX_EXPIRE_BATCH } from '../../src/registry/lease-manager.js';
+import type { LeaseRecord } from '../../src/registry/lease-types.js';
 import type { Operation } from '../support/linearizability.js';
 import { describeMessage } from '../support/raft-harness.js';
 import { InvariantChecker } from './invariants.js';
@@ -61,16 +68,26 @@ export const SIM_SNAPSHOT_EVERY_ENTRIES = 6;
 /** Entries kept in the log behind a snapshot, for followers that lag a little. */
 export const SIM_SNAPSHOT_TAIL_ENTRIES = 3;
 
+/** The lease of a key in the simulated state machine: its TTL and the write that created it. */
+export interface SimLease {
+  /** Time to live, in simulated units. */
+  readonly ttl: number;
+  /** Log index of the `lease` command that wrote the key (the registry's `modRevision`). */
+  readonly writeIndex: number;
+}
+
 /** The state machine of a simulated node: the key space and the ids of the commands applied. */
 interface SmState {
   readonly kv: Map<string, string>;
   readonly ids: Set<string>;
   /** The membership as of the applied index (kept with the data, as the registry does). */
   conf: ConfState;
+  /** Keys written with a lease (empty unless a run uses leases). */
+  readonly leases: Map<string, SimLease>;
 }
 
 function copySm(s: SmState): SmState {
-  return { kv: new Map(s.kv), ids: new Set(s.ids), conf: s.conf };
+  return { kv: new Map(s.kv), ids: new Set(s.ids), conf: s.conf, leases: new Map(s.leases) };
 }
 
 /** A snapshot on a simulated disk: metadata and the state machine as of its index. */
@@ -114,7 +131,7 @@ interface SimNode {
   /** Volatile state machine (rebuilt from disk on restart). */
   sm: SmState;
   /** A snapshot payload received and staged, waiting for the core to install it. */
-  staged: SimSnapshot | undefined;
+  staged: SmState | undefined;
   appliedIndex: number;
   /** A Ready being written: it completes at `doneAt` unless the node crashes first. */
   inflight: { rd: Ready; doneAt: number } | undefined;
@@ -123,6 +140,15 @@ interface SimNode {
   /** Reads waiting for ReadIndex, by context. */
   reads: Map<string, PendingRead>;
   tickOffset: number;
+  /** Lease deadlines while this node leads (used only when the run has leases). */
+  readonly leases: LeaseManager;
+  /** The term whose leadership `leases` was started for (0: not leading). */
+  leaseTerm: number;
+  /** When this node last took office, in units. */
+  leaderSince: number;
+  /** Per voter, when it last answered this leader in `ackTerm` (HeartbeatResponse or AppendEntriesResponse), in units. */
+  acks: Map<NodeId, number>;
+  ackTerm: number;
 }
 
 /** Network conditions; rates are probabilities per message, delays in units. */
@@ -133,13 +159,20 @@ export interface NetConditions {
   maxDelay: number;
 }
 
-/** A command as the simulated state machine sees it. */
-interface SimCommand {
-  readonly op: 'register' | 'deregister';
+/** One lease an `expire` command removes: the key, and the write that must still hold it. */
+export interface SimExpiryItem {
   readonly key: string;
-  readonly value: string;
-  readonly id: string;
+  readonly writeIndex: number;
 }
+
+/**
+ * A command as the simulated state machine sees it: a plain write, a write with a lease (`ttl`
+ * in units), or the leader's `expire` (deletes each key only if it still holds that write).
+ */
+type SimCommand =
+  | { readonly op: 'register' | 'deregister'; readonly key: string; readonly value: string; readonly id: string }
+  | { readonly op: 'lease'; readonly key: string; readonly value: string; readonly ttl: number; readonly id: string }
+  | { readonly op: 'expire'; readonly items: readonly SimExpiryItem[]; readonly id: string };
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -160,6 +193,63 @@ export interface SimOptions {
   readonly bugs?: SimBugs;
   /** Keep a readable trace of every event (costly; on for replays and failure reports). */
   readonly trace?: boolean;
+  /** Lease support: leaders keep deadlines and propose expiries. Off when absent. */
+  readonly leases?: SimLeaseOptions;
+}
+
+/**
+ * The lease limits of a simulation, in units (a unit stands for a millisecond of the node).
+ * The defaults are the node's choices scaled to the simulator: check every tick, expire only
+ * while a majority confirmed the leader within one election timeout, a gap of three checks is a
+ * stall.
+ */
+export interface SimLeaseOptions {
+  /** Period of a leader's lease check, in units (default {@link TICK_UNITS}). */
+  readonly checkUnits?: number;
+  /** Oldest quorum confirmation under which leases still expire, in units (default: one election timeout). */
+  readonly maxQuorumAgeUnits?: number;
+  /** Most leases one `expire` command names (default {@link MAX_EXPIRE_BATCH}). */
+  readonly maxBatch?: number;
+}
+
+/** Outcome of one client heartbeat. */
+export type HeartbeatOutcome = 'renewed' | 'notFound' | 'unreachable';
+
+/** A client that heartbeats one key every `everyUnits`, through the nodes of `via` in turn. */
+export interface Heartbeater {
+  readonly key: string;
+  readonly everyUnits: number;
+  /** Nodes the client talks to, in turn (one per heartbeat). */
+  via: readonly string[];
+  /** Register the key again (with `ttl`) when a leader answers that it holds no lease. */
+  readonly reregister: boolean;
+  readonly ttl: number;
+  /** Heartbeats sent so far. */
+  beats: number;
+  readonly startedAt: number;
+}
+
+/** A leader's `expire` proposal (what its LeaseManager returned at one check). */
+export interface ExpireProposal {
+  readonly node: NodeId;
+  readonly term: number;
+  readonly at: number;
+  readonly index: number;
+  readonly items: readonly SimExpiryItem[];
+  /** `now - quorumConfirmedAt` at the check, in units. */
+  readonly quorumAge: number;
+}
+
+/** One key of an `expire` command applied on one node. */
+export interface ExpiryApplied {
+  readonly node: NodeId;
+  readonly index: number;
+  readonly term: number;
+  readonly at: number;
+  readonly key: string;
+  readonly writeIndex: number;
+  /** Whether the key still held that write (and so was deleted). */
+  readonly deleted: boolean;
 }
 
 /** A simulated cluster. */
@@ -187,10 +277,28 @@ export class Simulation {
   net: NetConditions = { drop: 0, duplicate: 0, minDelay: 1, maxDelay: 5 };
   private opSeq = 0;
 
+  /** Lease limits; undefined when the run has no leases (then no lease code runs at all). */
+  private readonly leaseOpts: Required<SimLeaseOptions> | undefined;
+  /** Clients heartbeating keys, by key. */
+  readonly heartbeaters = new Map<string, Heartbeater>();
+  /** Last successful renewal of each key at a leader, in units. */
+  readonly lastRenewal = new Map<string, number>();
+  /** Every `expire` a leader proposed, in order. */
+  readonly expireProposals: ExpireProposal[] = [];
+  /** Every key of every `expire` applied, per node, in order. */
+  readonly expiriesApplied: ExpiryApplied[] = [];
+
   constructor(opts: SimOptions) {
     this.rand = seededRandom(opts.seed);
     this.bugs = opts.bugs ?? {};
     this.traceOn = opts.trace ?? false;
+    this.leaseOpts = opts.leases
+      ? {
+          checkUnits: opts.leases.checkUnits ?? TICK_UNITS,
+          maxQuorumAgeUnits: opts.leases.maxQuorumAgeUnits ?? SIM_ELECTION_TICKS * TICK_UNITS,
+          maxBatch: opts.leases.maxBatch ?? MAX_EXPIRE_BATCH,
+        }
+      : undefined;
     this.ids = Array.from({ length: opts.nodes }, (_, i) => nodeId(`n${i + 1}`));
     for (const id of this.ids) {
       const disk: Disk = {
@@ -199,7 +307,7 @@ export class Simulation {
         compacted: { index: logIndex(0), term: term(0) },
         snapshot: undefined,
         previousSnapshot: undefined,
-        sm: { kv: new Map(), ids: new Set(), conf: { voters: this.ids, learners: [] } },
+        sm: { kv: new Map(), ids: new Set(), conf: { voters: this.ids, learners: [] }, leases: new Map() },
         appliedIndex: 0,
       };
       const n: SimNode = {
@@ -207,13 +315,18 @@ export class Simulation {
         node: this.makeRawNode(id, disk),
         disk,
         up: true,
-        sm: { kv: new Map(), ids: new Set(), conf: { voters: this.ids, learners: [] } },
+        sm: { kv: new Map(), ids: new Set(), conf: { voters: this.ids, learners: [] }, leases: new Map() },
         staged: undefined,
         appliedIndex: 0,
         inflight: undefined,
         writes: new Map(),
         reads: new Map(),
         tickOffset: Math.floor(this.rand() * TICK_UNITS),
+        leases: new LeaseManager(),
+        leaseTerm: 0,
+        leaderSince: 0,
+        acks: new Map(),
+        ackTerm: 0,
       };
       this.nodes.set(id, n);
     }
@@ -291,6 +404,8 @@ export class Simulation {
     for (const w of n.writes.values()) this.recordWrite(w.op, 'unknown');
     n.writes.clear();
     n.reads.clear();
+    n.leases.stepDown();
+    n.leaseTerm = 0;
     this.checker.onCrash(n.id);
     this.log(`crash ${id}`);
   }
@@ -426,6 +541,7 @@ export class Simulation {
       }
       this.expireClients(n);
     }
+    if (this.leaseOpts) this.stepLeases(this.leaseOpts);
     this.checker.check();
   }
 
@@ -440,6 +556,7 @@ export class Simulation {
     }
     if (!ok) return;
     this.log(describeMessage(m));
+    if (this.leaseOpts && (m.type === 'HeartbeatResponse' || m.type === 'AppendEntriesResponse')) this.recordAck(to as SimNode, m);
     (to as SimNode).node.step(m);
   }
 
@@ -555,8 +672,24 @@ export class Simulation {
     const cmd = decodeCommand(e.data);
     let deleted = false;
     if (cmd) {
-      if (cmd.op === 'register') n.sm.kv.set(cmd.key, cmd.value);
-      else deleted = n.sm.kv.delete(cmd.key);
+      switch (cmd.op) {
+        case 'register':
+          n.sm.kv.set(cmd.key, cmd.value);
+          if (n.sm.leases.delete(cmd.key)) n.leases.remove(cmd.key);
+          break;
+        case 'deregister':
+          deleted = n.sm.kv.delete(cmd.key);
+          if (n.sm.leases.delete(cmd.key)) n.leases.remove(cmd.key);
+          break;
+        case 'lease':
+          n.sm.kv.set(cmd.key, cmd.value);
+          n.sm.leases.set(cmd.key, { ttl: cmd.ttl, writeIndex: e.index });
+          n.leases.upsert({ id: cmd.key, ttlMs: cmd.ttl, modRevision: e.index }, this.now);
+          break;
+        case 'expire':
+          this.applyExpire(n, e, cmd.items);
+          break;
+      }
       n.sm.ids.add(cmd.id);
     }
     const w = n.writes.get(e.index);
@@ -615,6 +748,167 @@ export class Simulation {
       for (const w of n.writes.values()) this.recordWrite(w.op, 'unknown');
       n.writes.clear();
       n.reads.clear();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Leases (only when the run has them)
+
+  /**
+   * A client registers `key` with a lease of `ttl` units through node `via` (forwarded to the
+   * leader as {@link write} does). Not part of the linearizability history. Returns false when no
+   * leader took it.
+   */
+  registerLease(via: string, key: string, ttl: number, value = 'agent'): boolean {
+    const n = this.leaderVia(via);
+    if (!n) return false;
+    const id = `c${++this.opSeq}`;
+    try {
+      const r = n.node.propose([encodeCommand({ op: 'lease', key, value, ttl, id })]);
+      this.log(`client ${id} lease ${key} ttl=${ttl} via ${via} -> ${n.id} at ${r.firstIndex}/${r.term}`);
+      return true;
+    } catch (e) {
+      if (e instanceof ProposalDroppedError) return false;
+      throw e;
+    }
+  }
+
+  /**
+   * A client heartbeat for `key` through node `via`: a follower forwards it to the leader it
+   * knows, unless the link is cut (as {@link write} does); the leader renews the lease. Not a log
+   * entry: renewals are the leader's alone (etcd's LeaseKeepAlive).
+   */
+  heartbeat(via: string, key: string): HeartbeatOutcome {
+    const n = this.leaderVia(via);
+    if (!n || n.node.raft.role !== 'leader') return 'unreachable';
+    const ttl = n.leases.renew(key, this.now);
+    if (ttl === undefined) return 'notFound';
+    this.lastRenewal.set(key, this.now);
+    return 'renewed';
+  }
+
+  /**
+   * Starts a client that heartbeats `key` every `everyUnits` through the nodes of `via` in turn
+   * (the first beat at once). With `reregister`, a NOT_FOUND answer makes it register the key
+   * again with `ttl`, as an agent does after its lease was lost.
+   */
+  startHeartbeats(key: string, opts: { everyUnits: number; via: readonly string[]; ttl: number; reregister?: boolean }): Heartbeater {
+    const hb: Heartbeater = { key, everyUnits: opts.everyUnits, via: opts.via, ttl: opts.ttl, reregister: opts.reregister ?? false, beats: 0, startedAt: this.now };
+    this.heartbeaters.set(key, hb);
+    this.beat(hb);
+    return hb;
+  }
+
+  /** Stops the heartbeats of `key` (the agent died or hung). */
+  stopHeartbeats(key: string): void {
+    this.heartbeaters.delete(key);
+  }
+
+  /**
+   * When a majority of voters last acknowledged node `id` as leader, in units: the quorum-th most
+   * recent answer (HeartbeatResponse or AppendEntriesResponse of its term, counted when it is
+   * delivered), this node counting as now, and the votes that made it leader counting as an
+   * answer at the time it took office. The same derivation as the node's `quorumConfirmedAt`.
+   */
+  quorumConfirmedAt(id: string): number {
+    const n = this.get(id);
+    const raft = n.node.raft;
+    if (!n.up || raft.role !== 'leader') return Number.NEGATIVE_INFINITY;
+    const voters = [...raft.voters()];
+    const acks = n.ackTerm === raft.currentTerm ? n.acks : new Map<NodeId, number>();
+    const times = voters.map((v) => (v === n.id ? this.now : Math.max(acks.get(v) ?? Number.NEGATIVE_INFINITY, n.leaderSince)));
+    times.sort((a, b) => b - a);
+    return times[Math.floor(voters.length / 2)] ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /** The up node that would take a client request sent to `via`: `via` itself if leader, else the leader it knows. */
+  private leaderVia(via: string): SimNode | undefined {
+    const n = this.get(via);
+    if (!n.up) return undefined;
+    if (n.node.raft.role === 'leader') return n;
+    const lead = n.node.raft.leaderId;
+    if (lead === NO_NODE || this.blocked.has(`${via}>${lead}`)) return undefined;
+    const l = this.get(lead);
+    return l.up ? l : undefined;
+  }
+
+  private recordAck(to: SimNode, m: Message): void {
+    const raft = to.node.raft;
+    if (raft.role !== 'leader' || m.term !== raft.currentTerm) return;
+    if (to.ackTerm !== raft.currentTerm) {
+      to.acks = new Map();
+      to.ackTerm = raft.currentTerm;
+    }
+    to.acks.set(m.from, this.now);
+  }
+
+  /** Per unit: leadership changes start or stop lease managers, clients heartbeat, leaders check. */
+  private stepLeases(opts: Required<SimLeaseOptions>): void {
+    for (const n of this.nodes.values()) {
+      const raft = n.node.raft;
+      const leading = n.up && raft.role === 'leader';
+      if (leading && n.leaseTerm !== raft.currentTerm) {
+        // A new leader gives every lease a fresh full TTL (etcd issue 2660), from its applied state.
+        n.leaderSince = this.now;
+        n.leaseTerm = raft.currentTerm;
+        const records: LeaseRecord[] = [...n.sm.leases].map(([key, l]) => ({ id: key, ttlMs: l.ttl, modRevision: l.writeIndex }));
+        n.leases.becomeLeader(this.now, records);
+        this.log(`${n.id} leases: took office with ${records.length}`);
+      } else if (!leading && n.leaseTerm !== 0) {
+        n.leases.stepDown();
+        n.leaseTerm = 0;
+        this.log(`${n.id} leases: stepped down`);
+      }
+    }
+    for (const hb of this.heartbeaters.values()) {
+      if ((this.now - hb.startedAt) % hb.everyUnits === 0 && this.now !== hb.startedAt) this.beat(hb);
+    }
+    for (const n of this.nodes.values()) {
+      if (n.leaseTerm === 0 || (this.now + n.tickOffset) % opts.checkUnits !== 0) continue;
+      this.checkLeases(n, opts);
+    }
+  }
+
+  private beat(hb: Heartbeater): void {
+    if (hb.via.length === 0) return;
+    const via = hb.via[hb.beats % hb.via.length] as string;
+    hb.beats++;
+    const r = this.heartbeat(via, hb.key);
+    if (r === 'notFound' && hb.reregister) this.registerLease(via, hb.key, hb.ttl);
+  }
+
+  /** A leader's periodic check: what its LeaseManager returns is proposed as one `expire`. */
+  private checkLeases(n: SimNode, opts: Required<SimLeaseOptions>): void {
+    const confirmed = this.quorumConfirmedAt(n.id);
+    const lapsed = n.leases.expired(this.now, confirmed, {
+      maxQuorumAgeMs: opts.maxQuorumAgeUnits,
+      maxTickGapMs: 3 * opts.checkUnits,
+      maxBatch: opts.maxBatch,
+    });
+    if (lapsed.length === 0) return;
+    const items = lapsed.map((l) => ({ key: l.id, writeIndex: l.modRevision }));
+    const id = `x${++this.opSeq}`;
+    try {
+      const r = n.node.propose([encodeCommand({ op: 'expire', items, id })]);
+      this.expireProposals.push({ node: n.id, term: r.term, at: this.now, index: r.firstIndex, items, quorumAge: this.now - confirmed });
+      this.log(`${n.id} proposes expire ${items.map((i) => `${i.key}@${i.writeIndex}`).join(',')} at ${r.firstIndex}/${r.term}`);
+    } catch (e) {
+      if (!(e instanceof ProposalDroppedError)) throw e;
+      n.leases.retryPending();
+    }
+  }
+
+  private applyExpire(n: SimNode, e: Entry, items: readonly SimExpiryItem[]): void {
+    for (const it of items) {
+      const l = n.sm.leases.get(it.key);
+      const deleted = l !== undefined && l.writeIndex === it.writeIndex;
+      if (deleted) {
+        n.sm.leases.delete(it.key);
+        n.sm.kv.delete(it.key);
+        n.leases.remove(it.key);
+      }
+      this.expiriesApplied.push({ node: n.id, index: e.index, term: e.term, at: this.now, key: it.key, writeIndex: it.writeIndex, deleted });
+      this.log(`${n.id} applied expire ${it.key}@${it.writeIndex} at ${e.index}${deleted ? '' : ' (a newer write holds it: kept)'}`);
     }
   }
 
