@@ -98,9 +98,9 @@ describe('registry CLI', () => {
   it('prints a status table with a row per endpoint', async () => {
     const r = await run([...g, 'status']);
     expect(r.code).toBe(0);
-    expect(r.out[0]).toMatch(/^ENDPOINT\s+ID\s+ROLE\s+TERM\s+LEADER\s+COMMIT\s+APPLIED$/);
+    expect(r.out[0]).toMatch(/^ENDPOINT\s+ID\s+ROLE\s+TERM\s+LEADER\s+COMMIT\s+APPLIED\s+SNAPSHOT\s+FIRST$/);
     expect(r.out[1]).toContain(`${dead}  error: UNAVAILABLE`);
-    expect(r.out[2]).toMatch(new RegExp(`^${fake.address}\\s+n1\\s+leader\\s+2\\s+n1\\s+\\d+\\s+\\d+$`));
+    expect(r.out[2]).toMatch(new RegExp(`^${fake.address}\\s+n1\\s+leader\\s+2\\s+n1\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+$`));
     const none = await run(['--endpoints', dead, 'status']);
     expect(none.code).toBe(1);
   });

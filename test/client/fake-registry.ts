@@ -83,7 +83,7 @@ export async function startFakeRegistry(nodeId = 'n1'): Promise<FakeRegistry> {
     Register: handle('Register', (req) => {
       const spec = specFromWire(req.agent);
       revision++;
-      const agent: Agent = { ...spec, createRevision: agents.get(spec.id)?.createRevision ?? revision, modRevision: revision };
+      const agent: Agent = { ...spec, createRevision: agents.get(spec.id)?.createRevision ?? revision, modRevision: revision, ttlSeconds: 0, health: 'unspecified' };
       agents.set(spec.id, agent);
       return { agent: agentToWire(agent), revision };
     }),
