@@ -312,13 +312,13 @@ export function agentToWire(agent: Agent): WireAgent {
     ...specToWire(agent),
     create_revision: agent.createRevision,
     mod_revision: agent.modRevision,
-    health: agentHealthToWire(agent.health),
+    health: healthToWire(agent.health),
     lease_ttl_seconds: agent.ttlSeconds,
   };
 }
 
-/** The proto enum name of a health value. */
-function agentHealthToWire(h: Health): string {
+/** The proto enum name of a health value (`serving` → `HEALTH_SERVING`). */
+export function healthToWire(h: Health): string {
   switch (h) {
     case 'unspecified':
       return 'HEALTH_UNSPECIFIED';
@@ -447,7 +447,7 @@ export function findQueryToWire(q: FindQuery, consistency?: Consistency): FindRe
     page_size: q.pageSize ?? 0,
     page_token: q.pageToken ?? '',
     consistency: consistencyToWire(consistency),
-    health: agentHealthToWire(q.health ?? 'unspecified'),
+    health: healthToWire(q.health ?? 'unspecified'),
     name_prefix: q.namePrefix ?? '',
   };
 }

@@ -25,6 +25,7 @@ import {
   findQueryToWire,
   specToWire,
   statusFromWire,
+  healthToWire,
   type ClusterMember,
   type ClusterStatus,
   type Consistency,
@@ -118,20 +119,6 @@ export interface ClientWatchEvent {
 
 /** Rounds over every endpoint a watch retries before it gives up. */
 export const WATCH_MAX_ROUNDS = 10;
-
-/** The wire name of a health. */
-export function healthToWire(h: Health): string {
-  switch (h) {
-    case 'serving':
-      return 'HEALTH_SERVING';
-    case 'degraded':
-      return 'HEALTH_DEGRADED';
-    case 'notServing':
-      return 'HEALTH_NOT_SERVING';
-    default:
-      return 'HEALTH_UNSPECIFIED';
-  }
-}
 
 /** The status of one endpoint in {@link RegistryClient.statusAll}: its status or its error. */
 export type EndpointStatus =
