@@ -79,7 +79,7 @@ export async function startFakeRegistry(nodeId = 'n1'): Promise<FakeRegistry> {
       }
     };
 
-  const registry: RegistryHandlers = {
+  const registry: Pick<RegistryHandlers, 'Register' | 'Get' | 'Find' | 'Deregister'> = {
     Register: handle('Register', (req) => {
       const spec = specFromWire(req.agent);
       revision++;
@@ -121,7 +121,7 @@ export async function startFakeRegistry(nodeId = 'n1'): Promise<FakeRegistry> {
       return { deleted: agents.delete(id), revision };
     }),
   };
-  const cluster: ClusterHandlers = {
+  const cluster: Pick<ClusterHandlers, 'Status'> = {
     Status: handle('Status', () => ({
       node_id: nodeId,
       leader_id: nodeId,
@@ -132,8 +132,8 @@ export async function startFakeRegistry(nodeId = 'n1'): Promise<FakeRegistry> {
       members: [{ id: nodeId, address: fake.address, voter: true }],
     })),
   };
-  server.addService(RegistryService, registry);
-  server.addService(ClusterService, cluster);
+  server.addService(RegistryService, registry as unknown as grpc.UntypedServiceImplementation);
+  server.addService(ClusterService, cluster as unknown as grpc.UntypedServiceImplementation);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });

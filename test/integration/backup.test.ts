@@ -87,7 +87,8 @@ describe('backup and restore', () => {
     expect(bad.out).toMatch(/not a registry backup/);
 
     const bytes = readFileSync(file);
-    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    const mid = Math.floor(bytes.length / 2);
+    bytes[mid] = (bytes[mid] ?? 0) ^ 0xff;
     const corrupt = join(dir, 'corrupt');
     writeFileSync(corrupt, bytes);
     const broken = await run(NODE_BIN, ['--id', 'n1', '--listen', '127.0.0.1:0', '--peers', 'n1=127.0.0.1:1', '--data-dir', join(dir, 'r2'), '--restore', corrupt]);

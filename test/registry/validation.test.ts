@@ -262,29 +262,29 @@ describe('validateAgentSpec: each limit names its field', () => {
 
   /** Mutations that each push one field over its limit, with the field the error must name. */
   const overLimitArb: fc.Arbitrary<[Record<string, unknown>, string]> = fc.oneof(
-    fc.integer({ min: 1, max: 50 }).map((k) => [with_({ id: 'a'.repeat(MAX_ID_CHARS + k) }), 'agent.id']),
-    fc.constantFrom(' ', '#', '\x00', 'é', '?').map((c) => [with_({ id: `ab${c}` }), 'agent.id']),
-    fc.integer({ min: 1, max: 50 }).map((k) => [with_({ name: 'n'.repeat(MAX_NAME_CHARS + k) }), 'agent.name']),
-    fc.integer({ min: 1, max: 50 }).map((k) => [with_({ kind: 'k'.repeat(MAX_KIND_CHARS + k) }), 'agent.kind']),
-    fc.integer({ min: 1, max: 50 }).map((k) => [with_({ version: 'v'.repeat(MAX_VERSION_CHARS + k) }), 'agent.version']),
-    fc.integer({ min: 1, max: 50 }).map((k) => [with_({ description: 'd'.repeat(MAX_DESCRIPTION_BYTES + k) }), 'agent.description']),
-    fc.integer({ min: 1, max: 10 }).map((k) => [
+    fc.integer({ min: 1, max: 50 }).map((k): [Record<string, unknown>, string] => [with_({ id: 'a'.repeat(MAX_ID_CHARS + k) }), 'agent.id']),
+    fc.constantFrom(' ', '#', '\x00', 'é', '?').map((c): [Record<string, unknown>, string] => [with_({ id: `ab${c}` }), 'agent.id']),
+    fc.integer({ min: 1, max: 50 }).map((k): [Record<string, unknown>, string] => [with_({ name: 'n'.repeat(MAX_NAME_CHARS + k) }), 'agent.name']),
+    fc.integer({ min: 1, max: 50 }).map((k): [Record<string, unknown>, string] => [with_({ kind: 'k'.repeat(MAX_KIND_CHARS + k) }), 'agent.kind']),
+    fc.integer({ min: 1, max: 50 }).map((k): [Record<string, unknown>, string] => [with_({ version: 'v'.repeat(MAX_VERSION_CHARS + k) }), 'agent.version']),
+    fc.integer({ min: 1, max: 50 }).map((k): [Record<string, unknown>, string] => [with_({ description: 'd'.repeat(MAX_DESCRIPTION_BYTES + k) }), 'agent.description']),
+    fc.integer({ min: 1, max: 10 }).map((k): [Record<string, unknown>, string] => [
       with_({ capabilities: Array.from({ length: MAX_CAPABILITIES + k }, (_, i) => `c${i}`) }),
       'agent.capabilities',
     ]),
-    fc.tuple(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 1, max: 20 })).map(([at, k]) => {
+    fc.tuple(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 1, max: 20 })).map(([at, k]): [Record<string, unknown>, string] => {
       const caps = ['a', 'b', 'c', 'd', 'e', 'f'];
       caps[at] = 'x'.repeat(MAX_CAPABILITY_CHARS + k);
       return [with_({ capabilities: caps }), `agent.capabilities[${at}]`];
     }),
-    fc.integer({ min: 1, max: 10 }).map((k) => [with_({ endpoints: manyEntries(MAX_ENDPOINTS + k) }), 'agent.endpoints']),
-    fc.integer({ min: 1, max: 20 }).map((k) => [
+    fc.integer({ min: 1, max: 10 }).map((k): [Record<string, unknown>, string] => [with_({ endpoints: manyEntries(MAX_ENDPOINTS + k) }), 'agent.endpoints']),
+    fc.integer({ min: 1, max: 20 }).map((k): [Record<string, unknown>, string] => [
       with_({ endpoints: { grpc: 'u'.repeat(MAX_ENDPOINT_VALUE_CHARS + k) } }),
       'agent.endpoints["grpc"]',
     ]),
-    fc.integer({ min: 1, max: 10 }).map((k) => [with_({ labels: manyEntries(MAX_LABELS + k) }), 'agent.labels']),
-    fc.integer({ min: 1, max: 20 }).map((k) => [with_({ labels: { ['k'.repeat(MAX_LABEL_KEY_CHARS + k)]: 'v' } }), 'agent.labels']),
-    fc.integer({ min: 1, max: 20 }).map((k) => [
+    fc.integer({ min: 1, max: 10 }).map((k): [Record<string, unknown>, string] => [with_({ labels: manyEntries(MAX_LABELS + k) }), 'agent.labels']),
+    fc.integer({ min: 1, max: 20 }).map((k): [Record<string, unknown>, string] => [with_({ labels: { ['k'.repeat(MAX_LABEL_KEY_CHARS + k)]: 'v' } }), 'agent.labels']),
+    fc.integer({ min: 1, max: 20 }).map((k): [Record<string, unknown>, string] => [
       with_({ labels: { env: 'v'.repeat(MAX_LABEL_VALUE_CHARS + k) } }),
       'agent.labels["env"]',
     ]),
