@@ -327,8 +327,12 @@ export class Raft {
     if (this.electionElapsed >= this.electionTicks) {
       this.electionElapsed = 0;
       if (this.checkQuorum) this.checkQuorumActive();
-      // Thesis §3.10: a transfer that did not finish within an election timeout is aborted.
-      if (this.role === 'leader' && this.leadTransferee !== NO_NODE) this.abortLeaderTransfer();
+      // Thesis §3.10: a transfer that did not finish within an election timeout is aborted; a
+      // removed leader tries again (possibly with another voter) until someone takes over.
+      if (this.role === 'leader' && this.leadTransferee !== NO_NODE) {
+        this.abortLeaderTransfer();
+        if (!this.prs.has(this.id)) this.handOffAfterRemoval();
+      }
     }
     if (this.role !== 'leader') return;
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
@@ -897,8 +901,12 @@ export class Raft {
     }
     if (this.role === 'leader') {
       if (!this.prs.has(this.id)) {
-        // Removed leader: it steps down once the change is committed (thesis §4.2.2).
-        this.becomeFollower(this.currentTerm, NO_NODE);
+        // Removed leader (thesis §4.2.2): the change is committed, but the remaining voters may
+        // not know it yet, and without this node they might never learn it (it may hold the
+        // longest log, so none of them could win its vote). It hands leadership to the most
+        // up-to-date remaining voter, which then commits and applies the change itself; until
+        // then it takes no proposals. A transfer that stalls is retried (tickHeartbeat).
+        this.handOffAfterRemoval();
       } else if (this.prs.get(this.id)?.isLearner !== true) {
         const added = this.prs.get(cc.nodeId);
         if (added && cc.type !== 'removeNode' && added.matchIndex === 0) added.recentActive = true;
@@ -907,6 +915,29 @@ export class Raft {
       }
     }
     return this.confState();
+  }
+
+  /** A removed leader picks the remaining voter with the highest matchIndex and transfers to it. */
+  private handOffAfterRemoval(): void {
+    let best: NodeId = NO_NODE;
+    let bestMatch = -1;
+    for (const [id, pr] of this.prs) {
+      if (id === this.id || pr.isLearner) continue;
+      if (pr.matchIndex > bestMatch) {
+        best = id;
+        bestMatch = pr.matchIndex;
+      }
+    }
+    if (best === NO_NODE) {
+      this.becomeFollower(this.currentTerm, NO_NODE);
+      return;
+    }
+    this.abortLeaderTransfer();
+    this.leadTransferee = best;
+    this.electionElapsed = 0;
+    const pr = this.prs.get(best) as Progress;
+    if (pr.matchIndex === this.raftLog.lastIndex()) this.sendTimeoutNow(best);
+    else this.sendAppend(best);
   }
 
   // ---------------------------------------------------------------------------------------

@@ -454,9 +454,15 @@ describe('thesis §4.1 membership changes, one server at a time', () => {
     expect(c.get('n1').node.raft.raftLog.committed).toBe(before);
   });
 
-  it('a removed leader steps down once the change is applied, and the others elect a leader', () => {
+  it('a removed leader hands leadership to an up-to-date remaining voter, then steps down', () => {
     const c = electedCluster();
     c.changeConfig('n1', { type: 'removeNode', nodeId: n1 });
+    // The handoff (TimeoutNow) happens at once; the new leader commits the change itself.
+    const next = c.leader();
+    expect(next && next.id !== 'n1').toBe(true);
+    expect(next?.node.raft.confState().voters).toEqual(['n2', 'n3']);
+    // The removed node, no longer hearing from a majority of the new configuration, steps down.
+    c.tick(25, 'n1');
     expect(c.get('n1').node.raft.role).toBe('follower');
     c.tick(60);
     const l = c.leader();

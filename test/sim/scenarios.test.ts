@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkLinearizable } from '../support/linearizability.js';
 import { SafetyViolation, Simulation, type SimBugs } from './simulator.js';
-import { WARMUP_UNITS } from './schedule.js';
+import { WARMUP_UNITS, runSchedule } from './schedule.js';
 
 function started(nodes: 3 | 5, seed = 1, bugs?: SimBugs): Simulation {
   const sim = new Simulation({ nodes, seed, ...(bugs ? { bugs } : {}) });
@@ -152,5 +152,38 @@ describe('a symmetric split of a 5-node cluster, 2/3, then healed', () => {
     sim.finish();
     for (const n of sim.upNodes()) expect(n.sm.kv.get('side')).toBe('three');
     expect(checkLinearizable(sim.history).ok).toBe(true);
+  });
+});
+
+describe('thesis §4.2.2 removing the leader', () => {
+  it('the removed leader hands over to a remaining voter: no deadlock when that voter never learned the removal committed', () => {
+    // Found by a soak (seed 20261123): n2 leads {n2, n3}, commits its own removal and appends one
+    // more entry; n3 never hears that the removal committed. Had n2 simply stepped down, n3 could
+    // never win (n2's log is longer) and n2 would never campaign (it is removed).
+    const run = {
+      nodes: 3 as const,
+      seed: 539510106,
+      events: [
+        { t: 'run' as const, units: 1 },
+        { t: 'conf' as const, op: 'removeNode' as const, node: 0 },
+        { t: 'write' as const, node: 0, del: false, key: 0, gap: 0 },
+        { t: 'run' as const, units: 111 },
+        { t: 'conf' as const, op: 'removeNode' as const, node: 1 },
+        { t: 'write' as const, node: 0, del: false, key: 0, gap: 0 },
+        { t: 'conf' as const, op: 'addVoter' as const, node: 0 },
+        { t: 'bounce' as const, node: 0, down: 0 },
+        { t: 'run' as const, units: 1 },
+        { t: 'net' as const, drop: 0, duplicate: 0, maxDelay: 4 },
+        { t: 'isolate' as const, node: 0 },
+        { t: 'restart' as const, node: 0 },
+        { t: 'run' as const, units: 1 },
+        { t: 'write' as const, node: 0, del: false, key: 0, gap: 6 },
+        { t: 'crash' as const, node: 0 },
+        { t: 'oneway' as const, from: 0, to: 0 },
+      ],
+    };
+    const r = runSchedule(run);
+    expect(r.error).toBeUndefined();
+    expect(r.ok).toBe(true);
   });
 });
