@@ -104,4 +104,20 @@ describe('online membership changes', () => {
     onVictim.close();
     admin.close();
   }, 180_000);
+
+  it('removing the leader hands leadership to a remaining voter, and writes go on', async () => {
+    const members = ['n1', 'n2', 'n3'];
+    const leader = await cluster.waitForLeader(members);
+    const rest = members.filter((id) => id !== leader);
+    const admin = cluster.client(members, 60_000);
+    const res = await admin.removeMember(leader);
+    expect(res.members.map((m) => m.id).sort()).toEqual([...rest].sort());
+    const next = await cluster.waitForLeader(rest, 20_000);
+    expect(rest).toContain(next);
+    const client = cluster.client(rest);
+    const w = await client.register(spec('after-leader-removal'));
+    expect(w.revision).toBeGreaterThan(res.revision);
+    client.close();
+    admin.close();
+  }, 120_000);
 });
