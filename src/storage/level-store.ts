@@ -44,7 +44,7 @@ import {
   encodeHardState,
   encodeLogKey,
 } from './codec.js';
-import { Staging, checkEntriesRange, checkLimit, type LogBounds } from './staging.js';
+import { Staging, writeBatchOver, checkEntriesRange, checkLimit, type LogBounds } from './staging.js';
 import {
   CorruptionError,
   type KeyValueReader,
@@ -253,19 +253,7 @@ export class LevelStore implements NodeStore {
   }
 
   private batchOver(staging: Staging, write: () => Promise<void>): WriteBatch {
-    const bounds = (): LogBounds => ({ firstIndex: this.first, lastIndex: this.last });
-    return {
-      appendEntries: (entries) => staging.append(entries, bounds()),
-      setHardState: (hs) => staging.setHardState(hs),
-      put: (key, value) => staging.put(key, value),
-      del: (key) => staging.del(key),
-      compactLog: (through, t) => staging.compactLog(through, t, bounds()),
-      resetLog: (index, t) => staging.resetLog(index, t),
-      get empty() {
-        return staging.empty;
-      },
-      write,
-    };
+    return writeBatchOver(staging, (): LogBounds => ({ firstIndex: this.first, lastIndex: this.last }), write);
   }
 
   /**

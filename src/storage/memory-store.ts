@@ -20,7 +20,7 @@ import {
   type StateMachineView,
   type WriteBatch,
 } from './types.js';
-import { Staging, checkEntriesRange, checkLimit, compareUtf8, type LogBounds } from './staging.js';
+import { Staging, writeBatchOver, checkEntriesRange, checkLimit, compareUtf8, type LogBounds } from './staging.js';
 
 /** The state that survives {@link MemoryStore.reopen}: what a disk would hold. */
 interface MemoryDurableState {
@@ -110,19 +110,7 @@ export class MemoryStore implements NodeStore {
   }
 
   private batchOver(staging: Staging, write: () => Promise<void>): WriteBatch {
-    const bounds = (): LogBounds => ({ firstIndex: this.state.firstIndex, lastIndex: this.state.lastIndex });
-    return {
-      appendEntries: (entries) => staging.append(entries, bounds()),
-      setHardState: (hs) => staging.setHardState(hs),
-      put: (key, value) => staging.put(key, value),
-      del: (key) => staging.del(key),
-      compactLog: (through, t) => staging.compactLog(through, t, bounds()),
-      resetLog: (index, t) => staging.resetLog(index, t),
-      get empty() {
-        return staging.empty;
-      },
-      write,
-    };
+    return writeBatchOver(staging, (): LogBounds => ({ firstIndex: this.state.firstIndex, lastIndex: this.state.lastIndex }), write);
   }
 
   /**

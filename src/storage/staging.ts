@@ -308,3 +308,22 @@ export function checkEntriesRange(lo: number, hi: number, firstIndex: number, la
   if (hi > lastIndex + 1) throw new RangeError(`hi ${hi} is past the last index + 1 (${lastIndex + 1})`);
   if (lo > hi) throw new RangeError(`lo ${lo} is greater than hi ${hi}`);
 }
+
+/**
+ * The {@link WriteBatch} face of a {@link Staging}: both stores stage the same way and differ only
+ * in where the log bounds come from and how the staged batch is written.
+ */
+export function writeBatchOver(staging: Staging, bounds: () => LogBounds, write: () => Promise<void>): WriteBatch {
+  return {
+    appendEntries: (entries) => staging.append(entries, bounds()),
+    setHardState: (hs) => staging.setHardState(hs),
+    put: (key, value) => staging.put(key, value),
+    del: (key) => staging.del(key),
+    compactLog: (through, t) => staging.compactLog(through, t, bounds()),
+    resetLog: (index, t) => staging.resetLog(index, t),
+    get empty() {
+      return staging.empty;
+    },
+    write,
+  };
+}
