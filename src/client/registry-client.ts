@@ -277,6 +277,9 @@ export class RegistryClient {
       try {
         const channel = this.channel(endpoint);
         await connect(channel, endpoint, Date.now() + CONNECT_TIMEOUT_MS);
+        // "From now" is pinned to an explicit revision first, so that a stream resumed on another
+        // node after a failure continues exactly where this one would have started.
+        if (next === 0) next = (await this.status(endpoint)).appliedIndex + 1;
         const call = channel.makeServerStreamRequest(
           RegistryService.Watch.path,
           RegistryService.Watch.requestSerialize,
