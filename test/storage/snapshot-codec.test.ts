@@ -5,6 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MAX_STATE_FRAME_BYTES, decodeStatePairs, encodeStatePairs } from '../../src/storage/snapshot-codec.js';
+import { STATE_STREAM_MAGIC_V1 } from '../../src/storage/snapshot-codec.js';
+import { Packr } from 'msgpackr';
 import { CorruptionError } from '../../src/storage/types.js';
 
 type Pair = [string, Uint8Array];
@@ -71,20 +73,52 @@ describe('state pair codec', () => {
   });
 
   it('groups pairs into frames of about chunkBytes, and gives a large value a frame of its own', async () => {
-    const small = Array.from({ length: 200 }, (_, i): Pair => [`key/${String(i).padStart(4, '0')}`, new Uint8Array(100).fill(i)]);
-    const large: Pair = ['large', new Uint8Array(3 * 1024 * 1024).fill(7)];
+    // Incompressible values, so that compressed frame sizes still show the grouping.
+    const noise = (n: number, seed: number) => {
+      const out = new Uint8Array(n);
+      let x = seed >>> 0 || 1;
+      for (let i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        out[i] = x & 0xff;
+      }
+      return out;
+    };
+    const small = Array.from({ length: 200 }, (_, i): Pair => [`key/${String(i).padStart(4, '0')}`, noise(100, i + 1)]);
+    const large: Pair = ['large', noise(3 * 1024 * 1024, 7)];
     const chunks = await toArray(encodeStatePairs(iterate([...small.slice(0, 100), large, ...small.slice(100)]), 4096));
     // magic, frames, end marker
     const frames = chunks.slice(1, -1);
     // At least the pairs' own bytes split into frames of at most chunkBytes, plus the large one.
     expect(frames.length).toBeGreaterThanOrEqual(1 + Math.ceil((200 * 108) / 4096));
-    const oversized = frames.filter((f) => f.byteLength > 4096 + 4);
+    const oversized = frames.filter((f) => f.byteLength > 2 * 4096);
     expect(oversized).toHaveLength(1);
     expect(oversized[0]?.byteLength).toBeGreaterThan(large[1].byteLength);
     const decoded = await toArray(decodeStatePairs(iterate(rechunk(Buffer.concat(chunks), [0.1, 0.5, 0.50001, 0.9]))));
     expect(decoded).toHaveLength(201);
     expect(decoded[100]?.[0]).toBe('large');
     expect(Buffer.from(decoded[100]?.[1] as Uint8Array).equals(Buffer.from(large[1]))).toBe(true);
+  });
+
+  it('compresses frames: repetitive records take several times less room', async () => {
+    const record = (i: number) => new TextEncoder().encode(JSON.stringify({ id: `agent-${i}`, name: `agent ${i}`, kind: 'mcp-server', version: '1.0.0', description: 'an agent with a description of a typical length', capabilities: ['search', 'npm'] }));
+    const pairs = Array.from({ length: 2000 }, (_, i): Pair => [`agent/agent-${i}`, record(i)]);
+    const raw = pairs.reduce((n, [k, v]) => n + k.length + v.byteLength, 0);
+    const encoded = await encode(pairs, 64 * 1024);
+    expect(encoded.byteLength * 3).toBeLessThan(raw);
+    expect(await toArray(decodeStatePairs(iterate([encoded])))).toHaveLength(2000);
+  });
+
+  it('still reads streams of format 1 (frames not compressed)', async () => {
+    const body = new Packr({ useRecords: false }).pack([['a', Uint8Array.of(1)], ['b', Uint8Array.of(2, 3)]]);
+    const frame = new Uint8Array(4 + body.byteLength);
+    new DataView(frame.buffer).setUint32(0, body.byteLength, false);
+    frame.set(body, 4);
+    const end = new Uint8Array(8);
+    new DataView(end.buffer).setUint32(4, 2, false);
+    const decoded = await toArray(decodeStatePairs(iterate([STATE_STREAM_MAGIC_V1, frame, end])));
+    expect(decoded.map(([k, v]) => [k, [...v]])).toEqual([['a', [1]], ['b', [2, 3]]]);
   });
 
   it('fails a stream cut anywhere before its end with CorruptionError', async () => {
