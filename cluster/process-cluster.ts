@@ -29,6 +29,24 @@ export const REGISTRY_BIN = join(root, 'dist', 'src', 'cli', 'registry.js');
 /** The real data set. */
 export const SEED_FILE = join(root, 'data', 'mcp-registry-seed-2025-05-16.json');
 
+/**
+ * Runs a built binary (`node bin args...`) to completion, killing it after `timeoutMs`; resolves
+ * with its exit code and its stdout and stderr together.
+ */
+export function runBinary(bin: string, args: readonly string[], timeoutMs = 60_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
 /** Asks the OS for `n` free loopback ports. */
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(

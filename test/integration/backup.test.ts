@@ -3,31 +3,18 @@
  * follower of a live cluster seeds a new cluster that serves the same agents and takes writes;
  * a bad or corrupted file is refused with a clear error and changes nothing.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NODE_BIN, ProcessCluster, REGISTRY_BIN } from '../../cluster/process-cluster.js';
+import { NODE_BIN, ProcessCluster, REGISTRY_BIN, runBinary } from '../../cluster/process-cluster.js';
 import type { RegistryClient } from '../../src/client/index.js';
 import type { AgentSpec } from '../../src/registry/types.js';
 
 const AGENTS = 500;
 const spec = (i: number): AgentSpec => ({ id: `b-${i}`, name: `b ${i}`, kind: 'service', version: '1', description: '', capabilities: ['backup'], endpoints: {}, labels: {} });
 
-function run(bin: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, out });
-    });
-  });
-}
+const run = (bin: string, args: string[]) => runBinary(bin, args, 30_000);
 
 async function countAll(client: RegistryClient): Promise<number> {
   let n = 0;

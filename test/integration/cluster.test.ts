@@ -2,13 +2,12 @@
  * End to end on real processes: a 3-node cluster on loopback serves the real MCP server seed
  * list, survives a SIGKILL of its leader, and brings the killed node back up to date.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RegistryClient } from '../../src/client/index.js';
 import { parseSeed } from '../../src/registry/seed.js';
 import type { Agent, FindQuery } from '../../src/registry/types.js';
-import { ProcessCluster, REGISTRY_BIN, SEED_FILE, waitFor } from '../../cluster/process-cluster.js';
+import { ProcessCluster, REGISTRY_BIN, SEED_FILE, runBinary, waitFor } from '../../cluster/process-cluster.js';
 
 /** Every agent matching `query`, across pages. */
 async function findAllIds(client: RegistryClient, query: FindQuery, consistency: 'linearizable' | 'serializable' = 'linearizable'): Promise<string[]> {
@@ -57,15 +56,9 @@ describe('a 3-node cluster on real processes', () => {
 
   it('imports the real data set through a follower: 464 agents, the 7 blank entries reported', async () => {
     const follower = cluster.ids.find((id) => id !== leader) as string;
-    const out = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const p = spawn(process.execPath, [REGISTRY_BIN, '--endpoints', cluster.endpoints([follower]).join(','), 'import', SEED_FILE], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      p.stderr.on('data', (d: Buffer) => (stdout += d.toString()));
-      p.on('exit', (code) => resolve({ code, stdout }));
-    });
-    expect(out.code, out.stdout).toBe(0);
-    expect(out.stdout).toMatch(/registered 464, invalid 7, failed 0/);
+    const out = await runBinary(REGISTRY_BIN, ['--endpoints', cluster.endpoints([follower]).join(','), 'import', SEED_FILE]);
+    expect(out.code, out.out).toBe(0);
+    expect(out.out).toMatch(/registered 464, invalid 7, failed 0/);
     const client = cluster.client([follower]);
     try {
       const all = await findAllIds(client, {});

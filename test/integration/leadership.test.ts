@@ -2,24 +2,15 @@
  * On real processes: leadership transfer (thesis §3.10) through the CLI while a client writes,
  * with no write lost, and exactly-once retries (thesis §6.3) through different nodes.
  */
-import { spawn } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProcessCluster, REGISTRY_BIN } from '../../cluster/process-cluster.js';
+import { ProcessCluster, REGISTRY_BIN, runBinary } from '../../cluster/process-cluster.js';
 import { RegistryService, specToWire, type RegisterRequest, type RegisterResponse } from '../../src/api/registry-proto.js';
 import type { AgentSpec } from '../../src/registry/types.js';
 
 const spec = (id: string): AgentSpec => ({ id, name: id, kind: 'service', version: '1', description: '', capabilities: ['load'], endpoints: {}, labels: {} });
 
-function cli(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [REGISTRY_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('exit', (code) => resolve({ code, out }));
-  });
-}
+const cli = (args: string[]) => runBinary(REGISTRY_BIN, args);
 
 function rawRegister(address: string, req: RegisterRequest): Promise<RegisterResponse> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
