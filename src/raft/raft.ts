@@ -13,7 +13,7 @@
  * replication with the consistency check and fast back-off (§5.3), the Figure 8 commit rule
  * (§5.4.2), ReadIndex (thesis §6.4), leadership transfer (thesis §3.10), InstallSnapshot (§7).
  */
-import { ProposalDroppedError, RaftInvariantError } from './errors.js';
+import { CompactedError, ProposalDroppedError, RaftInvariantError } from './errors.js';
 import { Progress } from './progress.js';
 import { committedIndex, voteResult, type VoteResult } from './quorum.js';
 import { ReadOnly } from './read-only.js';
@@ -62,6 +62,12 @@ export interface RaftTestingKnobs {
   readonly commitPriorTermEntries?: boolean;
   /** Breaks §5.4.1: grant votes without the up-to-date check. */
   readonly skipUpToDateCheck?: boolean;
+  /** Campaigns on TimeoutNow even with committed configuration changes not yet applied. */
+  readonly timeoutNowIgnoresPendingConf?: boolean;
+  /** Leaves a caught-up follower in probe (one AppendEntries per round trip) instead of replicate. */
+  readonly stayInProbe?: boolean;
+  /** Treats any error while reading entries to send as "compacted" and sends a snapshot. */
+  readonly snapshotOnAnyLogError?: boolean;
 }
 
 /** How a node is configured. Times are in ticks; the driver decides how long a tick is. */
@@ -582,8 +588,12 @@ export class Raft {
         this.handleInstallSnapshot(m);
         return;
       case 'TimeoutNow':
-        // Thesis §3.10: start an election at once, skipping PreVote and the vote lease.
-        if (this.promotable()) this.campaign('transfer');
+        // Thesis §3.10: start an election at once, skipping PreVote and the vote lease; like a
+        // timeout's Hup, not with committed configuration changes unapplied (etcd's hup check):
+        // it would campaign under a configuration that is no longer the cluster's.
+        if (!this.promotable()) return;
+        if (this.hasUnappliedConfChanges() && this.knobs.timeoutNowIgnoresPendingConf !== true) return;
+        this.campaign('transfer');
         return;
       case 'ReadIndex':
         this.send({ type: 'ReadIndexResponse', to: m.from, context: m.context, index: logIndex(0), success: false });
@@ -648,6 +658,10 @@ export class Raft {
   private restore(s: InstallSnapshot['snapshot']): boolean {
     const { index, term: t } = s.metadata;
     if (index <= this.raftLog.committed) return false;
+    // Unlike etcd, a snapshot whose configuration lacks this node is installed: snapshots are
+    // files made before they are sent, so a member added after the leader's last snapshot gets
+    // one that predates its addition, and the entries after it add the member back. Refusing it
+    // leaves that member unable ever to catch up (docs/divergence.md).
     if (this.raftLog.matchTerm(index, t)) {
       // Figure 13 step 6: our log already has the snapshot's last entry: keep the suffix.
       this.raftLog.commitTo(index);
@@ -711,7 +725,11 @@ export class Raft {
       return;
     }
     const wasPaused = pr.isPaused();
-    if (!pr.maybeUpdate(m.matchIndex)) {
+    const updated = pr.maybeUpdate(m.matchIndex);
+    // A follower in probe that answers with exactly what we know it holds is caught up too: it
+    // moves to replicate (etcd does the same), or it would get one message per round trip.
+    const caughtUpProbe = !updated && pr.state === 'probe' && pr.matchIndex === m.matchIndex && this.knobs.stayInProbe !== true;
+    if (!updated && !caughtUpProbe) {
       if (wasPaused && !pr.isPaused()) this.sendAppend(m.from);
       return;
     }
@@ -754,7 +772,10 @@ export class Raft {
     pr.recentActive = true;
     pr.probeSent = false;
     if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
-    if (pr.matchIndex < this.raftLog.lastIndex()) this.sendAppend(m.from);
+    // A follower in probe gets an append even when it seems caught up (etcd does the same): its
+    // answer moves it to replicate, so new entries then stream to it instead of one per round trip.
+    const probing = pr.state === 'probe' && this.knobs.stayInProbe !== true;
+    if (pr.matchIndex < this.raftLog.lastIndex() || probing) this.sendAppend(m.from);
 
     if (m.context.byteLength === 0) return;
     const acks = this.readOnly.recvAck(m.from, m.context);
@@ -795,7 +816,9 @@ export class Raft {
     if (prevLogTerm !== undefined) {
       try {
         entries = this.raftLog.entriesFrom(pr.nextIndex, this.maxSizePerMsgBytes);
-      } catch {
+      } catch (err) {
+        // Only compaction means "send a snapshot"; anything else is a broken invariant.
+        if (!(err instanceof CompactedError) && this.knobs.snapshotOnAnyLogError !== true) throw err;
         entries = undefined;
       }
     }
