@@ -10,9 +10,10 @@
  * - `sm` (generation 0) or `sm-<generation>` in decimal (generation >= 1): the state machine's
  *           keys and values, unchanged. Only the live generation is read and written.
  *
- * Every {@link WriteBatch} becomes one LevelDB batch written with `sync: true`, so the entries,
- * hard state and state machine changes of one Raft `Ready` cost one fsync and land together or
- * not at all (the shape of hashicorp/raft's `LogStore`/`StableStore` with etcd's one synced
+ * Every {@link WriteBatch} becomes one LevelDB batch, written with `sync: true` unless the
+ * caller asks for an unsynced write (a Ready that changed no term, vote or entry), so the entries,
+ * hard state and state machine changes of one Raft `Ready` cost at most one fsync and land
+ * together or not at all (the shape of hashicorp/raft's `LogStore`/`StableStore` with etcd's one synced
  * write per `Ready`). Log compaction (§7) deletes the compacted entries and records the
  * compaction point in the same batch.
  *
@@ -53,6 +54,7 @@ import {
   type StableStore,
   type StateMachineView,
   type WriteBatch,
+  type WriteOptions,
 } from './types.js';
 
 /** Name of the sublevel holding the Raft log. */
@@ -249,10 +251,10 @@ export class LevelStore implements NodeStore {
   /** Starts a new atomic batch; see {@link WriteBatch}. */
   batch(): WriteBatch {
     const staging = new Staging();
-    return this.batchOver(staging, () => this.write(staging));
+    return this.batchOver(staging, (options) => this.write(staging, undefined, options?.sync ?? true));
   }
 
-  private batchOver(staging: Staging, write: () => Promise<void>): WriteBatch {
+  private batchOver(staging: Staging, write: (options?: WriteOptions) => Promise<void>): WriteBatch {
     return writeBatchOver(staging, (): LogBounds => ({ firstIndex: this.first, lastIndex: this.last }), write);
   }
 
@@ -352,11 +354,11 @@ export class LevelStore implements NodeStore {
   }
 
   /**
-   * Writes `staging` as one synced batch. With `install`, the batch also makes that generation
-   * live and its `put`/`del` go there; the previous generation is cleared in the background once
-   * the batch is written.
+   * Writes `staging` as one batch, synced unless `sync` is false. With `install`, the batch also
+   * makes that generation live and its `put`/`del` go there; the previous generation is cleared
+   * in the background once the batch is written.
    */
-  private async write(staging: Staging, install?: StateMachineGeneration): Promise<void> {
+  private async write(staging: Staging, install?: StateMachineGeneration, sync = true): Promise<void> {
     const plan = staging.beginWrite({ firstIndex: this.first, lastIndex: this.last });
     if (staging.empty && install === undefined) return;
     const sm = install ?? this.live;
@@ -380,7 +382,7 @@ export class LevelStore implements NodeStore {
         ? { type: 'put', sublevel: sm.db, key: op.key, value: op.value }
         : { type: 'del', sublevel: sm.db, key: op.key });
     }
-    const done = this.db.batch(ops, { sync: true });
+    const done = this.db.batch(ops, { sync: install !== undefined || sync });
     if (plan.deletes.length > 0) {
       this.truncating.add(done);
       done.then(

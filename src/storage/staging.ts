@@ -3,7 +3,7 @@
  * `MemoryStore` so that both check their input and resolve conflicting suffixes the same way.
  */
 import type { Entry, HardState } from '../raft/types.js';
-import type { WriteBatch } from './types.js';
+import type { WriteBatch, WriteOptions } from './types.js';
 
 /** One staged change of the state machine's key space. */
 export type KvOp =
@@ -313,7 +313,7 @@ export function checkEntriesRange(lo: number, hi: number, firstIndex: number, la
  * The {@link WriteBatch} face of a {@link Staging}: both stores stage the same way and differ only
  * in where the log bounds come from and how the staged batch is written.
  */
-export function writeBatchOver(staging: Staging, bounds: () => LogBounds, write: () => Promise<void>): WriteBatch {
+export function writeBatchOver(staging: Staging, bounds: () => LogBounds, write: (options?: WriteOptions) => Promise<void>): WriteBatch {
   return {
     appendEntries: (entries) => staging.append(entries, bounds()),
     setHardState: (hs) => staging.setHardState(hs),

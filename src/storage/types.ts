@@ -133,8 +133,20 @@ export interface WriteBatch {
   resetLog(index: LogIndex, term: Term): void;
   /** True when nothing is staged. */
   readonly empty: boolean;
-  /** Writes everything staged, atomically and synced; the batch cannot be reused. */
-  write(): Promise<void>;
+  /**
+   * Writes everything staged, atomically; the batch cannot be reused. With `sync` (the default)
+   * it is durable when the promise resolves (one fsync). Without it, it is visible to readers at
+   * once but a power loss may lose it, together with every later unsynced write and never with
+   * an earlier synced one: a synced write makes every write before it durable too (LevelDB's
+   * write-ahead log is one sequential file).
+   */
+  write(options?: WriteOptions): Promise<void>;
+}
+
+/** Options of {@link WriteBatch.write}. */
+export interface WriteOptions {
+  /** fsync before resolving (default true). */
+  readonly sync?: boolean;
 }
 
 /** A node's whole persistent state: the Raft log, the hard state and the state machine's data. */

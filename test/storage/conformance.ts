@@ -81,6 +81,21 @@ export function describeNodeStoreConformance(name: string, makeHarness: () => Pr
       expect(store.batch().empty).toBe(true);
     });
 
+    it('an unsynced write is visible at once and survives a process restart', async () => {
+      const store = await fresh();
+      const b = store.batch();
+      b.appendEntries(entriesAt(1, 2, 1));
+      b.setHardState(hs(1, 'n1', 1));
+      b.put('a', bytes('1'));
+      await b.write({ sync: false });
+      expect(store.log.lastIndex()).toBe(2);
+      expect(text(await store.kv.get('a'))).toBe('1');
+      const reopened = await (harness as StoreHarness).reopen(store);
+      expect(reopened.log.lastIndex()).toBe(2);
+      expect(await reopened.stable.hardState()).toEqual(hs(1, 'n1', 1));
+      expect(text(await reopened.kv.get('a'))).toBe('1');
+    });
+
     it('appends entries and reads back any sub-range (§5.3)', async () => {
       const store = await fresh();
       await writeEntries(store, entriesAt(1, 5, 1));
