@@ -10,10 +10,12 @@
  *   {@link MAX_BATCH_SIZE_BYTES}.
  * - Back-pressure: when a write returns `false` the peer's queue holds further messages until
  *   the stream emits `'drain'`.
- * - Bounded queues: {@link MAX_QUEUED_MESSAGES_PER_PEER} and {@link MAX_QUEUED_BYTES_PER_PEER};
- *   on overflow the oldest messages are dropped (see `PeerQueue`) and counted.
+ * - Bounded queues: {@link MAX_QUEUED_MESSAGES_PER_PEER} and {@link MAX_QUEUED_BYTES_PER_PEER},
+ *   and far less ({@link MAX_QUEUED_MESSAGES_WHILE_DOWN}) while the peer's stream is down; on
+ *   overflow the oldest messages are dropped (see `PeerQueue`) and counted.
  * - Reconnects: a stream that ends or fails is reopened after an exponential back-off between
- *   {@link RECONNECT_BACKOFF_MIN_MS} and {@link RECONNECT_BACKOFF_MAX_MS}, with jitter. A stream
+ *   {@link RECONNECT_BACKOFF_MIN_MS} and {@link RECONNECT_BACKOFF_MAX_MS}, with jitter, or at
+ *   once when the peer is heard from (its own stream to us opens or carries a batch). A stream
  *   counts as open once the peer's server answers with response headers; until then messages
  *   stay queued, so what is sent while a peer is down is delivered when it comes back (up to the
  *   bounds).
@@ -62,6 +64,17 @@ export const MAX_QUEUED_MESSAGES_PER_PEER = 4096;
 /** Most estimated bytes queued for one peer; beyond it the oldest are dropped. */
 export const MAX_QUEUED_BYTES_PER_PEER = 128 * MIB;
 /**
+ * Most messages kept for a peer whose stream is down (etcd's rafthttp drops them all): enough for
+ * the votes and answers of a brief reconnect, not a replay of everything sent during a long
+ * outage — the leader's optimistic AppendEntries to a dead follower would otherwise pile up to
+ * {@link MAX_QUEUED_BYTES_PER_PEER} and be delivered, stale, when it returns. Raft resends what
+ * was lost (§5.3): the follower rejects, the leader probes, and sends a snapshot if it compacted.
+ */
+export const MAX_QUEUED_MESSAGES_WHILE_DOWN = 256;
+/** Most estimated bytes kept for a peer whose stream is down. */
+export const MAX_QUEUED_BYTES_WHILE_DOWN = 4 * MIB;
+const DOWN_LIMITS = { maxMessages: MAX_QUEUED_MESSAGES_WHILE_DOWN, maxBytes: MAX_QUEUED_BYTES_WHILE_DOWN };
+/**
  * Largest encoded `MessageBatch` a node accepts (gRPC's receive limit on the peer service). An
  * InstallSnapshot passed to `send` travels as one message, so this bounds its size too; a message
  * whose estimated size exceeds it is dropped at `send`. Snapshots streamed with `sendSnapshot`
@@ -72,8 +85,12 @@ export const MAX_MESSAGE_SIZE_BYTES = 64 * MIB;
 export const MAX_BATCH_SIZE_BYTES = 1 * MIB;
 /** First reconnect delay after a stream fails; doubles per failure. */
 export const RECONNECT_BACKOFF_MIN_MS = 50;
-/** Longest reconnect delay. */
-export const RECONNECT_BACKOFF_MAX_MS = 2000;
+/**
+ * Longest reconnect delay: three heartbeats at the default timing, so a healed link carries
+ * messages again well within an election timeout (a longer back-off kept healed nodes leaderless
+ * for seconds). A message heard from the peer reconnects at once, whatever the back-off.
+ */
+export const RECONNECT_BACKOFF_MAX_MS = 300;
 /** Interval of HTTP/2 keepalive pings on an idle peer connection. */
 export const KEEPALIVE_TIME_MS = 10_000;
 /** How long a keepalive ping may go unanswered before the connection counts as dead. */
@@ -97,7 +114,6 @@ const PEER_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF_MIN_MS,
-  'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MAX_MS,
   'grpc.max_send_message_length': MAX_MESSAGE_SIZE_BYTES,
   'grpc.max_receive_message_length': MAX_ACK_SIZE_BYTES,
   // One connection per transport and peer, never shared with other clients in the process.
@@ -132,6 +148,8 @@ export interface GrpcTransportOptions {
    * peer that does not know us yet — a node that joined with no peer list — can answer.
    */
   readonly advertiseAddress?: string;
+  /** Longest reconnect delay, in ms (default {@link RECONNECT_BACKOFF_MAX_MS}). */
+  readonly reconnectBackoffMaxMs?: number;
 }
 
 interface PeerState {
@@ -145,6 +163,10 @@ interface PeerState {
   readonly queue: PeerQueue;
   backoffMs: number;
   reconnectTimer: NodeJS.Timeout | undefined;
+  /** When a reconnect was last forced by hearing from the peer (ms, monotonic). */
+  lastForcedReconnect: number;
+  /** Reconnects forced by hearing from the peer while the stream was down. */
+  heardFromReconnects: number;
   streamsOpened: number;
   sentMessages: number;
   sentBatches: number;
@@ -179,6 +201,8 @@ export class GrpcTransport implements Transport, SnapshotTransport {
   readonly id: NodeId;
   private readonly log: Logger;
   private readonly advertiseAddress: string | undefined;
+  private readonly backoffMaxMs: number;
+  private readonly channelOptions: grpc.ChannelOptions;
   private readonly peers = new Map<NodeId, PeerState>();
   private readonly inbound = new Set<InboundStream>();
   private readonly inboundSnapshots = new Set<InboundSnapshot>();
@@ -189,6 +213,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
   private closed = false;
   private closing: Promise<void> | undefined;
   private unknownPeerDropped = 0;
+  private snapshotOnStreamDropped = 0;
   private receivedBatches = 0;
   private receivedMessages = 0;
   private malformedDropped = 0;
@@ -207,6 +232,8 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     }
     this.id = options.id;
     this.advertiseAddress = options.advertiseAddress;
+    this.backoffMaxMs = options.reconnectBackoffMaxMs ?? RECONNECT_BACKOFF_MAX_MS;
+    this.channelOptions = { ...PEER_CHANNEL_OPTIONS, 'grpc.max_reconnect_backoff_ms': this.backoffMaxMs };
     this.log = (options.logger ?? silentLogger).child({ component: 'transport' });
     loadRaftProto();
     for (const [id, address] of Object.entries(options.peers)) this.setPeer(id as NodeId, address);
@@ -258,6 +285,12 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     if (this.closed) return;
     let queued = false;
     for (const msg of messages) {
+      if (msg.type === 'InstallSnapshot') {
+        // A snapshot travels only with its payload, on its own call (`sendSnapshot`).
+        this.snapshotOnStreamDropped++;
+        this.log.warn({ to: msg.to }, 'dropping InstallSnapshot passed to send: snapshots go through sendSnapshot');
+        continue;
+      }
       const peer = this.peers.get(msg.to);
       if (peer === undefined) {
         this.unknownPeerDropped++;
@@ -270,7 +303,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
         this.log.warn({ to: msg.to, type: msg.type, bytes: size, max: MAX_MESSAGE_SIZE_BYTES }, 'dropping message larger than MAX_MESSAGE_SIZE_BYTES');
         continue;
       }
-      const dropped = peer.queue.push(msg, size);
+      const dropped = peer.open ? peer.queue.push(msg, size) : peer.queue.push(msg, size, DOWN_LIMITS);
       if (dropped > 0) {
         peer.droppedMessages += dropped;
         this.log.debug({ to: msg.to, dropped }, 'peer queue full: dropped oldest messages');
@@ -387,6 +420,8 @@ export class GrpcTransport implements Transport, SnapshotTransport {
       queue: new PeerQueue({ maxMessages: MAX_QUEUED_MESSAGES_PER_PEER, maxBytes: MAX_QUEUED_BYTES_PER_PEER }),
       backoffMs: RECONNECT_BACKOFF_MIN_MS,
       reconnectTimer: undefined,
+      lastForcedReconnect: 0,
+      heardFromReconnects: 0,
       streamsOpened: 0,
       sentMessages: 0,
       sentBatches: 0,
@@ -424,11 +459,13 @@ export class GrpcTransport implements Transport, SnapshotTransport {
         drainWaits: p.drainWaits,
         droppedMessages: p.droppedMessages,
         reconnects: Math.max(0, p.streamsOpened - 1),
+        heardFromReconnects: p.heardFromReconnects,
       };
     }
     return {
       peers,
       unknownPeerDropped: this.unknownPeerDropped,
+      snapshotOnStreamDropped: this.snapshotOnStreamDropped,
       receivedBatches: this.receivedBatches,
       receivedMessages: this.receivedMessages,
       malformedDropped: this.malformedDropped,
@@ -474,7 +511,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
 
   private openStream(peer: PeerState): void {
     if (this.closed || this.peers.get(peer.id) !== peer) return;
-    peer.client ??= new grpc.Client(peer.address, grpc.credentials.createInsecure(), PEER_CHANNEL_OPTIONS);
+    peer.client ??= new grpc.Client(peer.address, grpc.credentials.createInsecure(), this.channelOptions);
     // waitForReady: while the peer is unreachable the call waits for the channel (which keeps
     // reconnecting with the same back-off bounds) instead of failing at once.
     const metadata = new grpc.Metadata({ waitForReady: true });
@@ -525,11 +562,29 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     // Equal jitter: half the back-off fixed, half random, so peers do not reconnect in lockstep.
     const base = peer.backoffMs;
     const delayMs = base / 2 + (Math.random() * base) / 2;
-    peer.backoffMs = Math.min(base * 2, RECONNECT_BACKOFF_MAX_MS);
+    peer.backoffMs = Math.min(base * 2, this.backoffMaxMs);
     peer.reconnectTimer = setTimeout(() => {
       peer.reconnectTimer = undefined;
       this.openStream(peer);
     }, delayMs);
+  }
+
+  /**
+   * The peer was heard from while our stream to it is down: the path works again, so reconnect
+   * now instead of waiting out the back-off (ours, or the channel's own in its transient-failure
+   * state: the client is replaced). At most once per {@link RECONNECT_BACKOFF_MIN_MS}.
+   */
+  private reconnectIfHeardFrom(id: string): void {
+    const peer = this.peers.get(id as NodeId);
+    if (peer === undefined || peer.open || this.closed) return;
+    const now = performance.now();
+    if (now - peer.lastForcedReconnect < RECONNECT_BACKOFF_MIN_MS) return;
+    peer.lastForcedReconnect = now;
+    peer.heardFromReconnects++;
+    this.log.debug({ peer: peer.id, address: peer.address }, 'heard from peer while disconnected; reconnecting now');
+    this.teardown(peer);
+    peer.backoffMs = RECONNECT_BACKOFF_MIN_MS;
+    this.openStream(peer);
   }
 
   private scheduleFlush(): void {
@@ -638,8 +693,11 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     }
     // Response headers tell the peer the stream is accepted; it starts writing on them.
     call.sendMetadata(new grpc.Metadata());
+    if (typeof peerHint === 'string') this.reconnectIfHeardFrom(peerHint);
     call.on('data', (bytes: Buffer) => {
-      if (!stream.done) this.receiveBatch(bytes, from);
+      if (stream.done) return;
+      if (typeof peerHint === 'string') this.reconnectIfHeardFrom(peerHint);
+      this.receiveBatch(bytes, from);
     });
     call.on('end', () => this.finishInbound(stream, null));
     call.on('error', (err: Error) => {
@@ -691,6 +749,12 @@ export class GrpcTransport implements Transport, SnapshotTransport {
         this.malformedDropped++;
         if (err instanceof WireDecodeError) this.log.warn({ from, field: err.field, reason: err.reason }, 'dropping malformed message');
         else this.log.warn({ from, err }, 'dropping message that failed to decode');
+        continue;
+      }
+      if (msg.type === 'InstallSnapshot') {
+        // Only the snapshot call carries a snapshot, with its payload; one on the stream has none.
+        this.malformedDropped++;
+        this.log.warn({ from: msg.from }, 'dropping InstallSnapshot that arrived on the peer stream without its payload');
         continue;
       }
       if (msg.to !== this.id) {

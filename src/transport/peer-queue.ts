@@ -84,15 +84,18 @@ export class PeerQueue {
 
   /**
    * Appends a message of `size` estimated bytes, then drops the oldest messages until both
-   * limits hold again. Returns how many messages were dropped (the new one included when it alone
+   * limits hold again — the queue's own, or the tighter `limits` of this call (a peer that is
+   * down keeps less). Returns how many messages were dropped (the new one included when it alone
    * exceeds `maxBytes`).
    */
-  push(msg: Message, size: number): number {
+  push(msg: Message, size: number, limits: PeerQueueLimits = this.limits): number {
     this.items.push(msg);
     this.sizes.push(size);
     this.bytes += size;
+    const maxMessages = Math.min(limits.maxMessages, this.limits.maxMessages);
+    const maxBytes = Math.min(limits.maxBytes, this.limits.maxBytes);
     let dropped = 0;
-    while (this.length > 0 && (this.length > this.limits.maxMessages || this.bytes > this.limits.maxBytes)) {
+    while (this.length > 0 && (this.length > maxMessages || this.bytes > maxBytes)) {
       this.shiftOne();
       dropped++;
     }

@@ -16,7 +16,9 @@ export type MessageHandler = (msg: Message) => void;
 export interface Transport {
   /**
    * Queues messages for their `to` peers; never blocks, never throws for an unknown or down peer
-   * (the message is dropped and counted; Raft retries).
+   * (the message is dropped and counted; Raft retries). An `InstallSnapshot` is never sent this
+   * way (it is dropped): a snapshot travels with its payload through
+   * {@link SnapshotTransport.sendSnapshot}.
    */
   send(messages: readonly Message[]): void;
   /**
@@ -75,6 +77,8 @@ export interface PeerStats {
   readonly droppedMessages: number;
   /** Streams opened after the first one (one per reconnect attempt). */
   readonly reconnects: number;
+  /** Reconnects made at once because the peer was heard from while the stream was down. */
+  readonly heardFromReconnects: number;
 }
 
 /** Counters of a whole transport, as returned by `GrpcTransport.stats()`. */
@@ -83,6 +87,8 @@ export interface TransportStats {
   readonly peers: Readonly<Record<string, PeerStats>>;
   /** Messages passed to `send` for a peer that is not configured, or for this node itself (dropped). */
   readonly unknownPeerDropped: number;
+  /** InstallSnapshot messages passed to `send` (dropped: snapshots travel only through `sendSnapshot`). */
+  readonly snapshotOnStreamDropped: number;
   /** Inbound `MessageBatch` messages received. */
   readonly receivedBatches: number;
   /** Inbound messages handed to the handler. */

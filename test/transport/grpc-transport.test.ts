@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import * as grpc from '@grpc/grpc-js';
 import { logIndex, MESSAGE_TYPES, nodeId, term, type Message, type NodeId } from '../../src/raft/types.js';
 import { encodeBatch, loadRaftProto, RAFT_STREAM_METHOD_PATH, toWire, type WireMessage } from '../../src/transport/codec.js';
-import { GrpcTransport, MAX_BATCH_SIZE_BYTES, MAX_MESSAGE_SIZE_BYTES, MAX_QUEUED_MESSAGES_PER_PEER } from '../../src/transport/grpc-transport.js';
+import { GrpcTransport, MAX_BATCH_SIZE_BYTES, MAX_MESSAGE_SIZE_BYTES, MAX_QUEUED_MESSAGES_WHILE_DOWN } from '../../src/transport/grpc-transport.js';
 import { messageArbitraries } from './arbitraries.js';
 import { bind, connectAll, startNode, stopNode, waitConnected, waitFor, type TestNode } from './helpers.js';
 
@@ -23,10 +23,13 @@ afterEach(async () => {
   extraTransports.length = 0;
 });
 
-/** One message of every type from `from` to `to`, numbered by `seq` through the term field. */
+/**
+ * One message of every type that travels on the peer stream from `from` to `to`, numbered by
+ * `seq` through the term field (InstallSnapshot travels only with its payload, on its own call).
+ */
 function oneOfEach(from: NodeId, to: NodeId, seq: number): Message[] {
   const byType = messageArbitraries({ nodeIds: [from], maxBytes: 32 });
-  return MESSAGE_TYPES.map((type, i) => {
+  return MESSAGE_TYPES.filter((type) => type !== 'InstallSnapshot').map((type, i) => {
     const [sample] = fc.sample(byType[type] as fc.Arbitrary<Message>, { numRuns: 1, seed: seq * 100 + i });
     return { ...(sample as Message), from, to, term: term(seq * 100 + i) };
   });
@@ -122,24 +125,28 @@ describe('GrpcTransport: delivery', () => {
     expect(stats?.drainWaits).toBeGreaterThanOrEqual(1);
   });
 
-  it('carries a snapshot larger than gRPC\'s default 4 MiB limit as one message', async () => {
+  it('carries a message larger than gRPC\'s default 4 MiB limit as one message', async () => {
     const [a, b] = (await nodes('a', 'b')) as [TestNode, TestNode];
+    // Connected first: a peer whose stream is not open keeps at most MAX_QUEUED_BYTES_WHILE_DOWN.
+    await waitConnected(a, [b]);
     const data = new Uint8Array(5 * 1024 * 1024);
     for (let i = 0; i < data.length; i++) data[i] = i % 251;
-    const snap: Message = {
-      type: 'InstallSnapshot',
+    const big: Message = {
+      type: 'AppendEntries',
       from: a.id,
       to: b.id,
       term: term(4),
-      snapshot: { metadata: { index: logIndex(1000), term: term(3), confState: { voters: [a.id, b.id], learners: [] } }, data },
+      prevLogIndex: logIndex(999),
+      prevLogTerm: term(3),
+      entries: [{ index: logIndex(1000), term: term(4), type: 'normal', data }],
+      leaderCommit: logIndex(999),
     };
-    a.transport.send([snap]);
-    await waitFor('b receives the snapshot', () => b.received.length === 1);
-    const got = b.received[0] as Extract<Message, { type: 'InstallSnapshot' }>;
-    expect(got.type).toBe('InstallSnapshot');
-    expect(got.snapshot.metadata).toEqual(snap.snapshot.metadata);
+    a.transport.send([big]);
+    await waitFor('b receives the message', () => b.received.length === 1);
+    const got = b.received[0] as Extract<Message, { type: 'AppendEntries' }>;
+    expect(got.type).toBe('AppendEntries');
     // Compared as buffers: a deep equality walk over 5 Mi elements is needlessly slow.
-    expect(Buffer.compare(Buffer.from(got.snapshot.data), Buffer.from(data))).toBe(0);
+    expect(Buffer.compare(Buffer.from(got.entries[0]?.data ?? []), Buffer.from(data))).toBe(0);
     expect(b.transport.stats().receivedBatches).toBe(1);
   });
 
@@ -166,6 +173,27 @@ describe('GrpcTransport: delivery', () => {
     await waitFor('restarted b receives a new message', () => b2.received.length === whileDown.length + 1);
     expect(seqOf(b2.received[whileDown.length] as Message)).toBe(6);
     expect(a.transport.stats().peers['b']?.reconnects).toBeGreaterThanOrEqual(1);
+  });
+
+  it('reconnects at once when the peer is heard from, instead of waiting out its back-off', async () => {
+    const probe = new grpc.Server();
+    const port = await bind(probe);
+    probe.forceShutdown();
+    // A back-off of ten minutes: without a reconnect on hearing from b, a's link would stay down.
+    const a = await startNode('a', 0, { reconnectBackoffMaxMs: 600_000 });
+    running.push(a);
+    a.transport.setPeer(nodeId('b'), `127.0.0.1:${port}`);
+    a.transport.send([heartbeat(a.id, nodeId('b'), 1)]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(a.transport.stats().peers['b']?.connected).toBe(false);
+    const b = await startNode('b', port);
+    running.push(b);
+    b.transport.setPeer(a.id, a.address);
+    b.transport.send([heartbeat(b.id, a.id, 2)]);
+    await waitFor('a hears from b', () => a.received.length === 1);
+    await waitFor('b receives what a queued while it was down', () => b.received.length === 1);
+    expect(seqOf(b.received[0] as Message)).toBe(1);
+    expect(a.transport.stats().peers['b']?.heardFromReconnects).toBeGreaterThanOrEqual(1);
   });
 
   it('follows a peer to its new address', async () => {
@@ -196,11 +224,14 @@ describe('GrpcTransport: dropping', () => {
   it('drops a message larger than MAX_MESSAGE_SIZE_BYTES at send', async () => {
     const [a, b] = (await nodes('a', 'b')) as [TestNode, TestNode];
     const huge: Message = {
-      type: 'InstallSnapshot',
+      type: 'AppendEntries',
       from: a.id,
       to: b.id,
       term: term(1),
-      snapshot: { metadata: { index: logIndex(1), term: term(1), confState: { voters: [], learners: [] } }, data: new Uint8Array(MAX_MESSAGE_SIZE_BYTES + 1) },
+      prevLogIndex: logIndex(0),
+      prevLogTerm: term(0),
+      entries: [{ index: logIndex(1), term: term(1), type: 'normal', data: new Uint8Array(MAX_MESSAGE_SIZE_BYTES + 1) }],
+      leaderCommit: logIndex(0),
     };
     expect(() => a.transport.send([huge, heartbeat(a.id, b.id, 7)])).not.toThrow();
     expect(a.transport.stats().peers['b']?.droppedMessages).toBe(1);
@@ -208,7 +239,7 @@ describe('GrpcTransport: dropping', () => {
     expect(seqOf(b.received[0] as Message)).toBe(7);
   });
 
-  it('bounds the queue of a peer that is down, dropping the oldest', async () => {
+  it('keeps only a little for a peer that is down, dropping the oldest', async () => {
     // A port with nothing listening: bind, note the port, shut down.
     const probe = new grpc.Server();
     const port = await bind(probe);
@@ -216,11 +247,11 @@ describe('GrpcTransport: dropping', () => {
     const t = new GrpcTransport({ id: nodeId('a'), peers: { a: '127.0.0.1:1', down: `127.0.0.1:${port}` } });
     extraTransports.push(t);
     const EXTRA = 100;
-    const msgs = Array.from({ length: MAX_QUEUED_MESSAGES_PER_PEER + EXTRA }, (_, n) => heartbeat(t.id, nodeId('down'), n));
+    const msgs = Array.from({ length: MAX_QUEUED_MESSAGES_WHILE_DOWN + EXTRA }, (_, n) => heartbeat(t.id, nodeId('down'), n));
     t.send(msgs);
     const s = t.stats();
     expect(Object.keys(s.peers)).toEqual(['down']);
-    expect(s.peers['down']?.queuedMessages).toBe(MAX_QUEUED_MESSAGES_PER_PEER);
+    expect(s.peers['down']?.queuedMessages).toBe(MAX_QUEUED_MESSAGES_WHILE_DOWN);
     expect(s.peers['down']?.droppedMessages).toBe(EXTRA);
     expect(s.peers['down']?.connected).toBe(false);
   });
@@ -274,6 +305,26 @@ describe('GrpcTransport: inbound validation', () => {
     expect(s.malformedDropped).toBe(3);
     expect(s.misaddressedDropped).toBe(1);
     expect(s.receivedMessages).toBe(1);
+  });
+
+  it('never carries an InstallSnapshot on the peer stream: dropped at send, and dropped on arrival', async () => {
+    const [a, b] = (await nodes('a', 'b')) as [TestNode, TestNode];
+    const snap: Message = {
+      type: 'InstallSnapshot',
+      from: a.id,
+      to: b.id,
+      term: term(4),
+      snapshot: { metadata: { index: logIndex(1000), term: term(3), confState: { voters: [a.id, b.id], learners: [] } }, data: new Uint8Array(0) },
+    };
+    a.transport.send([snap, heartbeat(a.id, b.id, 1)]);
+    await waitFor('b receives the heartbeat', () => b.received.length === 1);
+    expect(b.received[0]?.type).toBe('Heartbeat');
+    expect(a.transport.stats().snapshotOnStreamDropped).toBe(1);
+    // A peer that writes one on the stream anyway (a raw batch) gets it dropped on arrival.
+    expect(await rawStream(b, [encodeBatch([snap, heartbeat(a.id, b.id, 2)])])).toBeNull();
+    await waitFor('b receives the second heartbeat', () => b.received.length === 2);
+    expect(b.received.map((m) => m.type)).toEqual(['Heartbeat', 'Heartbeat']);
+    expect(b.transport.stats().malformedDropped).toBe(1);
   });
 
   it('keeps delivering when the handler throws', async () => {

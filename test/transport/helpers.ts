@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'vitest';
 import { nodeId, type Message, type NodeId } from '../../src/raft/types.js';
-import { GrpcTransport, PEER_SERVER_OPTIONS } from '../../src/transport/grpc-transport.js';
+import { GrpcTransport, PEER_SERVER_OPTIONS, type GrpcTransportOptions } from '../../src/transport/grpc-transport.js';
 
 /** Longest a test waits for an asynchronous outcome before failing. */
 export const WAIT_TIMEOUT_MS = 15_000;
@@ -33,8 +33,8 @@ export function bind(server: grpc.Server, port = 0): Promise<number> {
 }
 
 /** Starts a node with no peers; connect nodes with {@link connectAll}. */
-export async function startNode(id: string, port = 0): Promise<TestNode> {
-  const transport = new GrpcTransport({ id: nodeId(id), peers: {} });
+export async function startNode(id: string, port = 0, options: Partial<GrpcTransportOptions> = {}): Promise<TestNode> {
+  const transport = new GrpcTransport({ id: nodeId(id), peers: {}, ...options });
   const server = new grpc.Server(PEER_SERVER_OPTIONS);
   transport.addToServer(server);
   const received: Message[] = [];

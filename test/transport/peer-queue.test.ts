@@ -25,6 +25,15 @@ describe('PeerQueue', () => {
     expect(messages.map((m) => (m.type === 'Heartbeat' ? m.leaderCommit : -1))).toEqual([3, 4, 5]);
   });
 
+  it('applies the tighter limits of one push (a peer that is down keeps less), never looser ones', () => {
+    const q = new PeerQueue({ maxMessages: 10, maxBytes: 1_000 });
+    for (let n = 1; n <= 6; n++) q.push(hb(n), 10);
+    expect(q.push(hb(7), 10, { maxMessages: 2, maxBytes: 1_000 })).toBe(5);
+    expect(q.take(1_000).messages.map((m) => (m.type === 'Heartbeat' ? m.leaderCommit : -1))).toEqual([6, 7]);
+    for (let n = 1; n <= 12; n++) q.push(hb(n), 10, { maxMessages: 100, maxBytes: 100_000 });
+    expect(q.length).toBe(10);
+  });
+
   it('drops the oldest messages when the byte bound is exceeded', () => {
     const q = new PeerQueue({ maxMessages: 100, maxBytes: 100 });
     q.push(hb(1), 40);
