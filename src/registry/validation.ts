@@ -317,17 +317,18 @@ export function validateFindQuery(input: unknown, path = 'query'): Required<Find
 }
 
 /**
- * Checks a lease length in seconds: 0 (or absent) for no lease, else an integer from
- * {@link MIN_TTL_SECONDS} to {@link MAX_TTL_SECONDS}. Returns it as a number.
+ * Checks a lease length in seconds: 0 (or absent) for no lease, else an integer from `min`
+ * ({@link MIN_TTL_SECONDS} by default; a node with faster timing may allow less) to
+ * {@link MAX_TTL_SECONDS}. Returns it as a number.
  * @throws ValidationError naming `field` (`ttl_seconds` by default).
  */
-export function validateTtlSeconds(ttl: unknown, field = 'ttl_seconds'): number {
+export function validateTtlSeconds(ttl: unknown, field = 'ttl_seconds', min = MIN_TTL_SECONDS): number {
   const value = ttl ?? 0;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw new ValidationError(field, `must be a non-negative integer number of seconds, got ${String(value)}`);
   }
-  if (value !== 0 && (value < MIN_TTL_SECONDS || value > MAX_TTL_SECONDS)) {
-    throw new ValidationError(field, `must be 0 (no lease) or from ${MIN_TTL_SECONDS} to ${MAX_TTL_SECONDS} seconds, got ${value}`);
+  if (value !== 0 && (value < min || value > MAX_TTL_SECONDS)) {
+    throw new ValidationError(field, `must be 0 (no lease) or from ${min} to ${MAX_TTL_SECONDS} seconds, got ${value}`);
   }
   return value;
 }

@@ -6,6 +6,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { clusterHandlers, GrpcLeaderLink, registryHandlers } from '../api/grpc-service.js';
+import { RegistryApi } from '../api/handlers.js';
 import { ClusterService, RegistryService as RegistryServiceDefinition } from '../api/registry-proto.js';
 import type { Logger } from '../log.js';
 import { nodeId, type NodeId } from '../raft/types.js';
@@ -19,7 +21,7 @@ import { RaftNode } from './raft-node.js';
 import { restoreBackup } from './backup.js';
 import { WatchHub } from './watch-hub.js';
 import { LeaseManager } from '../registry/lease-manager.js';
-import { RegistryService } from './registry-service.js';
+import { systemClock } from './ports.js';
 
 /** Folder of the snapshot files inside a node's data dir. */
 export const SNAPSHOT_DIR = 'snapshots';
@@ -83,7 +85,7 @@ export class RegistryNode {
     readonly raft: RaftNode,
     private readonly server: grpc.Server,
     private readonly transport: GrpcTransport,
-    private readonly service: RegistryService,
+    private readonly api: RegistryApi,
     private readonly store: NodeStore,
     private readonly log: Logger,
   ) {}
@@ -119,6 +121,7 @@ export class RegistryNode {
         bootstrap,
         leases: new LeaseManager(),
         onEvents: (events) => watchHub.publish(events),
+        onRestored: () => watchHub.resync(),
         store,
         stateMachine,
         transport,
@@ -135,11 +138,12 @@ export class RegistryNode {
       raft.on('members', (next: readonly Member[]) => {
         members = next;
       });
-      const service = new RegistryService({ id, store, watchHub, raft, stateMachine, members: () => members, logger: log.child({ component: 'api' }) });
+      const apiLog = log.child({ component: 'api' });
+      const api = new RegistryApi({ id, store, watchHub, raft, stateMachine, members: () => members, clock: systemClock, leaderLink: new GrpcLeaderLink(), logger: apiLog });
       const server = new grpc.Server(PEER_SERVER_OPTIONS);
       transport.addToServer(server);
-      server.addService(RegistryServiceDefinition, service.registryHandlers() as unknown as grpc.UntypedServiceImplementation);
-      server.addService(ClusterService, service.clusterHandlers() as unknown as grpc.UntypedServiceImplementation);
+      server.addService(RegistryServiceDefinition, registryHandlers(api, apiLog) as unknown as grpc.UntypedServiceImplementation);
+      server.addService(ClusterService, clusterHandlers(api, apiLog) as unknown as grpc.UntypedServiceImplementation);
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
       );
@@ -147,7 +151,7 @@ export class RegistryNode {
       const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
       const address = `${host}:${port}`;
       log.info({ address, peers: opts.peers, dataDir: opts.dataDir }, 'node serving');
-      return new RegistryNode(id, address, raft, server, transport, service, store, log);
+      return new RegistryNode(id, address, raft, server, transport, api, store, log);
     } catch (err) {
       await store.close().catch(() => undefined);
       throw err;
@@ -157,7 +161,7 @@ export class RegistryNode {
   /** Stops serving, stops Raft, closes peer streams and the store. Safe to call twice. */
   async stop(): Promise<void> {
     await this.raft.stop();
-    this.service.close();
+    this.api.close();
     await this.transport.close();
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {

@@ -1,81 +1,93 @@
 /**
  * The driver: the one place where the pure Raft core meets time, disk and network (etcd's
- * `raftNode` in `etcdserver/raft.go`). It
+ * `raftNode` in `etcdserver/raft.go`, hashicorp/raft's `raft.go`). It depends on ports only —
+ * {@link NodeStore} and {@link SnapshotStore} for the disk, {@link Transport} and
+ * {@link SnapshotTransport} for peers, {@link Clock} for time, {@link Entropy} for randomness, the
+ * registry state machine — so that production (LevelDB, gRPC, real time) and the deterministic
+ * simulator (memory, a simulated network, simulated time) run this same loop.
  *
- * - ticks the core every `tickMs` (an interval timer),
- * - steps inbound peer messages,
- * - batches proposals that arrive while a write is in flight into one `propose` (one log append,
- *   one AppendEntries round, one fsync),
- * - runs the Ready loop exactly as `Ready` documents it: one LevelDB batch with `sync: true`
- *   carrying hard state, new entries and the state machine changes of the committed entries
- *   (and the applied index); then sends the messages; then resolves waiting clients; then
- *   `advance()`,
- * - serves ReadIndex: reads queued during one loop turn share one ReadIndex round.
+ * The loop, one `Ready` at a time, exactly as the `Ready` contract orders it:
+ *
+ * 1. Messages a leader may send before its own write is durable go out first (thesis §10.2.1:
+ *    AppendEntries, Heartbeat and TimeoutNow of a term already durable here); the leader counts
+ *    itself toward a majority only once its write is durable, which the core enforces.
+ * 2. One write: a snapshot to install (its own atomic switch), then hard state, new entries and
+ *    the state machine's changes for the committed entries with the applied index, in one batch,
+ *    synced when the Ready says `mustSync`.
+ * 3. Every other message is sent, each exactly once; an `InstallSnapshot` only on the snapshot
+ *    stream, with its payload.
+ * 4. Membership changes take effect, watch events are published, clients are answered.
+ * 5. `advance()`.
+ *
+ * Concepts of their own: proposals and ReadIndex rounds (`proposals.ts`), snapshots
+ * (`snapshots.ts`), leases (`lease-policy.ts`).
  *
  * Failure kinds: {@link NotLeaderError} and {@link UnavailableError} are expected and retryable;
- * a `RaftInvariantError` or `CorruptionError` is fatal: the node stops (`onFatal`).
+ * a `RaftInvariantError` or `CorruptionError`, or a failed write, is fatal: the node stops
+ * (`onFatal`). Peer input never stops a node: the core drops what it cannot use, and this driver
+ * drops an `InstallSnapshot` whose payload it does not hold.
  */
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import {
+  EMPTY_SNAPSHOT,
   MemoryStorage,
   NO_NODE,
   ProposalDroppedError,
   RawNode,
-  nodeId,
   logIndex,
+  nodeId,
   seededRandom,
   type Entry,
+  type InstallSnapshot,
   type LogIndex,
   type Message,
   type NodeId,
   type RaftStatus,
-  type InstallSnapshot,
+  type RaftTestingKnobs,
   type Ready,
   type Snapshot,
-  type SnapshotMetadata,
   type Term,
-  EMPTY_SNAPSHOT,
 } from '../raft/index.js';
-import type { NodeStore, SnapshotMeta, SnapshotStore } from '../storage/types.js';
-import { decodeStatePairs, encodeStatePairs } from '../storage/snapshot-codec.js';
-import type { RegistryStateMachine } from '../registry/state-machine.js';
-import { encodeCommand, encodeMemberChange } from '../registry/commands.js';
+import { encodeMemberChange } from '../registry/commands.js';
+import { LEASE_CHECK_INTERVAL_MS } from '../registry/lease-manager.js';
 import type { LeaseKeeper } from '../registry/lease-types.js';
-import { LEASE_CHECK_INTERVAL_MS, MAX_EXPIRE_BATCH, MAX_LEASE_CHECK_GAP_MS } from '../registry/lease-manager.js';
+import type { RegistryStateMachine } from '../registry/state-machine.js';
 import type { CommandResult, Member, MemberChange, WatchEvent } from '../registry/types.js';
+import type { NodeStore, SnapshotStore } from '../storage/types.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/snapshot-stream.js';
 import type { SnapshotTransport, Transport } from '../transport/types.js';
-import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/grpc-transport.js';
+import { LeasePolicy } from './lease-policy.js';
+import { systemClock, systemEntropy, type Clock, type Entropy, type RaftNodeObserver } from './ports.js';
+import { NotLeaderError, Proposals, ReadRounds, UnavailableError } from './proposals.js';
+import { DEFAULT_SNAPSHOT_TAIL_ENTRIES, DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES, SnapshotManager } from './snapshots.js';
+
+export { NotLeaderError, UnavailableError } from './proposals.js';
+export { MAX_PENDING_PROPOSALS, MAX_PENDING_READS, MAX_PROPOSAL_BATCH_BYTES, MAX_PROPOSALS_PER_BATCH } from './proposals.js';
+export { DEFAULT_SNAPSHOT_TAIL_ENTRIES, DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES, SNAPSHOTS_RETAINED } from './snapshots.js';
 
 /** Default length of one tick, in ms: heartbeat 1 tick = 100 ms, election 10-20 ticks = 1-2 s. */
 export const DEFAULT_TICK_MS = 100;
-/** Most proposals folded into one log append (and one synced write). */
-export const MAX_PROPOSALS_PER_BATCH = 4096;
-/** Most bytes of proposals folded into one log append. */
-export const MAX_PROPOSAL_BATCH_BYTES = 8 * 1024 * 1024;
-/** Most proposals waiting for the next append before new ones are refused (back-pressure). */
-export const MAX_PENDING_PROPOSALS = 65_536;
-/** Most reads waiting for their ReadIndex round before new ones are refused. */
-export const MAX_PENDING_READS = 65_536;
-/** Default: snapshot the state machine once this many entries were applied since the last one. */
-export const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES = 10_000;
-/** Default: entries kept in the log behind a snapshot, so a briefly lagging follower catches up from the log. */
-export const DEFAULT_SNAPSHOT_TAIL_ENTRIES = 5_000;
-/** Snapshot files kept on disk (the newest and the one before, which a transfer may still read). */
-export const SNAPSHOTS_RETAINED = 2;
 
-/** This node is not the leader; `leaderId` says who is ('' when unknown). Retry there. */
-export class NotLeaderError extends Error {
-  override readonly name = 'NotLeaderError';
-  constructor(readonly leaderId: NodeId) {
-    super(leaderId ? `not the leader; the leader is ${leaderId}` : 'not the leader; no leader is known');
-  }
-}
-
-/** The request could not be completed now (no quorum, leadership lost, overload): retry. */
-export class UnavailableError extends Error {
-  override readonly name = 'UnavailableError';
+/**
+ * Deliberate bugs of the driver, for proving that the simulator finds them. Never set outside
+ * tests: each one puts back a defect that once shipped or breaks a rule of the paper.
+ */
+export interface DriverTestingKnobs {
+  /** Sends the messages that went out before the write a second time after it (a duplicate send). */
+  readonly resendEarlyMessages?: boolean;
+  /** Also sends `InstallSnapshot` on the ordinary peer stream, and steps one that arrives there without its payload. */
+  readonly installSnapshotOnStream?: boolean;
+  /** Never advances the durable term after start, so a later leader never replicates in parallel with its write. */
+  readonly freezeDurableTerm?: boolean;
+  /** Never fails a ReadIndex round that got no answer, nor a read whose index is not applied (they wait for their deadline). */
+  readonly keepLostReads?: boolean;
+  /** Never syncs a write (what a missing fsync does). */
+  readonly skipSync?: boolean;
+  /** Persists hard state without `votedFor` (so a restart forgets the vote). */
+  readonly forgetVotedFor?: boolean;
+  /** Expires leases however long ago a majority last confirmed this leader (etcd issue 15247). */
+  readonly ignoreQuorumAge?: boolean;
 }
 
 /** Settings of the driver. */
@@ -93,6 +105,12 @@ export interface RaftNodeOptions {
   /** Where state machine snapshots are written and read (§7). */
   readonly snapshots: SnapshotStore;
   readonly logger: Logger;
+  /** Time and timers (default: real time). */
+  readonly clock?: Clock;
+  /** Randomness: election timeouts and ReadIndex contexts (default: the OS's). */
+  readonly entropy?: Entropy;
+  /** Callbacks for metrics and invariant checks. */
+  readonly observer?: RaftNodeObserver;
   /** Applied entries between snapshots (default {@link DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES}). */
   readonly snapshotThresholdEntries?: number;
   /** Entries kept behind a snapshot (default {@link DEFAULT_SNAPSHOT_TAIL_ENTRIES}). */
@@ -105,35 +123,29 @@ export interface RaftNodeOptions {
   readonly leaseCheckIntervalMs?: number;
   /** Receives the watch events of every batch once it is durable. */
   readonly onEvents?: (events: readonly WatchEvent[]) => void;
+  /** Called after a snapshot from the leader replaced the state machine (watchers must catch up from history). */
+  readonly onRestored?: (index: LogIndex) => void;
   /** Length of a tick in ms (default {@link DEFAULT_TICK_MS}). */
   readonly tickMs?: number;
+  /** Election timeout in ticks (default 10, randomized up to twice that). */
   readonly electionTicks?: number;
+  /** Heartbeat interval in ticks (default 1). */
   readonly heartbeatTicks?: number;
+  /** Largest AppendEntries payload, in bytes (the core's default when absent). */
+  readonly maxSizePerMsgBytes?: number;
+  /** Most AppendEntries in flight per follower (the core's default when absent). */
+  readonly maxInflightMsgs?: number;
   /** Called once with the error that stopped the node. */
   readonly onFatal?: (err: Error) => void;
-}
-
-interface PendingProposal {
-  readonly data: Uint8Array;
-  readonly resolve: (r: CommandResult | undefined) => void;
-  readonly reject: (e: Error) => void;
-}
-
-interface ProposedWaiter {
-  readonly term: Term;
-  readonly resolve: (r: CommandResult | undefined) => void;
-  readonly reject: (e: Error) => void;
-}
-
-interface ReadWaiter {
-  readonly resolve: (index: LogIndex) => void;
-  readonly reject: (e: Error) => void;
+  /** Deliberate bugs, for tests only. */
+  readonly testingKnobs?: DriverTestingKnobs & RaftTestingKnobs;
 }
 
 /**
  * Whether `m` may be sent before the Ready that holds it is durable: a leader's replication
  * traffic in a term already on disk (thesis §10.2.1). Everything a follower or candidate sends
- * (votes, acknowledgements) promises durable state and must wait.
+ * (votes, acknowledgements) promises durable state and must wait, and so does anything of a term
+ * not yet durable (a crash could make this node forget the term it led).
  */
 export function sendableBeforePersist(m: Message, durableTerm: Term): boolean {
   if (m.term > durableTerm) return false;
@@ -154,64 +166,79 @@ export class RaftNode extends EventEmitter {
   private readonly store: NodeStore;
   private readonly sm: RegistryStateMachine;
   private readonly transport: Transport & SnapshotTransport;
-  private readonly snapshots: SnapshotStore;
   private readonly log: Logger;
-  private readonly snapshotThreshold: number;
-  private readonly snapshotTail: number;
-  private readonly chunkBytes: number;
-  /** Snapshot files this node holds, by index (the newest few). */
-  private readonly snapshotFiles = new Map<number, SnapshotMeta>();
-  private snapshotInProgress = false;
-  /** A log compaction decided after a snapshot, written between two Readies. */
-  private pendingCompaction: { index: LogIndex; term: Term } | undefined;
-  /** Followers a snapshot is being streamed to. */
-  private readonly snapshotSends = new Set<NodeId>();
+  private readonly clock: Clock;
+  private readonly observer: RaftNodeObserver;
+  private readonly knobs: DriverTestingKnobs;
   /** Lease deadlines, kept while leading. */
   readonly leases: LeaseKeeper;
-  private readonly leaseCheckIntervalMs: number;
-  private leaseTimer: NodeJS.Timeout | undefined;
+  private readonly leasePolicy: LeasePolicy;
+  private readonly snapshotManager: SnapshotManager;
+  private readonly proposals = new Proposals();
+  private readonly reads: ReadRounds;
+  private readonly applyWaiters: { index: number; resolve: () => void }[] = [];
   private readonly onEvents: (events: readonly WatchEvent[]) => void;
-  /** When each voter last answered this leader in its term (ms, monotonic). */
-  private readonly lastAck = new Map<NodeId, number>();
-  private leaderSince = 0;
-  /** An `expire` proposal is in flight: no second one until it is answered. */
-  private expiring = false;
-  /** While a new leader loads its leases: the events applied meanwhile, replayed afterwards. */
-  private heldLeaseEvents: WatchEvent[] | undefined;
-  private readonly tickMs: number;
+  private readonly onRestored: (index: LogIndex) => void;
   private readonly onFatal: (err: Error) => void;
+  private readonly tickMs: number;
+  private readonly leaseCheckIntervalMs: number;
 
-  private ticker: NodeJS.Timeout | undefined;
+  private ticker: { cancel(): void } | undefined;
+  private leaseTimer: { cancel(): void } | undefined;
   private running = false;
   private scheduled = false;
   private stopped = false;
-
-  private proposalQueue: PendingProposal[] = [];
-  private readonly proposed = new Map<number, ProposedWaiter>();
-  private readQueue: ReadWaiter[] = [];
-  private readonly readRounds = new Map<string, ReadWaiter[]>();
-  private readonly applyWaiters: { index: number; resolve: () => void }[] = [];
-  /** The highest term known to be on disk. */
+  private idle: (() => void) | undefined;
+  /** The highest term known to be on disk (advanced after every durable write of a hard state). */
   private durableTerm: Term;
 
-  private constructor(opts: RaftNodeOptions, rawNode: RawNode, durableTerm: Term) {
+  private constructor(opts: RaftNodeOptions, rawNode: RawNode, durableTerm: Term, incarnation: number) {
     super();
-    this.durableTerm = durableTerm;
     this.id = opts.id;
     this.rawNode = rawNode;
+    this.durableTerm = durableTerm;
     this.store = opts.store;
     this.sm = opts.stateMachine;
     this.transport = opts.transport;
-    this.snapshots = opts.snapshots;
     this.log = opts.logger;
-    this.snapshotThreshold = opts.snapshotThresholdEntries ?? DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES;
-    this.snapshotTail = opts.snapshotTailEntries ?? DEFAULT_SNAPSHOT_TAIL_ENTRIES;
-    this.chunkBytes = opts.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
+    this.clock = opts.clock ?? systemClock;
+    this.observer = opts.observer ?? {};
+    this.knobs = opts.testingKnobs ?? {};
     this.leases = opts.leases;
-    this.leaseCheckIntervalMs = opts.leaseCheckIntervalMs ?? LEASE_CHECK_INTERVAL_MS;
     this.onEvents = opts.onEvents ?? (() => undefined);
-    this.tickMs = opts.tickMs ?? DEFAULT_TICK_MS;
+    this.onRestored = opts.onRestored ?? (() => undefined);
     this.onFatal = opts.onFatal ?? (() => undefined);
+    this.tickMs = opts.tickMs ?? DEFAULT_TICK_MS;
+    this.leaseCheckIntervalMs = opts.leaseCheckIntervalMs ?? LEASE_CHECK_INTERVAL_MS;
+    this.reads = new ReadRounds(incarnation);
+    this.leasePolicy = new LeasePolicy({
+      id: this.id,
+      rawNode,
+      clock: this.clock,
+      keeper: opts.leases,
+      log: this.log,
+      tickMs: this.tickMs,
+      checkIntervalMs: this.leaseCheckIntervalMs,
+      loadLeases: () => this.sm.leases(),
+      ignoreQuorumAge: this.knobs.ignoreQuorumAge === true,
+      propose: (data) => this.propose(data),
+    });
+    this.snapshotManager = new SnapshotManager({
+      id: this.id,
+      rawNode,
+      store: opts.store,
+      stateMachine: opts.stateMachine,
+      snapshots: opts.snapshots,
+      transport: opts.transport,
+      clock: this.clock,
+      log: this.log,
+      observer: this.observer,
+      thresholdEntries: opts.snapshotThresholdEntries ?? DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES,
+      tailEntries: opts.snapshotTailEntries ?? DEFAULT_SNAPSHOT_TAIL_ENTRIES,
+      chunkBytes: opts.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES,
+      schedule: () => this.schedule(),
+      stopped: () => this.stopped,
+    });
   }
 
   /**
@@ -220,6 +247,7 @@ export class RaftNode extends EventEmitter {
    */
   static async start(opts: RaftNodeOptions): Promise<RaftNode> {
     const { store, stateMachine } = opts;
+    const entropy = opts.entropy ?? systemEntropy;
     await RaftNode.maybeBootstrap(opts);
     const hardState = await store.stable.hardState();
     // Recovery (§7): the latest snapshot, the compaction point, then the log tail after it.
@@ -232,11 +260,12 @@ export class RaftNode extends EventEmitter {
     const first = store.log.firstIndex();
     const last = store.log.lastIndex();
     if (last >= first) storage.append(await store.log.entries(first, logIndex(last + 1)));
-    const seed = randomBytes(4).readUInt32BE(0);
     // The configuration as of the applied index: the replicated membership record, else (a
     // bootstrapped store whose first entries are not applied yet) the bootstrap list.
     const members = await stateMachine.members();
     const known = members.length > 0 ? members : latest ? [] : opts.bootstrap;
+    const { resendEarlyMessages: _a, installSnapshotOnStream: _b, freezeDurableTerm: _c, keepLostReads: _e, skipSync: _f, forgetVotedFor: _g, ignoreQuorumAge: _h, ...coreKnobs } =
+      opts.testingKnobs ?? {};
     const rawNode = new RawNode({
       id: opts.id,
       voters: opts.bootstrap.filter((m) => m.voter).map((m) => nodeId(m.id)),
@@ -248,17 +277,21 @@ export class RaftNode extends EventEmitter {
       applied: logIndex(stateMachine.appliedIndex),
       ...(opts.electionTicks !== undefined ? { electionTicks: opts.electionTicks } : {}),
       ...(opts.heartbeatTicks !== undefined ? { heartbeatTicks: opts.heartbeatTicks } : {}),
-      random: seededRandom(seed),
+      ...(opts.maxSizePerMsgBytes !== undefined ? { maxSizePerMsgBytes: opts.maxSizePerMsgBytes } : {}),
+      ...(opts.maxInflightMsgs !== undefined ? { maxInflightMsgs: opts.maxInflightMsgs } : {}),
+      random: seededRandom(entropy.uint32()),
       preVote: true,
       checkQuorum: true,
+      testingKnobs: coreKnobs,
     });
-    const node = new RaftNode(opts, rawNode, hardState?.currentTerm ?? (0 as Term));
-    if (latest) node.snapshotFiles.set(latest.index, latest);
+    const node = new RaftNode(opts, rawNode, hardState?.currentTerm ?? (0 as Term), entropy.uint32());
+    if (latest) node.snapshotManager.adopt(latest);
     opts.transport.onMessage((m) => node.onMessage(m));
-    opts.transport.onSnapshot((m, chunks) => node.receiveSnapshot(m, chunks));
-    node.ticker = setInterval(() => node.onTick(), node.tickMs);
-    node.leaseTimer = setInterval(() => node.checkLeases(), node.leaseCheckIntervalMs);
-    node.on('role', (ss: { role: string }) => void node.onRoleChange(ss.role));
+    opts.transport.onSnapshot((m, chunks) => node.snapshotManager.receive(m, chunks, (s) => node.stepSnapshot(s)));
+    node.ticker = node.clock.setRepeating(node.tickMs, () => node.onTick());
+    node.leaseTimer = node.clock.setRepeating(node.leaseCheckIntervalMs, () => {
+      if (!node.stopped) node.leasePolicy.check();
+    });
     opts.logger.info(
       { term: hardState?.currentTerm ?? 0, snapshotIndex: latest?.index ?? 0, firstIndex: first, lastIndex: last, applied: stateMachine.appliedIndex },
       'raft node started',
@@ -287,7 +320,7 @@ export class RaftNode extends EventEmitter {
     const batch = store.batch();
     batch.appendEntries(entries);
     batch.setHardState({ currentTerm: 1 as Term, votedFor: NO_NODE, commitIndex: logIndex(entries.length) });
-    await batch.write();
+    await batch.write({ sync: true });
     opts.logger.info({ members: opts.bootstrap.map((m) => m.id) }, 'bootstrapped a new cluster');
   }
 
@@ -302,15 +335,30 @@ export class RaftNode extends EventEmitter {
       this.fatal(err as Error);
       return;
     }
+    // A ReadIndex round unanswered for an election timeout was lost (a dropped request or
+    // answer, a leader gone): its reads are failed so their clients retry now, not at their deadline.
+    if (!this.knobs.keepLostReads) this.reads.expire(this.clock.now() - this.electionTimeoutMs());
     this.schedule();
   }
 
   private onMessage(m: Message): void {
     if (this.stopped) return;
-    // The leader's evidence that a majority still follows it (for lease expiry, etcd 15247).
-    if ((m.type === 'HeartbeatResponse' || m.type === 'AppendEntriesResponse') && m.term === this.rawNode.raft.currentTerm) {
-      this.lastAck.set(m.from, performance.now());
+    if (m.type === 'InstallSnapshot' && !this.knobs.installSnapshotOnStream) {
+      // A snapshot travels only with its payload (`stepSnapshot`); one without is dropped.
+      this.log.warn({ from: m.from, index: m.snapshot.metadata.index }, 'dropping InstallSnapshot that arrived without its payload');
+      return;
     }
+    this.step(m);
+  }
+
+  /** Steps an InstallSnapshot whose payload the snapshot manager has just stored. */
+  private stepSnapshot(m: InstallSnapshot): void {
+    if (this.stopped) return;
+    this.step(m);
+  }
+
+  private step(m: Message): void {
+    this.leasePolicy.observe(m);
     try {
       this.rawNode.step(m);
     } catch (err) {
@@ -331,27 +379,40 @@ export class RaftNode extends EventEmitter {
     if (this.stopped) return Promise.reject(new UnavailableError('node is stopping'));
     const st = this.rawNode.raft;
     if (st.role !== 'leader') return Promise.reject(new NotLeaderError(st.leaderId));
-    if (this.proposalQueue.length >= MAX_PENDING_PROPOSALS) return Promise.reject(new UnavailableError('too many pending proposals'));
-    return new Promise((resolve, reject) => {
-      this.proposalQueue.push({ data, resolve, reject });
-      this.schedule();
-    });
+    const p = this.proposals.enqueue(data);
+    this.schedule();
+    return p;
   }
 
   /**
    * Linearizable read barrier (ReadIndex, thesis §6.4): resolves with an index once this node
    * has applied everything committed when the read arrived, so a read of the local state machine
-   * after it is linearizable. Rejects with {@link UnavailableError} when no leader can confirm it.
+   * after it is linearizable. Rejects with {@link UnavailableError} when no leader confirms it
+   * within an election timeout, or this node does not apply that index within another one (it is
+   * cut off or far behind): the client retries, here or elsewhere, instead of waiting for its
+   * deadline.
    */
   readBarrier(): Promise<LogIndex> {
     if (this.stopped) return Promise.reject(new UnavailableError('node is stopping'));
-    if (this.readQueue.length >= MAX_PENDING_READS) return Promise.reject(new UnavailableError('too many pending reads'));
+    const p = this.reads.enqueue().then((index) => this.waitAppliedWithin(index, this.electionTimeoutMs(), 'this node has not applied the read index within an election timeout (it is behind or cut off from the leader); retry'));
+    this.schedule();
+    return p;
+  }
+
+  /** One (minimum) election timeout, in ms. */
+  private electionTimeoutMs(): number {
+    return this.tickMs * this.rawNode.raft.electionTimeoutTicks;
+  }
+
+  /** Resolves with `index` once applied; rejects with {@link UnavailableError} (`why`) after `ms`. */
+  private waitAppliedWithin(index: LogIndex, ms: number, why: string): Promise<LogIndex> {
+    if (this.sm.appliedIndex >= index || this.knobs.keepLostReads) return this.waitApplied(index).then(() => index);
     return new Promise<LogIndex>((resolve, reject) => {
-      this.readQueue.push({ resolve, reject });
-      this.schedule();
-    }).then(async (index) => {
-      await this.waitApplied(index);
-      return index;
+      const timer = this.clock.setTimer(ms, () => reject(new UnavailableError(why)));
+      void this.waitApplied(index).then(() => {
+        timer.cancel();
+        resolve(index);
+      });
     });
   }
 
@@ -378,7 +439,7 @@ export class RaftNode extends EventEmitter {
       return Promise.reject(err);
     }
     this.schedule();
-    return new Promise((resolve, reject) => this.proposed.set(r.index, { term: r.term, resolve, reject }));
+    return this.proposals.await(r.index, r.term);
   }
 
   /** The term of the entry at `index` if the log still holds it, else the current term. */
@@ -401,9 +462,19 @@ export class RaftNode extends EventEmitter {
     return ok;
   }
 
+  /** When a majority of voters last acknowledged this leader (ms of the node's clock); 0 when not leading. */
+  quorumConfirmedAt(): number {
+    return this.leasePolicy.quorumConfirmedAt();
+  }
+
   /** The core's state. */
   status(): RaftStatus {
     return this.rawNode.status();
+  }
+
+  /** The core itself, read-only by convention: for status pages and the simulator's invariant checks. */
+  get core(): RawNode {
+    return this.rawNode;
   }
 
   /** The leader this node knows of, or '' . */
@@ -421,50 +492,21 @@ export class RaftNode extends EventEmitter {
     return this.sm.appliedIndex;
   }
 
+  /** Whether the node has stopped (by `stop()` or a fatal error). */
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
   // -----------------------------------------------------------------------------------------
   // The Ready loop
 
   private schedule(): void {
     if (this.scheduled || this.running || this.stopped) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.clock.defer(() => {
       this.scheduled = false;
       void this.run();
     });
-  }
-
-  private flushProposals(): void {
-    if (this.proposalQueue.length === 0) return;
-    const raft = this.rawNode.raft;
-    // Thesis §3.10: during a leadership transfer new commands are held, not appended; once the
-    // new leader is known they are handed back (NotLeaderError) for the caller to forward.
-    if (raft.role === 'leader' && raft.leadTransferee !== NO_NODE) return;
-    if (raft.role !== 'leader') {
-      if (raft.leaderId === NO_NODE) return; // wait to learn the new leader (or the caller's deadline)
-      const err = new NotLeaderError(raft.leaderId);
-      for (const p of this.proposalQueue) p.reject(err);
-      this.proposalQueue = [];
-      return;
-    }
-    while (this.proposalQueue.length > 0) {
-      let bytes = 0;
-      let n = 0;
-      while (n < this.proposalQueue.length && n < MAX_PROPOSALS_PER_BATCH && bytes < MAX_PROPOSAL_BATCH_BYTES) {
-        bytes += (this.proposalQueue[n] as PendingProposal).data.byteLength;
-        n++;
-      }
-      const batch = this.proposalQueue.splice(0, n);
-      const { firstIndex, term } = this.rawNode.propose(batch.map((p) => p.data));
-      batch.forEach((p, i) => this.proposed.set(firstIndex + i, { term, resolve: p.resolve, reject: p.reject }));
-    }
-  }
-
-  private flushReads(): void {
-    if (this.readQueue.length === 0) return;
-    const ctx = randomBytes(8);
-    this.readRounds.set(ctx.toString('hex'), this.readQueue);
-    this.readQueue = [];
-    this.rawNode.readIndex(ctx);
   }
 
   private async run(): Promise<void> {
@@ -472,10 +514,11 @@ export class RaftNode extends EventEmitter {
     this.running = true;
     try {
       for (;;) {
-        await this.maybeWriteCompaction();
-        this.maybeStartSnapshot();
-        this.flushProposals();
-        this.flushReads();
+        await this.snapshotManager.maybeWriteCompaction();
+        if (this.stopped) return;
+        this.snapshotManager.maybeStart();
+        this.proposals.flush(this.rawNode);
+        this.reads.flush(this.rawNode, this.clock.now());
         if (!this.rawNode.hasReady()) break;
         await this.handleReady(this.rawNode.ready());
         if (this.stopped) return;
@@ -485,41 +528,58 @@ export class RaftNode extends EventEmitter {
       this.fatal(err as Error);
     } finally {
       this.running = false;
+      this.idle?.();
     }
     // Held proposals (a transfer in progress, no known leader) are looked at again on the next
     // tick or message, not in a busy loop.
-    const raft = this.rawNode.raft;
-    const proposable = this.proposalQueue.length > 0 && raft.role === 'leader' && raft.leadTransferee === NO_NODE;
-    if (proposable || this.readQueue.length > 0 || this.pendingCompaction || this.rawNode.hasReady()) this.schedule();
+    if (this.proposals.proposable(this.rawNode) || this.reads.queued || this.snapshotManager.compactionPending || this.rawNode.hasReady()) this.schedule();
   }
 
   private async handleReady(rd: Ready): Promise<void> {
-    if (rd.snapshot) await this.installSnapshot(rd);
     if (rd.softState) {
       this.log.info({ role: rd.softState.role, leader: rd.softState.leaderId, term: this.rawNode.raft.currentTerm }, 'raft role changed');
+      void this.leasePolicy.onRoleChange(rd.softState.role);
       this.emit('role', rd.softState);
     }
-    // Thesis §10.2.1: a leader may replicate in parallel with its own disk write (it counts
-    // itself toward a majority only once the write is durable, which the core enforces). Only
-    // leader-to-follower messages of a term already durable here go out early; votes and
-    // acknowledgements wait for the write they promise.
+    // 1. Early: a leader's replication traffic of a durable term, in parallel with its write.
     const early: Message[] = [];
     const late: Message[] = [];
+    const snapshots: InstallSnapshot[] = [];
     for (const m of rd.messages) {
-      if (m.type === 'InstallSnapshot') this.sendSnapshot(m);
-      else (sendableBeforePersist(m, this.durableTerm) ? early : late).push(m);
+      if (m.type === 'InstallSnapshot') {
+        snapshots.push(m);
+        if (this.knobs.installSnapshotOnStream) late.push(m);
+      } else (sendableBeforePersist(m, this.durableTerm) ? early : late).push(m);
     }
-    if (early.length > 0) this.transport.send(early);
-    // 1. Persist: hard state, entries and the applied state machine changes, in one synced write.
+    if (early.length > 0) {
+      this.transport.send(early);
+      this.observer.onSent?.(this.id, early.length, true);
+    }
+    // 2. Persist: a snapshot's atomic install, then hard state, entries and the applied state
+    //    machine changes in one write, synced when the Ready must be.
+    if (rd.snapshot) await this.snapshotManager.install(rd);
     const batch = this.store.batch();
-    if (rd.hardState) batch.setHardState(rd.hardState);
+    const hardState = rd.hardState && this.knobs.forgetVotedFor ? { ...rd.hardState, votedFor: NO_NODE } : rd.hardState;
+    if (hardState && !rd.snapshot) batch.setHardState(hardState);
     if (rd.entries.length > 0) batch.appendEntries(rd.entries);
     const results = await this.sm.applyEntries(rd.committedEntries, batch);
-    if (!batch.empty) await batch.write();
+    const sync = rd.mustSync && !this.knobs.skipSync;
+    if (!batch.empty) await batch.write({ sync });
     this.sm.commitApplied(batch);
-    // 2. Send, only now that what the messages promise is durable.
-    if (rd.messages.length > 0) this.transport.send(rd.messages);
-    // Membership changes take effect in Raft and in the transport once applied (etcd's rule).
+    if (rd.hardState && !this.knobs.freezeDurableTerm && rd.hardState.currentTerm > this.durableTerm) this.durableTerm = rd.hardState.currentTerm;
+    this.observer.onPersisted?.(this.id, rd, sync);
+    if (rd.snapshot) {
+      this.proposals.forgetThrough(rd.snapshot.metadata.index);
+      this.onRestored(rd.snapshot.metadata.index);
+    }
+    // 3. Send, only now that what the messages promise is durable; each message exactly once.
+    const rest = this.knobs.resendEarlyMessages ? [...early, ...late] : late;
+    if (rest.length > 0) {
+      this.transport.send(rest);
+      this.observer.onSent?.(this.id, rest.length, false);
+    }
+    for (const m of snapshots) this.snapshotManager.send(m);
+    // 4. Membership changes take effect in Raft and in the transport once applied (etcd's rule).
     for (const e of rd.committedEntries) {
       const r = results.get(e.index);
       if (e.type !== 'config' || r?.type !== 'config') continue;
@@ -531,36 +591,15 @@ export class RaftNode extends EventEmitter {
       this.log.info({ change: r.change, members: r.members.map((m) => `${m.id}${m.voter ? '' : '(learner)'}`) }, 'membership changed');
       this.emit('members', r.members);
     }
+    if (rd.committedEntries.length > 0) this.observer.onApplied?.(this.id, rd.committedEntries);
     // Leases follow the committed writes; watchers see the batch once it is durable.
     const events = this.sm.takeCommittedEvents();
-    if (this.heldLeaseEvents) this.heldLeaseEvents.push(...events);
-    else if (this.leases.active) this.trackLeases(events);
+    this.leasePolicy.onApplied(events);
     this.onEvents(events);
-    // 3. Answer clients.
-    this.completeProposals(rd.committedEntries, results);
-    for (const rs of rd.readStates) this.completeRead(rs.context, rs.index, rs.ok);
+    // 5. Answer clients.
+    this.proposals.complete(rd.committedEntries, results);
+    for (const rs of rd.readStates) this.reads.complete(rs.context, rs.index, rs.ok);
     this.releaseApplyWaiters();
-  }
-
-  private completeProposals(entries: readonly Entry[], results: Map<number, CommandResult>): void {
-    for (const e of entries) {
-      const w = this.proposed.get(e.index);
-      if (!w) continue;
-      this.proposed.delete(e.index);
-      if (e.term === w.term) w.resolve(results.get(e.index));
-      else w.reject(new UnavailableError(`entry ${e.index} was replaced by a new leader (term ${e.term}); retry`));
-    }
-  }
-
-  private completeRead(context: Uint8Array, index: LogIndex, ok: boolean): void {
-    const key = Buffer.from(context).toString('hex');
-    const waiters = this.readRounds.get(key);
-    if (!waiters) return;
-    this.readRounds.delete(key);
-    for (const w of waiters) {
-      if (ok) w.resolve(index);
-      else w.reject(new UnavailableError('no leader could confirm the read; retry'));
-    }
   }
 
   private releaseApplyWaiters(): void {
@@ -572,230 +611,6 @@ export class RaftNode extends EventEmitter {
         w.resolve();
       }
     }
-  }
-
-  // -----------------------------------------------------------------------------------------
-  // Leases (decided by the leader, applied through the log)
-
-  /**
-   * When a majority of voters last acknowledged this leader (ms, monotonic): the quorum-th most
-   * recent acknowledgement, counting this node as now. 0 when not leading.
-   */
-  quorumConfirmedAt(): number {
-    const raft = this.rawNode.raft;
-    if (raft.role !== 'leader') return 0;
-    const now = performance.now();
-    const voters = [...raft.voters()];
-    const times = voters.map((v) => (v === this.id ? now : Math.max(this.lastAck.get(v) ?? 0, this.leaderSince)));
-    times.sort((a, b) => b - a);
-    const q = Math.floor(voters.length / 2) + 1;
-    // Right after taking office the votes just received are the confirmation.
-    return times[q - 1] ?? 0;
-  }
-
-  private async onRoleChange(role: string): Promise<void> {
-    if (role === 'leader') {
-      this.leaderSince = performance.now();
-      this.lastAck.clear();
-      // Writes applied while the lease list loads are held and replayed after it, so none is missed.
-      this.heldLeaseEvents = [];
-      // A new leader gives every lease a fresh full TTL (etcd's rule, issue 2660).
-      const leases = await this.sm.leases();
-      const held = this.heldLeaseEvents;
-      this.heldLeaseEvents = undefined;
-      if (this.rawNode.raft.role === 'leader') {
-        this.leases.becomeLeader(performance.now(), leases);
-        this.trackLeases(held);
-      }
-    } else {
-      this.heldLeaseEvents = undefined;
-      this.leases.stepDown();
-      this.expiring = false;
-    }
-  }
-
-  /** Keeps the leader's lease deadlines in step with the committed writes (their watch events). */
-  private trackLeases(events: readonly WatchEvent[]): void {
-    const now = performance.now();
-    for (const e of events) {
-      const a = e.agent;
-      if (e.type === 'delete' || a.ttlSeconds === 0) this.leases.remove(a.id);
-      else this.leases.upsert({ id: a.id, ttlMs: a.ttlSeconds * 1000, modRevision: a.modRevision }, now);
-    }
-  }
-
-  /**
-   * The leader's periodic lease check: lapsed leases are removed by an `expire` command through
-   * the log, only while a majority confirmed this leader within an election timeout.
-   */
-  private checkLeases(): void {
-    if (this.stopped || !this.leases.active || this.expiring || this.rawNode.raft.role !== 'leader') return;
-    const electionMs = this.tickMs * this.rawNode.raft.electionTimeoutTicks;
-    const lapsed = this.leases.expired(performance.now(), this.quorumConfirmedAt(), {
-      maxQuorumAgeMs: electionMs,
-      maxTickGapMs: Math.max(MAX_LEASE_CHECK_GAP_MS, 3 * this.leaseCheckIntervalMs),
-      maxBatch: MAX_EXPIRE_BATCH,
-    });
-    if (lapsed.length === 0) return;
-    this.expiring = true;
-    const cmd = encodeCommand({ type: 'expire', requestId: `${this.id}:expire:${performance.now().toFixed(0)}`, leases: lapsed.map((l) => ({ id: l.id, modRevision: l.modRevision })) });
-    this.propose(cmd).then(
-      (r) => {
-        this.expiring = false;
-        if (r?.type === 'expire' && r.expired.length > 0) this.log.info({ expired: r.expired, revision: r.revision }, 'leases expired');
-      },
-      (err: unknown) => {
-        this.expiring = false;
-        this.leases.retryPending();
-        this.log.debug({ err }, 'lease expiry not committed; will retry');
-      },
-    );
-  }
-
-  // -----------------------------------------------------------------------------------------
-  // Snapshots and compaction (§7)
-
-  /**
-   * Once `snapshotThresholdEntries` entries were applied since the last snapshot, takes a
-   * consistent view of the state machine (a LevelDB snapshot, at exactly the applied index:
-   * no write is in flight between two Readies) and writes it to a snapshot file in the
-   * background, while applies go on.
-   */
-  private maybeStartSnapshot(): void {
-    if (this.snapshotInProgress) return;
-    const applied = this.sm.appliedIndex;
-    const last = this.rawNode.raft.raftLog.storage.snapshot().metadata.index;
-    if (applied - last < this.snapshotThreshold) return;
-    const index = logIndex(applied);
-    const t = this.rawNode.raft.raftLog.term(index);
-    if (t === undefined) return;
-    const metadata: SnapshotMetadata = { index, term: t, confState: this.rawNode.raft.confState() };
-    const view = this.store.stateMachineView();
-    this.snapshotInProgress = true;
-    const started = performance.now();
-    void (async () => {
-      const sink = this.snapshots.create(metadata);
-      try {
-        for await (const chunk of encodeStatePairs(view.entries(), this.chunkBytes)) await sink.write(chunk);
-        const file = await sink.finish();
-        this.snapshotFiles.set(file.index, file);
-        this.rawNode.setSnapshot(metadata);
-        this.planCompaction(index);
-        this.log.info({ index, term: t, sizeBytes: file.sizeBytes, ms: Math.round(performance.now() - started) }, 'snapshot written');
-        await this.pruneSnapshots();
-      } catch (err) {
-        await sink.abort().catch(() => undefined);
-        this.log.error({ err, index }, 'snapshot failed; will retry');
-      } finally {
-        await view.close().catch(() => undefined);
-        this.snapshotInProgress = false;
-        this.schedule();
-      }
-    })();
-  }
-
-  /**
-   * Decides how far to compact after a snapshot at `index`: keep `snapshotTailEntries` entries,
-   * and never drop an entry after a snapshot still being sent to a follower, so that once it is
-   * installed the follower continues from the log instead of needing yet another snapshot
-   * (a follower whose transfer outlasts the tail would otherwise never catch up).
-   */
-  private planCompaction(index: LogIndex): void {
-    const raft = this.rawNode.raft;
-    let through = index - this.snapshotTail;
-    if (raft.role === 'leader') {
-      for (const [id, pr] of raft.prs) if (id !== this.id && pr.state === 'snapshot') through = Math.min(through, pr.pendingSnapshot);
-    }
-    if (through <= raft.raftLog.storage.compactedTo().index) return;
-    const t = this.rawNode.compact(logIndex(through));
-    this.pendingCompaction = { index: logIndex(through), term: t };
-    this.schedule();
-  }
-
-  private async maybeWriteCompaction(): Promise<void> {
-    const c = this.pendingCompaction;
-    if (!c) return;
-    this.pendingCompaction = undefined;
-    const batch = this.store.batch();
-    batch.compactLog(c.index, c.term);
-    await batch.write();
-    this.log.info({ through: c.index, firstIndex: this.store.log.firstIndex() }, 'log compacted');
-  }
-
-  private async pruneSnapshots(): Promise<void> {
-    await this.snapshots.prune(SNAPSHOTS_RETAINED);
-    const keep = [...this.snapshotFiles.keys()].sort((a, b) => b - a).slice(0, SNAPSHOTS_RETAINED);
-    for (const k of this.snapshotFiles.keys()) if (!keep.includes(k)) this.snapshotFiles.delete(k);
-  }
-
-  /** Streams the snapshot file an InstallSnapshot names to its follower; reports the outcome to Raft. */
-  private sendSnapshot(m: InstallSnapshot): void {
-    const to = m.to;
-    const file = this.snapshotFiles.get(m.snapshot.metadata.index);
-    if (!file || this.snapshotSends.has(to)) {
-      if (!file) this.rawNode.reportSnapshot(to, false);
-      return;
-    }
-    this.snapshotSends.add(to);
-    const started = performance.now();
-    this.transport.sendSnapshot(m, this.snapshots.read(file, this.chunkBytes)).then(
-      () => {
-        this.log.info({ to, index: file.index, sizeBytes: file.sizeBytes, ms: Math.round(performance.now() - started) }, 'snapshot sent');
-        this.afterSnapshotSend(to, true);
-      },
-      (err: unknown) => {
-        this.log.warn({ to, index: file.index, err }, 'snapshot send failed; will retry');
-        this.afterSnapshotSend(to, false);
-      },
-    );
-  }
-
-  private afterSnapshotSend(to: NodeId, ok: boolean): void {
-    this.snapshotSends.delete(to);
-    if (this.stopped) return;
-    this.rawNode.reportSnapshot(to, ok);
-    this.schedule();
-  }
-
-  /**
-   * A snapshot arrives from the leader: its payload is written to a local snapshot file first;
-   * only then does the InstallSnapshot step into Raft, which decides whether to install it.
-   */
-  private async receiveSnapshot(m: InstallSnapshot, chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    if (this.stopped) throw new UnavailableError('node is stopping');
-    const sink = this.snapshots.create(m.snapshot.metadata);
-    try {
-      for await (const chunk of chunks) await sink.write(chunk);
-      const file = await sink.finish();
-      this.snapshotFiles.set(file.index, file);
-    } catch (err) {
-      await sink.abort().catch(() => undefined);
-      throw err;
-    }
-    this.onMessage(m);
-  }
-
-  /**
-   * Installs the snapshot of a Ready (§7, Figure 13 steps 6-8): the state machine is replaced
-   * from the snapshot file and the log reset to end at its index, in one atomic switch; a crash
-   * before it leaves the previous state and log.
-   */
-  private async installSnapshot(rd: Ready): Promise<void> {
-    const meta = (rd.snapshot as Snapshot).metadata;
-    const file = this.snapshotFiles.get(meta.index);
-    if (!file) throw new Error(`snapshot ${meta.index} to install is not on disk`);
-    const started = performance.now();
-    await this.store.installStateMachine(decodeStatePairs(this.snapshots.read(file, this.chunkBytes)), (batch) => {
-      batch.resetLog(meta.index, meta.term);
-      if (rd.hardState) batch.setHardState(rd.hardState);
-    });
-    this.sm.discardStaged();
-    await this.sm.open();
-    if (this.sm.appliedIndex !== meta.index) {
-      throw new Error(`installed snapshot ${meta.index} but the state machine says applied ${this.sm.appliedIndex}`);
-    }
-    this.log.info({ index: meta.index, term: meta.term, sizeBytes: file.sizeBytes, ms: Math.round(performance.now() - started) }, 'snapshot installed');
-    await this.pruneSnapshots();
   }
 
   private fatal(err: Error): void {
@@ -812,18 +627,12 @@ export class RaftNode extends EventEmitter {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.ticker) clearInterval(this.ticker);
-    if (this.leaseTimer) clearInterval(this.leaseTimer);
-    this.leases.stepDown();
+    this.ticker?.cancel();
+    this.leaseTimer?.cancel();
+    this.leasePolicy.stop();
     const err = new UnavailableError('node is stopping');
-    for (const p of this.proposalQueue) p.reject(err);
-    this.proposalQueue = [];
-    for (const w of this.proposed.values()) w.reject(err);
-    this.proposed.clear();
-    for (const w of this.readQueue) w.reject(err);
-    this.readQueue = [];
-    for (const ws of this.readRounds.values()) for (const w of ws) w.reject(err);
-    this.readRounds.clear();
-    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    this.proposals.rejectAll(err);
+    this.reads.rejectAll(err);
+    if (this.running) await new Promise<void>((resolve) => (this.idle = resolve));
   }
 }

@@ -166,28 +166,53 @@ export class WatchHub {
     // and accepted after the history, revisions already replayed being dropped.
     this.watchers.add(w);
     try {
-      let from = start;
-      for (;;) {
-        const page = await this.sm.eventsSince(from, WATCH_HISTORY_PAGE_EVENTS);
-        if (from < page.oldestRevision && from <= page.lastRevision) {
-          throw new WatchError('out_of_range', `revision ${from} is compacted; the oldest revision kept is ${page.oldestRevision}`, page.oldestRevision);
-        }
-        w.accept(page.events);
-        if (w.closed) break;
-        if (page.events.length < WATCH_HISTORY_PAGE_EVENTS) {
-          // Everything up to the applied index read here is delivered or filtered.
-          w.nextRevision = Math.max(w.nextRevision, page.lastRevision + 1);
-          break;
-        }
-        from = w.nextRevision;
-      }
-      w.live = true;
-      w.accept(w.held.splice(0, w.held.length));
+      await this.catchUp(w);
     } catch (err) {
       w.close();
       throw err;
     }
     return () => w.close();
+  }
+
+  /**
+   * Replays the kept history from the watcher's next revision, then makes it live with what was
+   * held meanwhile. Throws {@link WatchError} `out_of_range` when the history no longer reaches
+   * back that far.
+   */
+  private async catchUp(w: Watcher): Promise<void> {
+    let from = w.nextRevision;
+    for (;;) {
+      const page = await this.sm.eventsSince(from, WATCH_HISTORY_PAGE_EVENTS);
+      if (from < page.oldestRevision && from <= page.lastRevision) {
+        throw new WatchError('out_of_range', `revision ${from} is compacted; the oldest revision kept is ${page.oldestRevision}`, page.oldestRevision);
+      }
+      w.accept(page.events);
+      if (w.closed) return;
+      if (page.events.length < WATCH_HISTORY_PAGE_EVENTS) {
+        // Everything up to the applied index read here is delivered or filtered.
+        w.nextRevision = Math.max(w.nextRevision, page.lastRevision + 1);
+        break;
+      }
+      from = w.nextRevision;
+    }
+    w.live = true;
+    w.accept(w.held.splice(0, w.held.length));
+  }
+
+  /**
+   * The state machine was replaced by a snapshot from the leader: the revisions between what the
+   * watchers saw and the snapshot were never applied here one by one, so every live watcher goes
+   * back to the history (carried by the snapshot) and catches up from its next revision; one the
+   * history no longer reaches is ended with `out_of_range`.
+   */
+  resync(): void {
+    for (const w of this.watchers) {
+      if (!w.live || w.closed) continue;
+      w.live = false;
+      this.catchUp(w).catch((err: unknown) => {
+        w.close(err instanceof WatchError ? err : new WatchError('unavailable', `watch could not catch up after a snapshot: ${String(err)}; resume`));
+      });
+    }
   }
 
   /** Ends every watch (node shutdown). */

@@ -1,0 +1,143 @@
+/**
+ * The gRPC front end of the client API: `registry.v1.Registry` and `registry.v1.Cluster` as
+ * thin adapters over {@link RegistryApi} (validation, forwarding, consistency and errors live
+ * there, once), and {@link GrpcLeaderLink}, the gRPC way a follower reaches its leader.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../log.js';
+import type { Member } from '../registry/types.js';
+import { BackupError } from '../server/backup.js';
+import { budgetFrom, type CallContext, type ForwardedCalls, type ForwardedMethod, type LeaderLink, type RegistryApi } from './handlers.js';
+import { ClusterGrpcClient, RegistryGrpcClient, type ClusterHandlers, type RegistryHandlers } from './registry-proto.js';
+import { ApiError, Code, toApiError } from './status.js';
+
+/** Metadata key marking a request forwarded by a follower: the receiver never forwards it again. */
+export const FORWARDED_METADATA_KEY = 'x-registry-forwarded-by';
+
+/** The {@link CallContext} of a gRPC call: its deadline as a budget, and the forwarding mark. */
+function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): CallContext {
+  const d = call.getDeadline();
+  const at = d instanceof Date ? d.getTime() : typeof d === 'number' ? d : Number.POSITIVE_INFINITY;
+  const by = call.metadata.get(FORWARDED_METADATA_KEY)[0];
+  return {
+    budgetMs: budgetFrom(Number.isFinite(at) ? at - Date.now() : undefined),
+    ...(typeof by === 'string' && by !== '' ? { forwardedBy: by } : {}),
+  };
+}
+
+/** An {@link ApiError} as a gRPC status. */
+function toGrpcError(err: ApiError): Partial<grpc.ServiceError> {
+  return { code: err.code as number as grpc.status, details: err.message };
+}
+
+function unary<Req, Res>(log: Logger, body: (req: Req, call: CallContext) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    body(call.request, contextOf(call)).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toGrpcError(toApiError(err, log)) as grpc.ServiceError),
+    );
+  };
+}
+
+/** Handlers for `registry.v1.Registry` over `api`. */
+export function registryHandlers(api: RegistryApi, log: Logger): RegistryHandlers {
+  return {
+    Register: unary(log, (req, call) => api.register(req, call)),
+    Deregister: unary(log, (req, call) => api.deregister(req, call)),
+    Get: unary(log, (req, call) => api.get(req, call)),
+    Find: unary(log, (req, call) => api.find(req, call)),
+    Heartbeat: unary(log, (req, call) => api.heartbeat(req, call)),
+    Watch: (call) => {
+      const fail = (err: ApiError): void => {
+        if (!call.cancelled) call.destroy(Object.assign(new Error(err.message), toGrpcError(err)));
+      };
+      api
+        .watch(call.request, {
+          write: (e) => call.write(e),
+          onDrain: (resume) => call.once('drain', resume),
+          fail,
+        })
+        .then(
+          (cancel) => {
+            call.on('cancelled', cancel);
+            call.on('close', cancel);
+            if (call.cancelled) cancel();
+          },
+          (err: unknown) => fail(toApiError(err, log)),
+        );
+    },
+  };
+}
+
+/** Handlers for `registry.v1.Cluster` over `api`. */
+export function clusterHandlers(api: RegistryApi, log: Logger): ClusterHandlers {
+  return {
+    Status: unary(log, async () => api.status()),
+    TransferLeadership: unary(log, (req, call) => api.transferLeadership(req, call)),
+    AddMember: unary(log, (req, call) => api.addMember(req, call)),
+    RemoveMember: unary(log, (req, call) => api.removeMember(req, call)),
+    PromoteMember: unary(log, (req, call) => api.promoteMember(req, call)),
+    Snapshot: (call) => {
+      void (async () => {
+        const chunks = api.backup();
+        try {
+          for await (const chunk of chunks) {
+            if (call.cancelled) return;
+            if (!call.write({ data: chunk })) await new Promise((r) => call.once('drain', r));
+          }
+          call.end();
+        } catch (err) {
+          const e = err instanceof BackupError ? new ApiError(Code.FAILED_PRECONDITION, err.message) : toApiError(err, log);
+          call.destroy(Object.assign(new Error(e.message), toGrpcError(e)));
+        } finally {
+          await chunks.return(undefined);
+        }
+      })();
+    },
+  };
+}
+
+/** Which service each forwarded call belongs to. */
+const SERVICE_OF: Record<ForwardedMethod, 'registry' | 'cluster'> = {
+  Register: 'registry',
+  Deregister: 'registry',
+  Heartbeat: 'registry',
+  AddMember: 'cluster',
+  RemoveMember: 'cluster',
+  PromoteMember: 'cluster',
+  TransferLeadership: 'cluster',
+};
+
+/** {@link LeaderLink} over gRPC: one client per leader address and service, kept until `close`. */
+export class GrpcLeaderLink implements LeaderLink {
+  private readonly clients = new Map<string, grpc.Client>();
+
+  /** {@inheritDoc LeaderLink.call} */
+  call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string): Promise<ForwardedCalls[M][1]> {
+    const service = SERVICE_OF[method];
+    const key = `${service} ${to.address}`;
+    let client = this.clients.get(key);
+    if (!client) {
+      client = service === 'registry'
+        ? new RegistryGrpcClient(to.address, grpc.credentials.createInsecure())
+        : new ClusterGrpcClient(to.address, grpc.credentials.createInsecure());
+      this.clients.set(key, client);
+    }
+    const md = new grpc.Metadata();
+    md.set(FORWARDED_METADATA_KEY, from);
+    type Method = (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: ForwardedCalls[M][1]) => void) => void;
+    const fn = (client as unknown as Record<string, Method>)[method] as Method;
+    return new Promise((resolve, reject) => {
+      fn.call(client, request, md, { deadline: Date.now() + budgetMs }, (err, value) => {
+        if (err) reject(new ApiError((err.code as number as Code) ?? Code.UNKNOWN, err.details || err.message));
+        else resolve(value);
+      });
+    });
+  }
+
+  /** {@inheritDoc LeaderLink.close} */
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}

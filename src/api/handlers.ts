@@ -1,0 +1,577 @@
+/**
+ * The client API handlers, written once for every front end (gRPC today; the simulator calls
+ * them directly): `registry.v1.Registry` and `registry.v1.Cluster` in their wire shapes.
+ *
+ * Every node accepts every call:
+ * - Writes (Register, Deregister, Heartbeat, membership changes, leader transfer) are proposed on
+ *   the leader. A follower forwards the request to the leader it knows over a
+ *   {@link LeaderLink}, then (for Register and Deregister) waits until it has applied the write
+ *   itself, so a client that reads from the same node right after sees its write.
+ * - Linearizable reads (the default) pass a ReadIndex barrier (thesis §6.4) and are then served
+ *   from this node's state machine; serializable reads are served locally at once.
+ *
+ * Errors are {@link ApiError}s: `INVALID_ARGUMENT` naming the field; `NOT_FOUND`;
+ * `FAILED_PRECONDITION` for a failed condition; `UNAVAILABLE` when there is no leader or quorum,
+ * or a write's entry was lost to a leader change (safe to retry); `DEADLINE_EXCEEDED` when the
+ * request did not complete within its budget (outcome unknown for writes); `INTERNAL` for
+ * anything else (logged).
+ */
+import type { Logger } from '../log.js';
+import { nodeId, type NodeId } from '../raft/types.js';
+import { encodeCommand } from '../registry/commands.js';
+import type { RegistryStateMachine } from '../registry/state-machine.js';
+import type { Agent, Command, CommandResult, Member, MemberChange } from '../registry/types.js';
+import { ValidationError, validateHealth, validateId, validateSession, validateTtlSeconds } from '../registry/validation.js';
+import { backupStream } from '../server/backup.js';
+import { sleep, type Clock } from '../server/ports.js';
+import { NotLeaderError, UnavailableError } from '../server/proposals.js';
+import type { RaftNode } from '../server/raft-node.js';
+import { WatchError, type WatchHub } from '../server/watch-hub.js';
+import type { NodeStore } from '../storage/types.js';
+import {
+  agentToWire,
+  consistencyFromWire,
+  findQueryFromWire,
+  specFromWire,
+  statusToWire,
+  type AddMemberRequest,
+  type DeregisterRequest,
+  type DeregisterResponse,
+  type FindRequest,
+  type FindResponse,
+  type GetRequest,
+  type GetResponse,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type MemberListResponse,
+  type PromoteMemberRequest,
+  type RegisterRequest,
+  type RegisterResponse,
+  type RemoveMemberRequest,
+  type StatusResponse,
+  type TransferLeadershipRequest,
+  type TransferLeadershipResponse,
+  type WatchRequest,
+  type WireAgent,
+  type WireWatchEvent,
+} from './registry-proto.js';
+import { ApiError, Code, toApiError } from './status.js';
+
+/** Longest a request waits for commit, apply or a read barrier when the client set no deadline, in ms. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/** Longest budget a request may ask for, in ms (a deadline further out is cut to this). */
+export const MAX_REQUEST_TIMEOUT_MS = 6 * DEFAULT_REQUEST_TIMEOUT_MS;
+/** Longest id_prefix, capability or kind filter of a watch, in characters. */
+export const MAX_WATCH_FILTER_CHARS = 256;
+/** A learner is promoted only when it is at most this many entries behind the leader's log. */
+export const PROMOTE_MAX_LAG_ENTRIES = 1_000;
+/** Longest `host:port` accepted for a member address, in characters. */
+export const MAX_ADDRESS_CHARS = 256;
+/** How often a leadership transfer or a catching-up learner is looked at again, in ms. */
+export const TRANSFER_POLL_MS = 20;
+
+/** How one call reached this node. */
+export interface CallContext {
+  /** Time left for the call, in ms (the client's deadline, else {@link DEFAULT_REQUEST_TIMEOUT_MS}). */
+  readonly budgetMs: number;
+  /** The node that forwarded this request, if any: it is never forwarded again. */
+  readonly forwardedBy?: string;
+}
+
+/** The budget of a call whose client set `deadlineInMs` (ms from now; undefined or infinite: none). */
+export function budgetFrom(deadlineInMs: number | undefined): number {
+  if (deadlineInMs === undefined || !Number.isFinite(deadlineInMs)) return DEFAULT_REQUEST_TIMEOUT_MS;
+  return Math.max(0, Math.min(deadlineInMs, MAX_REQUEST_TIMEOUT_MS));
+}
+
+/** Requests and responses of the calls a follower forwards to its leader. */
+export interface ForwardedCalls {
+  Register: [RegisterRequest, RegisterResponse];
+  Deregister: [DeregisterRequest, DeregisterResponse];
+  Heartbeat: [HeartbeatRequest, HeartbeatResponse];
+  AddMember: [AddMemberRequest, MemberListResponse];
+  RemoveMember: [RemoveMemberRequest, MemberListResponse];
+  PromoteMember: [PromoteMemberRequest, MemberListResponse];
+  TransferLeadership: [TransferLeadershipRequest, TransferLeadershipResponse];
+}
+
+/** The name of a call a follower forwards. */
+export type ForwardedMethod = keyof ForwardedCalls;
+
+/**
+ * How a follower reaches its leader's API (a port: gRPC clients in production, the simulated
+ * network in the simulator). The request arrives marked as forwarded by `from`.
+ */
+export interface LeaderLink {
+  /**
+   * Calls `method` on member `to`; resolves with its response, rejects with an {@link ApiError}
+   * carrying the leader's status (or `UNAVAILABLE` / `DEADLINE_EXCEEDED` when it cannot be
+   * reached within `budgetMs`).
+   */
+  call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string): Promise<ForwardedCalls[M][1]>;
+  /** Closes every connection. */
+  close(): void;
+}
+
+/** Where a watch's events go (the front end's stream). */
+export interface WatchStream {
+  /** Writes one event; returns false when the consumer is full (back-pressure). */
+  write(e: WireWatchEvent): boolean;
+  /** Calls `resume` once the consumer has room again. */
+  onDrain(resume: () => void): void;
+  /** Ends the stream with an error. */
+  fail(err: ApiError): void;
+}
+
+/** What the handlers need from the node. */
+export interface ApiContext {
+  readonly id: NodeId;
+  /** The node's store, for backups. */
+  readonly store: NodeStore;
+  /** Serves watches from this node's applied state. */
+  readonly watchHub: WatchHub;
+  readonly raft: RaftNode;
+  readonly stateMachine: RegistryStateMachine;
+  /** The cluster's members as this node knows them (replicated membership record). */
+  readonly members: () => readonly Member[];
+  readonly clock: Clock;
+  readonly leaderLink: LeaderLink;
+  readonly logger: Logger;
+  /**
+   * Shortest lease accepted, in seconds (default `MIN_TTL_SECONDS`, right for the default
+   * timing). It must exceed two election timeouts and a heartbeat, or a failover could expire a
+   * live agent.
+   */
+  readonly minLeaseTtlSeconds?: number;
+}
+
+/** Checks an optional revision (uint64 on the wire; 0 = none), naming `field`. */
+function validateRevision(value: unknown, field: string): number {
+  const n = Number(value ?? 0);
+  if (!Number.isSafeInteger(n) || n < 0) throw new ValidationError(field, 'must be a non-negative integer');
+  return n;
+}
+
+/** Checks a `host:port` address, naming `field` in the error. */
+function validateAddress(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ADDRESS_CHARS || !/^[^\s:]+(:[^\s:]+)*:\d{1,5}$/.test(value)) {
+    throw new ValidationError(field, 'must be host:port');
+  }
+  const port = Number(value.slice(value.lastIndexOf(':') + 1));
+  if (port < 1 || port > 65535) throw new ValidationError(field, 'port must be 1-65535');
+  return value;
+}
+
+/** A failed compare-and-set, as FAILED_PRECONDITION with the current revision. */
+function conflictError(r: Extract<CommandResult, { type: 'conflict' }>): ApiError {
+  return new ApiError(Code.FAILED_PRECONDITION, `${r.reason}; current revision ${r.currentRevision}`);
+}
+
+/** The registry's client API on one node. */
+export class RegistryApi {
+  private readonly log: Logger;
+  private requestSeq = 0;
+
+  constructor(private readonly ctx: ApiContext) {
+    this.log = ctx.logger;
+  }
+
+  /** Runs `body` and turns what it throws into an {@link ApiError}. */
+  private async guard<T>(body: () => Promise<T>): Promise<T> {
+    try {
+      return await body();
+    } catch (err) {
+      throw toApiError(err, this.log);
+    }
+  }
+
+  /** `p`, or `DEADLINE_EXCEEDED` after `ms` milliseconds of the node's clock. */
+  private withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const t = this.ctx.clock.setTimer(ms, () => reject(new ApiError(Code.DEADLINE_EXCEEDED, `${what} did not complete within ${Math.round(ms)} ms`)));
+      p.then(
+        (v) => {
+          t.cancel();
+          resolve(v);
+        },
+        (e: unknown) => {
+          t.cancel();
+          reject(e);
+        },
+      );
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // registry.v1.Registry
+
+  /** `Registry.Register`: create or replace one agent (with a lease, or conditionally). */
+  register(req: RegisterRequest, call: CallContext): Promise<RegisterResponse> {
+    return this.guard(async () => {
+      const spec = specFromWire(req.agent, 'agent');
+      const session = validateSession(req.client_id, req.sequence);
+      const ttlSeconds = validateTtlSeconds(req.ttl_seconds ?? 0, 'ttl_seconds', this.ctx.minLeaseTtlSeconds);
+      const health = validateHealth(req.agent?.health ?? 'HEALTH_UNSPECIFIED', 'agent.health');
+      const expectedRevision = validateRevision(req.expected_revision, 'expected_revision');
+      const createOnly = Boolean(req.create_only);
+      const cmd: Command = {
+        type: 'register',
+        requestId: this.nextRequestId(),
+        agent: spec,
+        ...(session ? { session } : {}),
+        ...(ttlSeconds > 0 ? { ttlSeconds } : {}),
+        ...(health !== 'unspecified' ? { health } : {}),
+        ...(expectedRevision > 0 ? { expectedRevision } : {}),
+        ...(createOnly ? { createOnly } : {}),
+      };
+      const wire: RegisterRequest = {
+        agent: req.agent,
+        client_id: session?.clientId ?? '',
+        sequence: session?.sequence ?? 0,
+        ttl_seconds: ttlSeconds,
+        expected_revision: expectedRevision,
+        create_only: createOnly,
+      };
+      return this.write('Register', wire, cmd, call, (result) => {
+        if (result?.type === 'conflict') throw conflictError(result);
+        if (result?.type !== 'register') return undefined;
+        return { agent: this.toWire(result.agent), revision: result.revision };
+      });
+    });
+  }
+
+  /** `Registry.Deregister`: remove one agent (conditionally with `expected_revision`). */
+  deregister(req: DeregisterRequest, call: CallContext): Promise<DeregisterResponse> {
+    return this.guard(async () => {
+      const id = validateId(req.id, 'id');
+      const session = validateSession(req.client_id, req.sequence);
+      const expectedRevision = validateRevision(req.expected_revision, 'expected_revision');
+      const cmd: Command = { type: 'deregister', requestId: this.nextRequestId(), id, ...(session ? { session } : {}), ...(expectedRevision > 0 ? { expectedRevision } : {}) };
+      const wire: DeregisterRequest = { id, client_id: session?.clientId ?? '', sequence: session?.sequence ?? 0, expected_revision: expectedRevision };
+      return this.write('Deregister', wire, cmd, call, (result) => {
+        if (result?.type === 'conflict') throw conflictError(result);
+        if (result?.type !== 'deregister') return undefined;
+        return { deleted: result.deleted, revision: result.revision };
+      });
+    });
+  }
+
+  /** `Registry.Get`: one agent; `NOT_FOUND` when absent. */
+  get(req: GetRequest, call: CallContext): Promise<GetResponse> {
+    return this.guard(async () => {
+      const id = validateId(req.id, 'id');
+      const revision = await this.readBarrier(consistencyFromWire(req.consistency), call);
+      const agent = await this.ctx.stateMachine.get(id);
+      if (!agent) throw new ApiError(Code.NOT_FOUND, `agent ${JSON.stringify(id)} not found`);
+      return { agent: this.toWire(agent), revision: Math.max(revision, agent.modRevision) };
+    });
+  }
+
+  /** `Registry.Find`: one page of the agents matching every filter, ordered by id. */
+  find(req: FindRequest, call: CallContext): Promise<FindResponse> {
+    return this.guard(async () => {
+      const { query, consistency } = findQueryFromWire(req);
+      const revision = await this.readBarrier(consistency, call);
+      const page = await this.ctx.stateMachine.find(query);
+      return { agents: page.agents.map((a) => this.toWire(a)), next_page_token: page.nextPageToken, revision };
+    });
+  }
+
+  /**
+   * `Registry.Heartbeat`: renews a lease on the leader (a follower forwards it there). Renewals
+   * stay in the leader's memory; only a change of health is written to the log.
+   */
+  heartbeat(req: HeartbeatRequest, call: CallContext): Promise<HeartbeatResponse> {
+    return this.guard(async () => {
+      const id = validateId(req.id, 'id');
+      const health = validateHealth(req.health ?? 'HEALTH_UNSPECIFIED', 'health');
+      const forwarded = await this.forwardIfFollower('Heartbeat', { id, health: req.health ?? 0 }, call, false);
+      if (forwarded) return forwarded;
+      const raft = this.ctx.raft;
+      const ttlMs = raft.leases.renew(id, this.ctx.clock.now());
+      if (ttlMs === undefined) {
+        const agent = await this.ctx.stateMachine.get(id);
+        if (!agent) throw new ApiError(Code.NOT_FOUND, `agent ${JSON.stringify(id)} is not registered (or its lease expired): register again`);
+        if (agent.ttlSeconds === 0) throw new ApiError(Code.FAILED_PRECONDITION, `agent ${JSON.stringify(id)} has no lease (registered with ttl_seconds 0)`);
+        throw new UnavailableError('the leader is loading its leases; retry');
+      }
+      if (health !== 'unspecified') {
+        const agent = await this.ctx.stateMachine.get(id);
+        if (agent && agent.health !== health) {
+          await this.proposeAndWait({ type: 'setHealth', requestId: this.nextRequestId(), id, health }, call);
+        }
+      }
+      return { ttl_seconds: Math.round(ttlMs / 1000) };
+    });
+  }
+
+  /**
+   * `Registry.Watch`: streams this node's applied changes from `start_revision` (see
+   * `watch-hub.ts`) into `stream`. Resolves with a function that ends the watch once it is live;
+   * rejects with `INVALID_ARGUMENT`, `OUT_OF_RANGE` (history compacted) or `RESOURCE_EXHAUSTED`.
+   * A watch cut off later (too slow, node stopping) ends through `stream.fail`.
+   */
+  watch(req: WatchRequest, stream: WatchStream): Promise<() => void> {
+    return this.guard(async () => {
+      const start = Number(req.start_revision ?? 0);
+      if (!Number.isSafeInteger(start) || start < 0) throw new ValidationError('start_revision', 'must be a non-negative integer');
+      for (const [field, v] of [['id_prefix', req.id_prefix], ['capability', req.capability], ['kind', req.kind]] as const) {
+        if (v !== undefined && (typeof v !== 'string' || v.length > MAX_WATCH_FILTER_CHARS)) throw new ValidationError(field, `must be at most ${MAX_WATCH_FILTER_CHARS} characters`);
+      }
+      const filter = { idPrefix: req.id_prefix ?? '', capability: req.capability ?? '', kind: req.kind ?? '' };
+      try {
+        return await this.ctx.watchHub.watch(start, filter, {
+          send: (e) =>
+            stream.write({
+              type: e.type === 'put' ? 'EVENT_TYPE_PUT' : 'EVENT_TYPE_DELETE',
+              agent: this.toWire(e.agent),
+              revision: e.revision,
+              expired: e.expired,
+            }),
+          onDrain: (resume) => stream.onDrain(resume),
+          fail: (err) => stream.fail(watchErrorToApi(err)),
+        });
+      } catch (err) {
+        if (err instanceof WatchError) throw watchErrorToApi(err);
+        throw err;
+      }
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // registry.v1.Cluster
+
+  /** `Cluster.Status`: this node's view of the cluster. */
+  status(): StatusResponse {
+    const st = this.ctx.raft.status();
+    const members = this.ctx.members().map((m) => ({ id: m.id, address: m.address, voter: m.voter }));
+    return statusToWire({
+      nodeId: this.ctx.id,
+      leaderId: st.leaderId,
+      term: st.currentTerm,
+      commitIndex: st.commitIndex,
+      appliedIndex: this.ctx.raft.appliedIndex,
+      role: st.role,
+      members,
+      snapshotIndex: st.snapshotIndex,
+      firstIndex: st.firstIndex,
+    });
+  }
+
+  /**
+   * `Cluster.AddMember` (thesis §4.1/§4.2.1): the new member joins as a learner and, unless it
+   * should stay one, is promoted once it has caught up, so it never counts for quorum before it
+   * holds the log.
+   */
+  addMember(req: AddMemberRequest, call: CallContext): Promise<MemberListResponse> {
+    return this.guard(async () => {
+      const id = validateId(req.id, 'id');
+      const address = validateAddress(req.address, 'address');
+      const learner = Boolean(req.learner);
+      const forwarded = await this.forwardIfFollower('AddMember', { id, address, learner }, call, false);
+      if (forwarded) return forwarded;
+      if (this.ctx.members().some((m) => m.id === id)) throw new ApiError(Code.ALREADY_EXISTS, `member ${JSON.stringify(id)} already exists`);
+      const res = await this.changeMembers({ type: 'addLearner', nodeId: id, address }, call);
+      if (learner) return res;
+      await this.waitCaughtUp(id, call);
+      return this.changeMembers({ type: 'addVoter', nodeId: id, address }, call);
+    });
+  }
+
+  /** `Cluster.RemoveMember`: removes a member; a removed leader hands over and steps down. */
+  removeMember(req: RemoveMemberRequest, call: CallContext): Promise<MemberListResponse> {
+    return this.guard(async () => {
+      const id = validateId(req.id, 'id');
+      const forwarded = await this.forwardIfFollower('RemoveMember', { id }, call, false);
+      if (forwarded) return forwarded;
+      const members = this.ctx.members();
+      const m = members.find((x) => x.id === id);
+      if (!m) throw new ApiError(Code.NOT_FOUND, `member ${JSON.stringify(id)} not found`);
+      if (m.voter && members.filter((x) => x.voter).length === 1) {
+        throw new ApiError(Code.FAILED_PRECONDITION, `cannot remove ${id}: it is the last voter`);
+      }
+      return this.changeMembers({ type: 'removeNode', nodeId: id, address: '' }, call);
+    });
+  }
+
+  /** `Cluster.PromoteMember`: makes a caught-up learner a voter. */
+  promoteMember(req: PromoteMemberRequest, call: CallContext): Promise<MemberListResponse> {
+    return this.guard(async () => {
+      const id = validateId(req.id, 'id');
+      const forwarded = await this.forwardIfFollower('PromoteMember', { id }, call, false);
+      if (forwarded) return forwarded;
+      const m = this.ctx.members().find((x) => x.id === id);
+      if (!m) throw new ApiError(Code.NOT_FOUND, `member ${JSON.stringify(id)} not found`);
+      if (m.voter) throw new ApiError(Code.FAILED_PRECONDITION, `${id} is already a voter`);
+      const rep = this.ctx.raft.replicationOf(id);
+      if (!rep || rep.lastIndex - rep.matchIndex > PROMOTE_MAX_LAG_ENTRIES) {
+        throw new ApiError(Code.FAILED_PRECONDITION, `${id} is ${rep ? rep.lastIndex - rep.matchIndex : 'an unknown number of'} entries behind; promote it once it has caught up`);
+      }
+      return this.changeMembers({ type: 'addVoter', nodeId: id, address: m.address }, call);
+    });
+  }
+
+  /**
+   * `Cluster.TransferLeadership` (thesis §3.10): on the leader, starts the transfer and waits
+   * until the target leads; on a follower, forwards to the leader.
+   */
+  transferLeadership(req: TransferLeadershipRequest, call: CallContext): Promise<TransferLeadershipResponse> {
+    return this.guard(async () => {
+      const target = validateId(req.target_id, 'target_id');
+      if (!this.ctx.members().some((m) => m.id === target && m.voter)) throw new ValidationError('target_id', `${JSON.stringify(target)} is not a voting member`);
+      const raft = this.ctx.raft;
+      if (raft.leaderId === target) return { leader_id: target, term: raft.status().currentTerm };
+      const forwarded = await this.forwardIfFollower('TransferLeadership', { target_id: target }, call, false);
+      if (forwarded) return forwarded;
+      if (!raft.transferLeadership(nodeId(target))) throw new UnavailableError(`cannot transfer leadership to ${target} now; retry`);
+      const until = this.ctx.clock.now() + call.budgetMs;
+      while (this.ctx.clock.now() < until) {
+        const st = raft.status();
+        if (st.leaderId === target) return { leader_id: target, term: st.currentTerm };
+        if (st.role === 'leader' && st.leadTransferee === '') {
+          // The core aborted the transfer (it did not finish within an election timeout).
+          throw new UnavailableError(`leadership transfer to ${target} was aborted; retry`);
+        }
+        await sleep(this.ctx.clock, TRANSFER_POLL_MS);
+      }
+      throw new ApiError(Code.DEADLINE_EXCEEDED, `leadership transfer to ${target} did not finish within ${call.budgetMs} ms`);
+    });
+  }
+
+  /**
+   * `Cluster.Snapshot`: a consistent backup of this node's state machine (see `backup.ts`), as
+   * chunks; the view it reads is released when the iteration ends or is abandoned with `return`.
+   */
+  async *backup(): AsyncGenerator<Uint8Array> {
+    const view = this.ctx.store.stateMachineView();
+    try {
+      yield* backupStream(view, this.ctx.id, (i) => this.ctx.raft.termAt(i));
+    } finally {
+      await view.close().catch(() => undefined);
+    }
+  }
+
+  /** Ends every watch and closes the links used to forward writes. */
+  close(): void {
+    this.ctx.watchHub.closeAll();
+    this.ctx.leaderLink.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Shared steps
+
+  /** An agent for the wire, with its lease deadline as this node sees it (the leader's view; 0 elsewhere). */
+  private toWire(agent: Agent): WireAgent {
+    const w = agentToWire(agent);
+    const deadline = agent.ttlSeconds > 0 ? this.ctx.raft.leases.deadlineOf(agent.id) : undefined;
+    const clock = this.ctx.clock;
+    return { ...w, lease_expires_unix_ms: deadline === undefined ? 0 : Math.round(clock.wallNow() + (deadline - clock.now())) };
+  }
+
+  /** Proposes one membership change on the leader and answers with the membership after it. */
+  private async changeMembers(change: MemberChange, call: CallContext): Promise<MemberListResponse> {
+    const result = await this.withTimeout(this.ctx.raft.proposeMemberChange(change), call.budgetMs, 'membership change');
+    if (result?.type !== 'config') throw new ApiError(Code.INTERNAL, 'membership change produced no result');
+    return { members: result.members.map((m) => ({ id: m.id, address: m.address, voter: m.voter })), revision: result.revision };
+  }
+
+  /** Waits until the leader has replicated to `id` within {@link PROMOTE_MAX_LAG_ENTRIES} of its log. */
+  private async waitCaughtUp(id: string, call: CallContext): Promise<void> {
+    const until = this.ctx.clock.now() + call.budgetMs;
+    while (this.ctx.clock.now() < until) {
+      const rep = this.ctx.raft.replicationOf(id);
+      if (!rep) throw new UnavailableError('leadership changed while the new member was catching up; it stays a learner');
+      if (rep.lastIndex - rep.matchIndex <= PROMOTE_MAX_LAG_ENTRIES) return;
+      await sleep(this.ctx.clock, TRANSFER_POLL_MS);
+    }
+    throw new ApiError(Code.DEADLINE_EXCEEDED, `${id} did not catch up in time; it stays a learner (PromoteMember later)`);
+  }
+
+  /**
+   * Waits for a linearizable read to be safe on this node and returns the revision it reads
+   * at; serializable reads return the local applied index at once.
+   */
+  private async readBarrier(consistency: 'linearizable' | 'serializable', call: CallContext): Promise<number> {
+    if (consistency === 'serializable') return this.ctx.raft.appliedIndex;
+    await this.withTimeout(this.ctx.raft.readBarrier(), call.budgetMs, 'linearizable read');
+    return this.ctx.raft.appliedIndex;
+  }
+
+  private nextRequestId(): string {
+    return `${this.ctx.id}:${++this.requestSeq}`;
+  }
+
+  /**
+   * A write from any node: forwarded when this node is a follower, proposed when it leads. If
+   * leadership moves away before the command is proposed (a transfer, an election), the write
+   * is handed to the new leader once: it was never in the log, so this cannot apply it twice.
+   */
+  private async write<M extends 'Register' | 'Deregister'>(
+    method: M,
+    wire: ForwardedCalls[M][0],
+    cmd: Command,
+    call: CallContext,
+    toResponse: (r: CommandResult | undefined) => ForwardedCalls[M][1] | undefined,
+  ): Promise<ForwardedCalls[M][1]> {
+    for (let attempt = 0; ; attempt++) {
+      const forwarded = await this.forwardIfFollower(method, wire, call, true);
+      if (forwarded) return forwarded;
+      try {
+        const res = toResponse(await this.proposeAndWait(cmd, call));
+        if (res === undefined) {
+          throw new ApiError(Code.FAILED_PRECONDITION, 'sequence was already used by a different write of this client_id');
+        }
+        return res;
+      } catch (e) {
+        if (e instanceof NotLeaderError && e.leaderId !== '' && attempt === 0) continue;
+        throw e;
+      }
+    }
+  }
+
+  private proposeAndWait(cmd: Command, call: CallContext): Promise<CommandResult | undefined> {
+    return this.withTimeout(this.ctx.raft.propose(encodeCommand(cmd)), call.budgetMs, 'write');
+  }
+
+  /**
+   * On a follower, sends the call to the leader and, with `waitForApply`, waits once answered
+   * until this node has applied it too (read-your-writes on this node). Returns undefined on
+   * the leader (the caller handles the call itself).
+   */
+  private async forwardIfFollower<M extends ForwardedMethod>(
+    method: M,
+    request: ForwardedCalls[M][0],
+    call: CallContext,
+    waitForApply: boolean,
+  ): Promise<ForwardedCalls[M][1] | undefined> {
+    const raft = this.ctx.raft;
+    if (raft.isLeader) return undefined;
+    if (call.forwardedBy !== undefined) {
+      throw new UnavailableError(`${this.ctx.id} is not the leader (request was forwarded here by ${call.forwardedBy}); retry`);
+    }
+    const leader = raft.leaderId;
+    if (!leader) throw new UnavailableError('no leader is known; retry');
+    const member = this.ctx.members().find((m) => m.id === leader);
+    if (!member) throw new UnavailableError(`leader ${leader} has no known address; retry`);
+    const started = this.ctx.clock.now();
+    const res = await this.ctx.leaderLink.call(member, method, request, call.budgetMs, this.ctx.id);
+    if (waitForApply) {
+      const revision = Number((res as { revision?: unknown }).revision ?? 0);
+      const left = Math.max(0, call.budgetMs - (this.ctx.clock.now() - started));
+      await this.withTimeout(raft.waitApplied(revision), left, 'local apply of the forwarded write');
+    }
+    return res;
+  }
+}
+
+/** A watch that ended early, as an API status. */
+function watchErrorToApi(err: WatchError): ApiError {
+  switch (err.kind) {
+    case 'out_of_range':
+      return new ApiError(Code.OUT_OF_RANGE, err.message);
+    case 'resource_exhausted':
+      return new ApiError(Code.RESOURCE_EXHAUSTED, err.message);
+    case 'unavailable':
+      return new ApiError(Code.UNAVAILABLE, err.message);
+  }
+}

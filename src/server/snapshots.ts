@@ -1,0 +1,245 @@
+/**
+ * Snapshots in the node loop (§7, Figures 12 and 13): making them from the state machine,
+ * compacting the log behind them, streaming them to followers that need compacted entries, and
+ * receiving and installing them.
+ *
+ * - Making: once `thresholdEntries` entries were applied since the last snapshot, a point-in-time
+ *   view of the state machine (at exactly the applied index: no write is in flight between two
+ *   Readies) is written to a snapshot file in the background while applies go on.
+ * - Compaction: keep `tailEntries` behind the snapshot, and never drop an entry after a snapshot
+ *   still being sent (a follower whose transfer outlasts the tail would otherwise never catch up:
+ *   Consul issue 9609). The compaction is written between two Readies, synced.
+ * - Sending: an `InstallSnapshot` of a Ready is streamed, with its payload, on the transport's
+ *   snapshot stream only — never on the ordinary peer stream — and the outcome is reported to the
+ *   core (etcd's `ReportSnapshot`).
+ * - Receiving: the payload is written to a local snapshot file first; only then does the message
+ *   step into the core, which decides whether to install it. An `InstallSnapshot` that arrives
+ *   without a payload this node holds is dropped (the leader retries): peer input never stops a
+ *   node.
+ * - Installing: the state machine is replaced from the file and the log reset to end at the
+ *   snapshot's index, in one atomic switch; a crash before it leaves the previous state and log.
+ */
+import type { Logger } from '../log.js';
+import { logIndex, type InstallSnapshot, type LogIndex, type NodeId, type RawNode, type Ready, type Snapshot, type SnapshotMetadata, type Term } from '../raft/index.js';
+import type { RegistryStateMachine } from '../registry/state-machine.js';
+import { decodeStatePairs, encodeStatePairs } from '../storage/snapshot-codec.js';
+import type { NodeStore, SnapshotMeta, SnapshotStore } from '../storage/types.js';
+import type { SnapshotTransport } from '../transport/types.js';
+import type { Clock, RaftNodeObserver } from './ports.js';
+import { UnavailableError } from './proposals.js';
+
+/** Default: snapshot the state machine once this many entries were applied since the last one. */
+export const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES = 10_000;
+/** Default: entries kept in the log behind a snapshot, so a briefly lagging follower catches up from the log. */
+export const DEFAULT_SNAPSHOT_TAIL_ENTRIES = 5_000;
+/** Snapshot files kept on disk (the newest and the one before, which a transfer may still read). */
+export const SNAPSHOTS_RETAINED = 2;
+
+/** What the snapshot manager needs from the node. */
+export interface SnapshotContext {
+  readonly id: NodeId;
+  readonly rawNode: RawNode;
+  readonly store: NodeStore;
+  readonly stateMachine: RegistryStateMachine;
+  readonly snapshots: SnapshotStore;
+  readonly transport: SnapshotTransport;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly observer: RaftNodeObserver;
+  /** Applied entries between snapshots. */
+  readonly thresholdEntries: number;
+  /** Entries kept behind a snapshot. */
+  readonly tailEntries: number;
+  /** Chunk size of snapshot files and transfers, in bytes. */
+  readonly chunkBytes: number;
+  /** Asks the node loop for another turn. */
+  readonly schedule: () => void;
+  /** Whether the node has stopped. */
+  readonly stopped: () => boolean;
+}
+
+/** The snapshot side of one node; see the module comment. */
+export class SnapshotManager {
+  /** Snapshot files this node holds, by index (the newest few). */
+  private readonly files = new Map<number, SnapshotMeta>();
+  private making = false;
+  /** A log compaction decided after a snapshot, written between two Readies. */
+  private pendingCompaction: { index: LogIndex; term: Term } | undefined;
+  /** Followers a snapshot is being streamed to. */
+  private readonly sending = new Set<NodeId>();
+
+  constructor(private readonly ctx: SnapshotContext) {}
+
+  /** Records a snapshot file found on disk at start. */
+  adopt(file: SnapshotMeta): void {
+    this.files.set(file.index, file);
+  }
+
+  /** Whether this node holds the payload of the snapshot at `index`. */
+  holds(index: number): boolean {
+    return this.files.has(index);
+  }
+
+  /** Whether a compaction waits to be written. */
+  get compactionPending(): boolean {
+    return this.pendingCompaction !== undefined;
+  }
+
+  /**
+   * Starts writing a snapshot of the state machine in the background, once
+   * `thresholdEntries` entries were applied since the last one. Call it between two Readies.
+   */
+  maybeStart(): void {
+    if (this.making) return;
+    const { rawNode, stateMachine } = this.ctx;
+    const applied = stateMachine.appliedIndex;
+    const last = rawNode.raft.raftLog.storage.snapshot().metadata.index;
+    if (applied - last < this.ctx.thresholdEntries) return;
+    const index = logIndex(applied);
+    const t = rawNode.raft.raftLog.term(index);
+    if (t === undefined) return;
+    const metadata: SnapshotMetadata = { index, term: t, confState: rawNode.raft.confState() };
+    const view = this.ctx.store.stateMachineView();
+    this.making = true;
+    const started = this.ctx.clock.now();
+    void (async () => {
+      const sink = this.ctx.snapshots.create(metadata);
+      try {
+        for await (const chunk of encodeStatePairs(view.entries(), this.ctx.chunkBytes)) await sink.write(chunk);
+        const file = await sink.finish();
+        if (this.ctx.stopped()) return;
+        this.files.set(file.index, file);
+        // A snapshot installed from the leader meanwhile may be newer: then this one is only a file.
+        if (rawNode.raft.raftLog.storage.snapshot().metadata.index < index && index <= rawNode.raft.raftLog.applied) {
+          rawNode.setSnapshot(metadata);
+          this.ctx.observer.onSnapshotTaken?.(this.ctx.id, metadata);
+          this.planCompaction(index);
+        }
+        this.ctx.log.info({ index, term: t, sizeBytes: file.sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot written');
+        await this.prune();
+      } catch (err) {
+        await sink.abort().catch(() => undefined);
+        if (!this.ctx.stopped()) this.ctx.log.error({ err, index }, 'snapshot failed; will retry');
+      } finally {
+        await view.close().catch(() => undefined);
+        this.making = false;
+        this.ctx.schedule();
+      }
+    })();
+  }
+
+  /**
+   * Decides how far to compact after a snapshot at `index`: keep `tailEntries` entries, and
+   * never drop an entry after a snapshot still being sent to a follower.
+   */
+  private planCompaction(index: LogIndex): void {
+    const raft = this.ctx.rawNode.raft;
+    let through = index - this.ctx.tailEntries;
+    if (raft.role === 'leader') {
+      for (const [id, pr] of raft.prs) if (id !== this.ctx.id && pr.state === 'snapshot') through = Math.min(through, pr.pendingSnapshot);
+    }
+    if (through <= raft.raftLog.storage.compactedTo().index) return;
+    const t = this.ctx.rawNode.compact(logIndex(through));
+    this.pendingCompaction = { index: logIndex(through), term: t };
+    this.ctx.schedule();
+  }
+
+  /** Writes a pending compaction, synced (it must outlast every unsynced apply before it). */
+  async maybeWriteCompaction(): Promise<void> {
+    const c = this.pendingCompaction;
+    if (!c) return;
+    this.pendingCompaction = undefined;
+    // A snapshot from the leader may have reset the log past it since it was planned.
+    if (c.index < this.ctx.store.log.firstIndex()) return;
+    const batch = this.ctx.store.batch();
+    batch.compactLog(c.index, c.term);
+    await batch.write({ sync: true });
+    this.ctx.observer.onCompacted?.(this.ctx.id, c.index);
+    this.ctx.log.debug({ through: c.index, firstIndex: this.ctx.store.log.firstIndex() }, 'log compacted');
+  }
+
+  private async prune(): Promise<void> {
+    await this.ctx.snapshots.prune(SNAPSHOTS_RETAINED);
+    const keep = [...this.files.keys()].sort((a, b) => b - a).slice(0, SNAPSHOTS_RETAINED);
+    for (const k of this.files.keys()) if (!keep.includes(k)) this.files.delete(k);
+  }
+
+  /** Streams the snapshot file an InstallSnapshot names to its follower; reports the outcome to the core. */
+  send(m: InstallSnapshot): void {
+    const to = m.to;
+    const file = this.files.get(m.snapshot.metadata.index);
+    if (!file) {
+      this.ctx.rawNode.reportSnapshot(to, false);
+      return;
+    }
+    if (this.sending.has(to)) return;
+    this.sending.add(to);
+    const started = this.ctx.clock.now();
+    this.ctx.transport.sendSnapshot(m, this.ctx.snapshots.read(file, this.ctx.chunkBytes)).then(
+      () => {
+        this.ctx.log.info({ to, index: file.index, sizeBytes: file.sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot sent');
+        this.afterSend(to, true);
+      },
+      (err: unknown) => {
+        this.ctx.log.warn({ to, index: file.index, err }, 'snapshot send failed; will retry');
+        this.afterSend(to, false);
+      },
+    );
+  }
+
+  private afterSend(to: NodeId, ok: boolean): void {
+    this.sending.delete(to);
+    if (this.ctx.stopped()) return;
+    this.ctx.rawNode.reportSnapshot(to, ok);
+    this.ctx.schedule();
+  }
+
+  /**
+   * A snapshot's payload arrives from the leader: written to a local snapshot file, after which
+   * `step` hands the InstallSnapshot to the core. Rejects (failing the transfer on the sender's
+   * side) when the node is stopping or the payload cannot be stored.
+   */
+  async receive(m: InstallSnapshot, chunks: AsyncIterable<Uint8Array>, step: (m: InstallSnapshot) => void): Promise<void> {
+    if (this.ctx.stopped()) throw new UnavailableError('node is stopping');
+    this.ctx.log.info({ from: m.from, index: m.snapshot.metadata.index, term: m.snapshot.metadata.term }, 'receiving snapshot');
+    const sink = this.ctx.snapshots.create(m.snapshot.metadata);
+    try {
+      for await (const chunk of chunks) await sink.write(chunk);
+      const file = await sink.finish();
+      this.files.set(file.index, file);
+    } catch (err) {
+      await sink.abort().catch(() => undefined);
+      throw err;
+    }
+    if (this.ctx.stopped()) throw new UnavailableError('node is stopping');
+    step(m);
+  }
+
+  /**
+   * Installs the snapshot of a Ready (§7, Figure 13 steps 6-8): the state machine is replaced
+   * from the snapshot file and the log reset to end at its index, with the Ready's hard state, in
+   * one atomic switch. Throws when the file is not held (the node only steps an InstallSnapshot
+   * whose payload it holds, so this is a local fault) or the installed state disagrees with it.
+   */
+  async install(rd: Ready): Promise<void> {
+    const meta = (rd.snapshot as Snapshot).metadata;
+    const file = this.files.get(meta.index);
+    if (!file) throw new Error(`snapshot ${meta.index} to install is not on disk`);
+    const started = this.ctx.clock.now();
+    const sm = this.ctx.stateMachine;
+    await this.ctx.store.installStateMachine(decodeStatePairs(this.ctx.snapshots.read(file, this.ctx.chunkBytes)), (batch) => {
+      batch.resetLog(meta.index, meta.term);
+      if (rd.hardState) batch.setHardState(rd.hardState);
+    });
+    // A compaction planned before this install is covered by it.
+    if (this.pendingCompaction && this.pendingCompaction.index <= meta.index) this.pendingCompaction = undefined;
+    sm.discardStaged();
+    await sm.open();
+    if (sm.appliedIndex !== meta.index) {
+      throw new Error(`installed snapshot ${meta.index} but the state machine says applied ${sm.appliedIndex}`);
+    }
+    this.ctx.observer.onSnapshotInstalled?.(this.ctx.id, meta);
+    this.ctx.log.info({ index: meta.index, term: meta.term, sizeBytes: file.sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot installed');
+    await this.prune();
+  }
+}
