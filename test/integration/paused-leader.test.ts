@@ -12,20 +12,26 @@ import type { AgentSpec } from '../../src/registry/types.js';
 
 const spec = (version: string): AgentSpec => ({ id: 'paused', name: 'paused', kind: 'service', version, description: '', capabilities: [], endpoints: {}, labels: {} });
 
-/** One Get on one node, no retries: its answer or its status code. */
-function getOnce(address: string, consistency: 'CONSISTENCY_LINEARIZABLE' | 'CONSISTENCY_SERIALIZABLE'): Promise<{ version?: string; code?: number }> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  return new Promise<{ version?: string; code?: number }>((resolve) => {
+/** Rounds of pause, new leader, write, resume and read. */
+const ROUNDS = 3;
+
+/**
+ * One Get on one node, no retries, over `client` (a connection opened before the node was
+ * paused, so the request waits in the node's socket and is read as soon as it resumes): its
+ * answer, or its status code and message.
+ */
+function getOnce(client: grpc.Client, consistency: 'CONSISTENCY_LINEARIZABLE' | 'CONSISTENCY_SERIALIZABLE'): Promise<{ version?: string; code?: number; details?: string }> {
+  return new Promise((resolve) => {
     client.makeUnaryRequest(
       RegistryService.Get.path,
       RegistryService.Get.requestSerialize,
       RegistryService.Get.responseDeserialize,
       { id: 'paused', consistency },
       new grpc.Metadata(),
-      { deadline: Date.now() + 5_000 },
-      (err, res?: GetResponse) => resolve(err ? { code: err.code } : { version: res?.agent?.version ?? '' }),
+      { deadline: Date.now() + 10_000 },
+      (err, res?: GetResponse) => resolve(err ? { code: err.code, details: err.details } : { version: res?.agent?.version ?? '' }),
     );
-  }).finally(() => client.close());
+  });
 }
 
 describe('a paused and resumed leader', () => {
@@ -42,30 +48,45 @@ describe('a paused and resumed leader', () => {
   });
 
   it('never answers a linearizable read with data older than a write the new leader acknowledged', async () => {
-    const old = await cluster.waitForLeader();
+    // Across processes the resumed leader reads the new leader's messages queued in its sockets
+    // before it gets to the read, so it has usually stepped down by then; the case where the read
+    // meets a leader that still believes it leads is forced, and asserted, in the simulator
+    // (test/sim/scenarios.test.ts, "a paused leader").
     const client = cluster.client();
-    await client.register(spec('v1'));
-    const proc = cluster.procs.get(old);
-    proc?.kill('SIGSTOP');
-    try {
-      const rest = cluster.ids.filter((id) => id !== old);
-      await cluster.waitForLeader(rest, 20_000);
-      const others = cluster.client(rest);
-      await others.register(spec('v2'));
-      others.close();
-    } finally {
-      proc?.kill('SIGCONT');
+    for (let round = 0; round < ROUNDS; round++) {
+      const old = await cluster.waitForLeader();
+      const before = `v${round}a`;
+      const after = `v${round}b`;
+      await client.register(spec(before));
+      const direct = new grpc.Client(cluster.addresses.get(old) as string, grpc.credentials.createInsecure());
+      try {
+        // Connected (and answered) while running, so the read below can wait in its socket.
+        expect((await getOnce(direct, 'CONSISTENCY_SERIALIZABLE')).version).toBe(before);
+        const proc = cluster.procs.get(old);
+        proc?.kill('SIGSTOP');
+        let read: Promise<{ version?: string; code?: number; details?: string }>;
+        try {
+          const rest = cluster.ids.filter((id) => id !== old);
+          await cluster.waitForLeader(rest, 20_000);
+          const others = cluster.client(rest);
+          await others.register(spec(after));
+          others.close();
+          // Asked while it is stopped: read as soon as it wakes.
+          read = getOnce(direct, 'CONSISTENCY_LINEARIZABLE');
+        } finally {
+          proc?.kill('SIGCONT');
+        }
+        const lin = await read;
+        if (lin.code === undefined) expect(lin.version).toBe(after);
+        else expect(lin.code).toBe(grpc.status.UNAVAILABLE);
+      } finally {
+        direct.close();
+      }
+      // Once it has caught up it serves the new value.
+      const onOld = cluster.client([old]);
+      expect((await onOld.get('paused')).agent.version).toBe(after);
+      onOld.close();
     }
-    // Right after it resumes, the old leader still believes it leads.
-    const address = cluster.addresses.get(old) as string;
-    const lin = await getOnce(address, 'CONSISTENCY_LINEARIZABLE');
-    if (lin.code === undefined) expect(lin.version).toBe('v2');
-    else expect(lin.code).toBe(grpc.status.UNAVAILABLE);
-    // Once it has caught up it serves the new value.
-    const client2 = cluster.client([old]);
-    const later = await client2.get('paused');
-    expect(later.agent.version).toBe('v2');
-    client2.close();
     client.close();
-  }, 60_000);
+  }, 180_000);
 });

@@ -11,6 +11,7 @@
  *   current configuration hold that entry (a removed node or a learner never makes a majority).
  * - `commitIndex` never decreases during a node's life, and never below what it persisted;
  *   `lastApplied <= commitIndex`; a persisted `votedFor` never changes within a term.
+ * - No entry is applied twice by a node, unless a power loss took its unsynced applies.
  */
 import type { Entry, HardState, NodeId, Term } from '../../src/raft/index.js';
 import { logIndex } from '../../src/raft/index.js';
@@ -18,6 +19,11 @@ import { SafetyViolation, type Simulation } from './simulator.js';
 
 function fail(msg: string): never {
   throw new SafetyViolation(msg);
+}
+
+/** Entry data as text, for comparing what two nodes applied. */
+function dataOf(e: Entry): string {
+  return Buffer.from(e.data).toString('base64');
 }
 
 /** Watches a {@link Simulation} and throws {@link SafetyViolation} when a property breaks. */
@@ -47,19 +53,28 @@ export class InvariantChecker {
     this.sim = sim;
   }
 
-  /** A node replaced its state by a snapshot: its applied index jumps; nothing to check here. */
-  onInstallSnapshot(_id: NodeId, _index: number): void {}
-
-  onCrash(id: NodeId): void {
-    this.commitSeen.delete(id);
-    this.leaderLogs.delete(id);
+  /** A node replaced its state by a snapshot: its applied index jumps to the snapshot's. */
+  onInstallSnapshot(id: NodeId, index: number): void {
+    this.appliedThrough.set(id, Math.max(this.appliedThrough.get(id) ?? 0, index));
   }
 
-  onRestart(id: NodeId): void {
+  /** node → the highest index it applied since its last power loss (a process restart keeps what it applied). */
+  private readonly appliedThrough = new Map<NodeId, number>();
+
+  /** A node went down; after a power loss it may apply again what it had applied (unsynced). */
+  onCrash(id: NodeId, kind: 'power' | 'process'): void {
+    this.commitSeen.delete(id);
+    this.leaderLogs.delete(id);
+    if (kind === 'power') this.appliedThrough.delete(id);
+  }
+
+  /** A node started again: its commitIndex must not be below what it persisted (`hs`). */
+  onRestart(id: NodeId, hs: HardState | undefined): void {
     const n = this.sim.get(id);
-    const persisted = n.disk.hardState?.commitIndex ?? 0;
-    if (n.node.raft.raftLog.committed < persisted) fail(`${id} restarted with commitIndex below its persisted ${persisted}`);
-    this.commitSeen.set(id, n.node.raft.raftLog.committed);
+    const persisted = hs?.commitIndex ?? 0;
+    const committed = n.node.core.raft.raftLog.committed;
+    if (committed < persisted) fail(`${id} restarted with commitIndex ${committed} below its persisted ${persisted}`);
+    this.commitSeen.set(id, committed);
   }
 
   /** A node's hard state reached its disk: votedFor must not change within a term. */
@@ -77,12 +92,15 @@ export class InvariantChecker {
     byTerm.set(hs.currentTerm, hs.votedFor);
   }
 
-  /** State Machine Safety, checked at every apply. */
+  /** State Machine Safety, and nothing applied twice by a node whose applied state survived, checked at every apply. */
   onApply(id: NodeId, e: Entry): void {
-    const data = new TextDecoder().decode(e.data);
+    const through = this.appliedThrough.get(id) ?? 0;
+    if (e.index <= through) fail(`${id} applied ${e.index} again (it had applied through ${through} and lost nothing since)`);
+    this.appliedThrough.set(id, e.index);
+    const data = dataOf(e);
     const prev = this.applied.get(e.index);
     if (prev && (prev.term !== e.term || prev.data !== data)) {
-      fail(`State Machine Safety: ${id} applied ${e.index}/${e.term} "${data}" but another node applied ${e.index}/${prev.term} "${prev.data}"`);
+      fail(`State Machine Safety: ${id} applied ${e.index}/${e.term} but another node applied a different entry ${e.index}/${prev.term}`);
     }
     if (!prev) this.applied.set(e.index, { term: e.term, data });
   }
@@ -91,13 +109,14 @@ export class InvariantChecker {
   private holds(id: NodeId, index: number, t: number): boolean {
     const n = this.sim.nodes.get(id);
     if (!n) return false;
-    if (n.up) {
-      const log = n.node.raft.raftLog;
+    if (n.up && n.raft) {
+      const log = n.raft.core.raft.raftLog;
       if (index < log.firstIndex()) return true;
       return log.term(logIndex(index)) === t;
     }
-    if (index <= n.disk.compacted.index) return true;
-    return n.disk.entries[index - n.disk.compacted.index - 1]?.term === t;
+    const store = n.disk.store;
+    if (index <= store.compactedIndex) return true;
+    return store.termAt(index) === t;
   }
 
   /** Checks every invariant over the current state. */
@@ -105,20 +124,20 @@ export class InvariantChecker {
     const up = this.sim.upNodes();
     const logs = new Map<NodeId, number[]>();
     for (const n of up) {
-      const log = n.node.raft.raftLog;
+      const raft = n.node.core.raft;
+      const log = raft.raftLog;
       const terms: number[] = [0];
       const last = log.lastIndex();
       for (let i = 1; i <= last; i++) terms.push(log.term(logIndex(i)) ?? -1);
       logs.set(n.id, terms);
 
-      const raft = n.node.raft;
       const commit = log.committed;
       // commitIndex monotonic within a life; lastApplied <= commitIndex.
       const seen = this.commitSeen.get(n.id) ?? 0;
       if (commit < seen) fail(`${n.id} commitIndex went back from ${seen} to ${commit}`);
       this.commitSeen.set(n.id, commit);
       if (log.applied > commit) fail(`${n.id} lastApplied ${log.applied} > commitIndex ${commit}`);
-      if (n.appliedIndex > commit) fail(`${n.id} applied ${n.appliedIndex} entries but commitIndex is ${commit}`);
+      if (n.node.appliedIndex > commit) fail(`${n.id} applied ${n.node.appliedIndex} entries but commitIndex is ${commit}`);
 
       // Record committed entries; two nodes must agree on them.
       for (let i = 1; i <= commit; i++) {

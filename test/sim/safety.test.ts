@@ -1,79 +1,70 @@
 /**
- * The Raft core under generated faults, with snapshots and log compaction every few entries and
- * membership changes (add voter, add learner, remove) proposed during the faults: fast-check drives the deterministic simulator through
- * thousands of schedules on 3- and 5-node clusters; every safety invariant is checked after
- * every simulated event, liveness after healing, and linearizability of the client history.
+ * The node loop that ships, under generated faults: fast-check drives the deterministic
+ * simulator (production `RaftNode`s, registry state machines and API handlers on simulated
+ * disks, network and time) through schedules on 3- and 5-node clusters, with snapshots and
+ * compaction every few entries, membership changes and leadership transfers, crashes at any
+ * await of the loop, power losses, pauses and stalled disks. Every safety invariant is checked
+ * after every event; liveness, equal state machines and complete watches after healing; and
+ * linearizability of the client history (writes, compare-and-set, gets and finds).
  *
- * `SIM_RUNS` (schedules per cluster size and profile) and `SIM_SEED` replay or lengthen a run:
- * `npm run test:sim -- --runs 20000 --seed 42`.
+ * `SIM_RUNS` (schedules per cluster size and profile) and `SIM_SEED` lengthen a run or explore
+ * other schedules (`npm run test:sim -- --runs 20000 --seed 42`); `SIM_PATH` with the seed a
+ * failure printed replays its shrunk counterexample at once (`--seed S --path P`). Without a
+ * seed the suite runs {@link DEFAULT_SEED}, so every CI run checks the same schedules.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { arbRun, explain, runSchedule, type SimProfile, type SimRun } from './schedule.js';
-import type { SimBugs } from './simulator.js';
+import { arbRun, explain, runSchedule, type RunStats, type SimProfile, type SimRun } from './schedule.js';
 
 /** Schedules per (cluster size, profile): 4 combinations, so 4x this many in all. */
-const RUNS = Number(process.env.SIM_RUNS ?? 1000);
-const SEED = process.env.SIM_SEED === undefined ? undefined : Number(process.env.SIM_SEED);
-/** Schedules a deliberate bug may take to be found before its test fails. */
-const TEETH_BUDGET_RUNS = 3000;
+const RUNS = Number(process.env.SIM_RUNS ?? 300);
+/** The fast-check seed of a CI run (fixed: a failure in CI replays anywhere). */
+const DEFAULT_SEED = 20261201;
+const SEED = process.env.SIM_SEED === undefined ? DEFAULT_SEED : Number(process.env.SIM_SEED);
+const PATH = process.env.SIM_PATH;
 
-/** Snapshots installed across the property runs of this file (coverage of §7 InstallSnapshot). */
-let installs = 0;
-/** Membership changes applied across the property runs (coverage of §4.1). */
-let confChanges = 0;
+/** Sums of the coverage counters over one test's runs (each test keeps its own). */
+type Coverage = { -readonly [K in keyof RunStats]: number } & { runs: number };
 
-function property(nodes: 3 | 5, profile: SimProfile, bugs?: SimBugs): fc.IProperty<[SimRun]> {
-  return fc.property(arbRun(nodes, profile), (run) => {
-    const r = runSchedule(run, bugs);
-    installs += r.snapshotsInstalled ?? 0;
-    confChanges += r.confChanges ?? 0;
-    return r.ok;
-  });
+function emptyCoverage(): Coverage {
+  return { runs: 0, snapshotsInstalled: 0, confChanges: 0, powerCrashes: 0, pauses: 0, snapshotCuts: 0, earlySendsAfterFirstTerm: 0, readsTimedOut: 0, events: 0, snapshotsTaken: 0, writesOk: 0, readsOk: 0 };
 }
 
-describe('safety under generated fault schedules', () => {
+describe('safety of the shipped node loop under generated fault schedules', () => {
   for (const nodes of [3, 5] as const) {
-    for (const profile of ['mixed', 'churn'] as const) {
-      it(`${nodes} nodes, ${profile} faults: every invariant holds, every acknowledged write survives, histories are linearizable`, () => {
-        const result = fc.check(property(nodes, profile), { numRuns: RUNS, ...(SEED !== undefined ? { seed: SEED } : {}) });
+    for (const profile of ['mixed', 'churn'] as const satisfies readonly SimProfile[]) {
+      it(`${nodes} nodes, ${profile} faults: every invariant holds, every acknowledged write survives, histories are linearizable`, async () => {
+        const coverage = emptyCoverage();
+        const result = await fc.check(
+          fc.asyncProperty(arbRun(nodes, profile), async (run) => {
+            const r = await runSchedule(run);
+            if (r.stats) {
+              coverage.runs++;
+              for (const k of Object.keys(r.stats) as (keyof RunStats)[]) coverage[k] += r.stats[k];
+            }
+            return r.ok;
+          }),
+          { numRuns: RUNS, seed: SEED, ...(PATH !== undefined ? { path: PATH } : {}) },
+        );
         if (result.failed) {
           const run = result.counterexample?.[0] as SimRun;
-          expect.fail(`seed ${result.seed}, path ${result.counterexample ? result.counterexamplePath : ''}\n${explain(run)}`);
+          expect.fail(`seed ${result.seed}, path ${result.counterexamplePath ?? ''}\n${await explain(run)}`);
         }
+        if (PATH !== undefined) return;
         expect(result.numRuns).toBe(RUNS);
-        // The schedules reach InstallSnapshot (§7): followers fall behind compacted logs.
-        expect(installs).toBeGreaterThan(0);
-        // ... and membership changes (adds, promotions, removals) commit under those faults.
-        expect(confChanges).toBeGreaterThan(0);
-      }, 600_000);
+        console.log(`${nodes} nodes, ${profile}: ${JSON.stringify(coverage)}`);
+        // Coverage of this test's own schedules: they reach what they are meant to test.
+        expect(coverage.writesOk, 'acknowledged writes').toBeGreaterThan(profile === 'mixed' ? 2 * RUNS : RUNS / 2);
+        expect(coverage.snapshotsTaken, 'snapshots taken (§7)').toBeGreaterThan(RUNS);
+        expect(coverage.snapshotsInstalled, 'InstallSnapshot (§7)').toBeGreaterThan(0);
+        expect(coverage.powerCrashes, 'power losses').toBeGreaterThan(0);
+        expect(coverage.earlySendsAfterFirstTerm, 'replication in parallel with the leader\'s write (thesis §10.2.1)').toBeGreaterThan(0);
+        if (profile === 'mixed') {
+          expect(coverage.confChanges, 'membership changes (§4.1)').toBeGreaterThan(0);
+          expect(coverage.pauses, 'paused nodes').toBeGreaterThan(0);
+          expect(coverage.snapshotCuts, 'cut snapshot transfers').toBeGreaterThan(0);
+        }
+      }, 1_800_000);
     }
   }
-});
-
-/** Searches for a counterexample with a deliberate bug on; returns how many schedules it took. */
-function findViolation(nodes: 3 | 5, profile: SimProfile, bugs: SimBugs): { found: boolean; runs: number; error: string } {
-  const result = fc.check(property(nodes, profile, bugs), { numRuns: TEETH_BUDGET_RUNS, seed: 7, endOnFailure: true });
-  const error = result.failed ? (runSchedule(result.counterexample?.[0] as SimRun, bugs).error ?? '') : '';
-  return { found: result.failed, runs: result.numRuns, error };
-}
-
-describe('the simulator has teeth: deliberate bugs are found', () => {
-  it('committing by counting replicas of prior-term entries (breaks the §5.4.2 / Figure 8 rule)', () => {
-    const r = findViolation(3, 'churn', { commitPriorTermEntries: true });
-    expect(r.found, `not found in ${r.runs} schedules`).toBe(true);
-    expect(r.error).toMatch(/Leader Completeness|committed|State Machine Safety|linearizable|acknowledged/);
-  }, 300_000);
-
-  it('granting votes without the §5.4.1 up-to-date check', () => {
-    const r = findViolation(3, 'churn', { skipUpToDateCheck: true });
-    expect(r.found, `not found in ${r.runs} schedules`).toBe(true);
-    expect(r.error).toMatch(/Leader Completeness|committed|State Machine Safety|linearizable|acknowledged/);
-  }, 300_000);
-
-  it('not persisting votedFor before answering a vote (a restarted node votes twice in a term)', () => {
-    const r = findViolation(3, 'churn', { forgetVotedFor: true });
-    expect(r.found, `not found in ${r.runs} schedules`).toBe(true);
-    expect(r.error).toMatch(/vote|Election Safety/);
-  }, 300_000);
 });

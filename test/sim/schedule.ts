@@ -1,87 +1,111 @@
 /**
  * Fault schedules for the simulator, generated and shrunk by fast-check: partitions of every
  * shape (majority/minority splits, an isolated node, one-way links, a bridge node that sees both
- * sides), heals, crashes and restarts, lossy / duplicating / reordering network phases, and client
- * writes and reads through any node, interleaved with runs of simulated time.
+ * sides), heals, crashes (power loss or process kill) and restarts, pauses, stalled disks, lossy /
+ * duplicating / reordering network phases with cut snapshot transfers, membership changes and
+ * leadership transfers, and client calls through any node — writes, compare-and-set, linearizable
+ * and serializable gets and finds — interleaved with runs of simulated time.
  */
 import fc from 'fast-check';
-import { Simulation, SafetyViolation, type SimBugs } from './simulator.js';
 import { checkLinearizable, describeOperation } from '../support/linearizability.js';
+import { Simulation, SafetyViolation, type SimBugs } from './simulator.js';
 
-/** One schedule event. Node numbers are taken modulo the cluster size. */
+/** One schedule event. Node numbers are taken modulo the cluster size; times are ms. */
 export type SimEvent =
-  | { readonly t: 'run'; readonly units: number }
+  | { readonly t: 'run'; readonly ms: number }
   | { readonly t: 'split'; readonly minority: readonly number[] }
   | { readonly t: 'isolate'; readonly node: number }
   | { readonly t: 'oneway'; readonly from: number; readonly to: number }
   | { readonly t: 'bridge'; readonly node: number }
   | { readonly t: 'heal' }
-  | { readonly t: 'crash'; readonly node: number }
+  | { readonly t: 'crash'; readonly node: number; readonly power: boolean }
   | { readonly t: 'restart'; readonly node: number }
-  | { readonly t: 'bounce'; readonly node: number; readonly down: number }
+  | { readonly t: 'bounce'; readonly node: number; readonly down: number; readonly power: boolean }
+  | { readonly t: 'pause'; readonly node: number; readonly ms: number }
+  | { readonly t: 'stall'; readonly node: number; readonly ms: number }
   | { readonly t: 'isolateLeader'; readonly after: number }
-  | { readonly t: 'killLeader'; readonly after: number; readonly down: number }
+  | { readonly t: 'killLeader'; readonly after: number; readonly down: number; readonly power: boolean }
   | { readonly t: 'awaitLeader' }
   | { readonly t: 'killLeaderAtCommit'; readonly down: number }
   | { readonly t: 'conf'; readonly op: 'addVoter' | 'addLearner' | 'removeNode'; readonly node: number }
-  | { readonly t: 'net'; readonly drop: number; readonly duplicate: number; readonly maxDelay: number }
-  | { readonly t: 'write'; readonly node: number; readonly del: boolean; readonly key: number; readonly gap: number }
-  | { readonly t: 'read'; readonly node: number; readonly key: number; readonly gap: number };
+  | { readonly t: 'transfer'; readonly node: number }
+  | { readonly t: 'net'; readonly drop: number; readonly duplicate: number; readonly maxDelay: number; readonly snapshotCut: number }
+  | { readonly t: 'write'; readonly node: number; readonly del: boolean; readonly key: number; readonly count: number; readonly gap: number }
+  | { readonly t: 'cas'; readonly node: number; readonly key: number; readonly gap: number }
+  | { readonly t: 'read'; readonly node: number; readonly key: number; readonly gap: number; readonly find: boolean; readonly serializable: boolean };
 
-/** Keys the clients use: few, so operations contend. */
+/** Keys the clients use: few, so operations contend (prefix-free, for reads by find). */
 export const SIM_KEYS = 3;
+const keyOf = (k: number): string => `k${k}`;
+/** Every key of the schedules. */
+export const SIM_KEY_NAMES: readonly string[] = Array.from({ length: SIM_KEYS }, (_, i) => keyOf(i));
 
 const node = fc.nat({ max: 4 });
-/** Time that passes after a client operation is issued, in units (operations overlap). */
-const gap = fc.integer({ min: 0, max: 40 });
-/** Units of quiet time before the first event, so most runs start with a leader. */
-export const WARMUP_UNITS = 250;
+/** Time that passes after a client call is issued, in ms (calls overlap). */
+const gap = fc.integer({ min: 0, max: 400 });
+/** Probability that a snapshot transfer of a schedule is cut part-way, faults or not. */
+export const SCHEDULE_FLAKY_SNAPSHOTS = 0.1;
+/** Time before the first event, in ms, so most runs start with a leader. */
+export const WARMUP_MS = 2_500;
 
-/** An arbitrary schedule event, weighted toward client operations and time passing. */
+const arbNet = fc.record({
+  t: fc.constant('net' as const),
+  drop: fc.double({ min: 0, max: 0.3, noNaN: true }),
+  duplicate: fc.double({ min: 0, max: 0.2, noNaN: true }),
+  maxDelay: fc.integer({ min: 10, max: 300 }),
+  snapshotCut: fc.double({ min: 0, max: 0.5, noNaN: true }),
+});
+/** Writes to one key, `count` of them issued together (a burst: concurrent calls, batched proposals). */
+const arbWrite = (gapMax: number) =>
+  fc.record({ t: fc.constant('write' as const), node, del: fc.boolean(), key: fc.nat({ max: SIM_KEYS - 1 }), count: fc.integer({ min: 1, max: 3 }), gap: fc.integer({ min: 0, max: gapMax }) });
+const arbCas = (gapMax: number) => fc.record({ t: fc.constant('cas' as const), node, key: fc.nat({ max: SIM_KEYS - 1 }), gap: fc.integer({ min: 0, max: gapMax }) });
+const arbRead = (gapMax: number) =>
+  fc.record({ t: fc.constant('read' as const), node, key: fc.nat({ max: SIM_KEYS - 1 }), gap: fc.integer({ min: 0, max: gapMax }), find: fc.boolean(), serializable: fc.boolean() });
+const arbConf = fc.record({ t: fc.constant('conf' as const), op: fc.constantFrom('addVoter' as const, 'addLearner' as const, 'removeNode' as const), node });
+
+/** An arbitrary schedule event, weighted toward client calls and time passing. */
 export const arbEvent: fc.Arbitrary<SimEvent> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ t: fc.constant('run' as const), units: fc.integer({ min: 1, max: 300 }) }) },
+  { weight: 6, arbitrary: fc.record({ t: fc.constant('run' as const), ms: fc.integer({ min: 10, max: 3_000 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('split' as const), minority: fc.uniqueArray(node, { minLength: 1, maxLength: 2 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('isolate' as const), node }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('oneway' as const), from: node, to: node }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('bridge' as const), node }) },
   { weight: 2, arbitrary: fc.constant({ t: 'heal' as const }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('crash' as const), node }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('crash' as const), node, power: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('restart' as const), node }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('bounce' as const), node, down: fc.integer({ min: 0, max: 30 }) }) },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      t: fc.constant('net' as const),
-      drop: fc.double({ min: 0, max: 0.3, noNaN: true }),
-      duplicate: fc.double({ min: 0, max: 0.2, noNaN: true }),
-      maxDelay: fc.integer({ min: 1, max: 30 }),
-    }),
-  },
-  { weight: 5, arbitrary: fc.record({ t: fc.constant('write' as const), node, del: fc.boolean(), key: fc.nat({ max: SIM_KEYS - 1 }), gap }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('conf' as const), op: fc.constantFrom('addVoter' as const, 'addLearner' as const, 'removeNode' as const), node }) },
-  { weight: 4, arbitrary: fc.record({ t: fc.constant('read' as const), node, key: fc.nat({ max: SIM_KEYS - 1 }), gap }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('bounce' as const), node, down: fc.integer({ min: 0, max: 300 }), power: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('pause' as const), node, ms: fc.integer({ min: 50, max: 3_000 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('stall' as const), node, ms: fc.integer({ min: 50, max: 2_000 }) }) },
+  { weight: 2, arbitrary: arbNet },
+  { weight: 6, arbitrary: arbWrite(400) },
+  { weight: 2, arbitrary: arbCas(400) },
+  { weight: 1, arbitrary: arbConf },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('transfer' as const), node }) },
+  { weight: 4, arbitrary: arbRead(400) },
 );
 
 /**
  * Events of a high-churn profile: short runs between faults, so partitions and crashes land
- * inside the few units between an election and the replication of its first entries — where
- * the commit rule of Figure 8 is tested.
+ * inside the few ms between an election and the replication of its first entries — where the
+ * commit rule of Figure 8 is tested.
  */
 export const arbChurnEvent: fc.Arbitrary<SimEvent> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ t: fc.constant('run' as const), units: fc.integer({ min: 1, max: 40 }) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('run' as const), units: fc.integer({ min: 40, max: 250 }) }) },
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('run' as const), ms: fc.integer({ min: 10, max: 400 }) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('run' as const), ms: fc.integer({ min: 400, max: 2_500 }) }) },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('isolate' as const), node }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('split' as const), minority: fc.uniqueArray(node, { minLength: 1, maxLength: 2 }) }) },
   { weight: 2, arbitrary: fc.constant({ t: 'heal' as const }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('bounce' as const), node, down: fc.integer({ min: 0, max: 60 }) }) },
-  { weight: 4, arbitrary: fc.record({ t: fc.constant('write' as const), node, del: fc.boolean(), key: fc.nat({ max: SIM_KEYS - 1 }), gap: fc.integer({ min: 0, max: 5 }) }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('read' as const), node, key: fc.nat({ max: SIM_KEYS - 1 }), gap: fc.integer({ min: 0, max: 5 }) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('bounce' as const), node, down: fc.integer({ min: 0, max: 600 }), power: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('pause' as const), node, ms: fc.integer({ min: 50, max: 2_500 }) }) },
+  { weight: 5, arbitrary: arbWrite(50) },
+  { weight: 1, arbitrary: arbCas(50) },
+  { weight: 1, arbitrary: arbRead(50) },
   // Leader-targeted faults, as a Jepsen nemesis does: they land right after elections.
-  { weight: 4, arbitrary: fc.record({ t: fc.constant('isolateLeader' as const), after: fc.integer({ min: 0, max: 8 }) }) },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant('killLeader' as const), after: fc.integer({ min: 0, max: 8 }), down: fc.integer({ min: 0, max: 300 }) }) },
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('isolateLeader' as const), after: fc.integer({ min: 0, max: 80 }) }) },
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('killLeader' as const), after: fc.integer({ min: 0, max: 80 }), down: fc.integer({ min: 0, max: 3_000 }), power: fc.boolean() }) },
   { weight: 3, arbitrary: fc.constant({ t: 'awaitLeader' as const }) },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant('killLeaderAtCommit' as const), down: fc.integer({ min: 0, max: 300 }) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('conf' as const), op: fc.constantFrom('addVoter' as const, 'addLearner' as const, 'removeNode' as const), node }) },
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('killLeaderAtCommit' as const), down: fc.integer({ min: 0, max: 3_000 }) }) },
+  { weight: 2, arbitrary: arbConf },
 );
 
 /** Fault profiles: `mixed` (every kind of fault and long quiet stretches) or `churn`. */
@@ -103,12 +127,13 @@ export function arbRun(nodes: 3 | 5, profile: SimProfile = 'mixed', maxEvents = 
   });
 }
 
-function apply(sim: Simulation, e: SimEvent, writeSeq: { n: number }): void {
+async function apply(sim: Simulation, e: SimEvent): Promise<void> {
   const ids = sim.ids;
   const at = (i: number) => ids[i % ids.length] as string;
+  const kind = (power: boolean) => (power ? 'power' : 'process');
   switch (e.t) {
     case 'run':
-      sim.run(e.units);
+      await sim.run(e.ms);
       return;
     case 'split': {
       const minority = new Set(e.minority.map(at));
@@ -139,62 +164,74 @@ function apply(sim: Simulation, e: SimEvent, writeSeq: { n: number }): void {
       sim.heal();
       return;
     case 'crash':
-      sim.crash(at(e.node));
+      sim.crash(at(e.node), kind(e.power));
       return;
     case 'restart':
       sim.restart(at(e.node));
       return;
+    case 'pause':
+      sim.pause(at(e.node));
+      await sim.run(e.ms);
+      sim.resume(at(e.node));
+      return;
+    case 'stall':
+      sim.stallDisk(at(e.node), e.ms);
+      return;
     case 'isolateLeader': {
-      sim.run(e.after);
+      await sim.run(e.after);
       const l = sim.leader();
       if (l) sim.partition([[l], ids.filter((id) => id !== l)]);
       return;
     }
     case 'killLeader': {
-      sim.run(e.after);
+      await sim.run(e.after);
       const l = sim.leader();
       if (!l) return;
-      sim.crash(l);
-      sim.run(e.down);
+      sim.crash(l, kind(e.power));
+      await sim.run(e.down);
       sim.restart(l);
       return;
     }
     case 'awaitLeader':
-      sim.awaitLeader();
+      await sim.awaitLeader();
       return;
     case 'killLeaderAtCommit': {
       // The worst moment: the instant the leader advances its commit index, before anyone else
       // hears of it. Its messages still on the wire are lost with it.
       const l = sim.leader();
       if (!l) return;
-      const raft = sim.get(l).node.raft;
+      const raft = sim.get(l).node.core.raft;
       const before = raft.raftLog.committed;
-      for (let i = 0; i < 300 && sim.get(l).up && raft.raftLog.committed === before; i++) sim.step();
+      await sim.runUntil(() => !sim.get(l).up || raft.raftLog.committed !== before, 3_000);
       sim.partition([[l], ids.filter((id) => id !== l)]);
-      sim.crash(l);
-      sim.run(e.down);
+      sim.crash(l, 'power');
+      await sim.run(e.down);
       sim.restart(l);
       return;
     }
     case 'conf':
       sim.changeConfig(e.op, at(e.node));
       return;
-    case 'bounce':
-      // A process restart: down for `down` units, then back with what its disk holds.
-      sim.crash(at(e.node));
-      sim.run(e.down);
-      sim.restart(at(e.node));
+    case 'transfer': {
+      const l = sim.leader();
+      const target = at(e.node);
+      if (l && l !== target && sim.get(target).up) sim.get(l).api?.transferLeadership({ target_id: target }, { budgetMs: 3_000 }).catch(() => undefined);
       return;
+    }
     case 'net':
-      sim.net = { drop: e.drop, duplicate: e.duplicate, minDelay: 1, maxDelay: e.maxDelay };
+      sim.net = { ...sim.net, drop: e.drop, duplicate: e.duplicate, minDelay: 10, maxDelay: e.maxDelay, snapshotCut: e.snapshotCut };
       return;
     case 'write':
-      sim.write(at(e.node), e.del ? 'deregister' : 'register', `k${e.key}`, `v${++writeSeq.n}`);
-      sim.run(e.gap);
+      for (let i = 0; i < e.count; i++) sim.write(at(e.node + i), e.del && i === 0 ? 'deregister' : 'register', `k${e.key}`);
+      await sim.run(e.gap);
+      return;
+    case 'cas':
+      sim.compareAndSet(at(e.node), `k${e.key}`);
+      await sim.run(e.gap);
       return;
     case 'read':
-      sim.read(at(e.node), `k${e.key}`);
-      sim.run(e.gap);
+      sim.read(at(e.node), `k${e.key}`, { path: e.find ? 'find' : 'get', consistency: e.serializable ? 'serializable' : 'linearizable' });
+      await sim.run(e.gap);
       return;
   }
 }
@@ -202,39 +239,67 @@ function apply(sim: Simulation, e: SimEvent, writeSeq: { n: number }): void {
 /** What a run found. */
 export interface RunResult {
   readonly ok: boolean;
-  /** Snapshots installed by followers during the run. */
-  readonly snapshotsInstalled?: number;
-  /** Membership changes applied during the run. */
-  readonly confChanges?: number;
   readonly error?: string;
   readonly trace?: string[];
+  readonly stats?: RunStats;
+}
+
+/** Coverage counters of one run. */
+export interface RunStats {
+  readonly snapshotsInstalled: number;
+  readonly confChanges: number;
+  readonly powerCrashes: number;
+  readonly pauses: number;
+  readonly snapshotCuts: number;
+  readonly earlySendsAfterFirstTerm: number;
+  readonly readsTimedOut: number;
+  readonly events: number;
+  readonly snapshotsTaken: number;
+  readonly writesOk: number;
+  readonly readsOk: number;
 }
 
 /**
- * Runs a schedule: every event, then a quiet period, then the liveness check, then the
- * linearizability check of the client history. Returns the first failure found.
+ * Runs a schedule: every event, then the liveness check (heal, converge, compare the nodes and
+ * their watches, read every key through every member), then the linearizability check of the
+ * client history. Returns the first failure found.
  */
-export function runSchedule(run: SimRun, bugs?: SimBugs, trace = false): RunResult {
-  const sim = new Simulation({ nodes: run.nodes, seed: run.seed, ...(bugs ? { bugs } : {}), trace });
-  const writeSeq = { n: 0 };
+export async function runSchedule(run: SimRun, bugs?: SimBugs, trace = false): Promise<RunResult> {
+  let sim: Simulation | undefined;
   try {
-    sim.run(WARMUP_UNITS);
-    for (const e of run.events) apply(sim, e, writeSeq);
-    sim.checkLiveness();
+    sim = await Simulation.create({ nodes: run.nodes, seed: run.seed, flakySnapshots: SCHEDULE_FLAKY_SNAPSHOTS, ...(bugs ? { bugs } : {}), trace });
+    await sim.run(WARMUP_MS);
+    for (const e of run.events) await apply(sim, e);
+    await sim.checkLiveness(SIM_KEY_NAMES);
     sim.finish();
     const lin = checkLinearizable(sim.history);
     if (lin.ok === false) {
       return { ok: false, error: `not linearizable on ${lin.key}: ${lin.reason}\n${lin.history.map(describeOperation).join('\n')}`, trace: sim.trace };
     }
-    return { ok: true, snapshotsInstalled: sim.snapshotsInstalled, confChanges: sim.confChangesApplied.size };
+    return {
+      ok: true,
+      stats: {
+        snapshotsInstalled: sim.snapshotsInstalled,
+        confChanges: sim.confChangesApplied.size,
+        powerCrashes: sim.crashes.power,
+        pauses: sim.crashes.pauses,
+        snapshotCuts: sim.network.snapshotCuts,
+        earlySendsAfterFirstTerm: sim.earlySendsAfterFirstTerm,
+        readsTimedOut: sim.readsTimedOut,
+        events: sim.world.events,
+        snapshotsTaken: sim.snapshotsTaken,
+        writesOk: sim.history.filter((o) => o.kind !== 'get' && o.outcome === 'ok').length,
+        readsOk: sim.history.filter((o) => o.kind === 'get').length,
+      },
+    };
   } catch (err) {
-    if (err instanceof SafetyViolation) return { ok: false, error: err.message, trace: sim.trace };
+    if (err instanceof SafetyViolation) return { ok: false, error: err.message, trace: sim?.trace ?? err.trace };
     throw err;
   }
 }
 
 /** Renders a failing run for a report: the violation and the tail of the event trace. */
-export function explain(run: SimRun, bugs?: SimBugs, lines = 60): string {
-  const again = runSchedule(run, bugs, true);
+export async function explain(run: SimRun, bugs?: SimBugs, lines = 80): Promise<string> {
+  const again = await runSchedule(run, bugs, true);
   return [`seed=${run.seed} nodes=${run.nodes}`, `events=${JSON.stringify(run.events)}`, `violation: ${again.error ?? '(none on replay)'}`, ...(again.trace ?? []).slice(-lines)].join('\n');
 }

@@ -1,61 +1,61 @@
 /**
- * A deterministic cluster simulator for the Raft core (after etcd-io/raft's `network`, raft-rs'
- * harness and FoundationDB-style simulation): 3 or 5 cores, simulated time, a network that
- * partitions (any way, including one-way links), drops, delays, duplicates and reorders; disks
- * whose writes take time and are lost by a crash; clients that write and read a small key space.
- * Everything comes from one seed, so a run replays event for event.
+ * A deterministic cluster simulator that runs the node loop that ships (after FoundationDB's
+ * simulation and etcd's `network`): 3 or 5 nodes, each the production `RaftNode` with the real
+ * registry state machine, watch hub, lease manager and client API handlers, wired to simulated
+ * ports — a {@link SimWorld} clock, a {@link SimNetwork} transport and leader link, a
+ * {@link SimDisk} store and snapshot store. Nothing here drives the Raft core itself: the only
+ * loop is `src/server/raft-node.ts`.
  *
- * Invariants are checked after every event (see `invariants.ts`); a violation throws
- * {@link SafetyViolation} carrying the trace.
+ * Faults: partitions of any shape (one-way too), drops, delays, duplicates and reordering, a
+ * snapshot stream delayed, cut or reordered against the ordinary one, crashes at any await of
+ * the loop (a power loss loses unsynced writes, a process kill keeps them), restarts, pauses
+ * (SIGSTOP) and stalled disks. Clients call the real API through any node: register (plain,
+ * create-only and compare-and-set), deregister, linearizable and serializable get and find,
+ * watch, leases and heartbeats, membership changes.
  *
- * Leases (on with {@link SimOptions.leases}; off, a run is event for event what it was without
- * them): clients register keys with a TTL and heartbeat them through any node; every leader
- * keeps a {@link LeaseManager} driven by simulated time and proposes `expire` commands for the
- * leases that lapse, as the registry node does (`src/server/raft-node.ts`).
+ * Invariants are checked after every event (`invariants.ts`); a violation throws
+ * {@link SafetyViolation} carrying the trace. A node that stops by itself is a violation: only
+ * local corruption may stop a node, and the simulated disks are never corrupt.
  */
-import {
-  EMPTY_SNAPSHOT,
-  MemoryStorage,
-  NO_NODE,
-  term,
-  ProposalDroppedError,
-  RawNode,
-  logIndex,
-  nodeId,
-  seededRandom,
-  type Entry,
-  type HardState,
-  type LogIndex,
-  type Message,
-  type NodeId,
-  type RaftTestingKnobs,
-  type ConfChange,
-  type ConfState,
-  type Ready,
-  type Snapshot,
-  type SnapshotMetadata,
-  type Term,
-} from '../../src/raft/index.js';
-import { LeaseManager, MAX_EXPIRE_BATCH } from '../../src/registry/lease-manager.js';
-import type { LeaseRecord } from '../../src/registry/lease-types.js';
+import { RegistryApi, type WatchStream } from '../../src/api/handlers.js';
+import type { RegisterRequest, WireAgent, WireWatchEvent } from '../../src/api/registry-proto.js';
+import { ApiError, Code, codeName } from '../../src/api/status.js';
+import { silentLogger } from '../../src/log.js';
+import { nodeId, type Entry, type HardState, type NodeId, type RaftTestingKnobs, type SnapshotMetadata } from '../../src/raft/index.js';
+import { decodeCommand } from '../../src/registry/commands.js';
+import { LeaseManager } from '../../src/registry/lease-manager.js';
+import type { LeaseKeeper, LeaseRecord } from '../../src/registry/lease-types.js';
+import { RegistryStateMachine } from '../../src/registry/state-machine.js';
+import type { Member } from '../../src/registry/types.js';
+import { RaftNode, type DriverTestingKnobs } from '../../src/server/raft-node.js';
+import { WatchHub } from '../../src/server/watch-hub.js';
 import type { Operation } from '../support/linearizability.js';
-import { describeMessage } from '../support/raft-harness.js';
+import { describeMessage } from '../support/trace.js';
+import { SimDisk, type CrashKind } from './disk.js';
 import { InvariantChecker } from './invariants.js';
+import { CLEAN_NET, SimNetwork, type NetConditions, type NetNode } from './network.js';
+import { SimWorld, type Owner } from './world.js';
 
-/** Time units per Raft tick (a node ticks every TICK_UNITS units). */
-export const TICK_UNITS = 10;
-/** Election timeout of every simulated node, in ticks. */
+/** Length of a tick, in ms: the production default. */
+export const SIM_TICK_MS = 100;
+/** Election timeout, in ticks (randomized up to twice that): the production default. */
 export const SIM_ELECTION_TICKS = 10;
-/** How long a client waits for a write or read before it counts as timed out, in units. */
-export const CLIENT_TIMEOUT_UNITS = 600;
-/** Units allowed, after every fault is healed, for a leader to emerge and everything to apply. */
-export const LIVENESS_BUDGET_UNITS = 6_000;
-
-/** Deliberate bugs the simulator can switch on to prove that its checks have teeth. */
-export interface SimBugs extends RaftTestingKnobs {
-  /** The driver persists hard state without `votedFor` (so a restart forgets the vote). */
-  readonly forgetVotedFor?: boolean;
-}
+/** One election timeout, in ms. */
+export const SIM_ELECTION_MS = SIM_TICK_MS * SIM_ELECTION_TICKS;
+/** How long a client waits for any call before it counts as timed out, in ms. */
+export const CLIENT_TIMEOUT_MS = 6_000;
+/** Time allowed after every fault is healed for a leader to emerge and everything to apply, in ms. */
+export const LIVENESS_BUDGET_MS = 60_000;
+/** Snapshot every this many applied entries (small, so compaction and InstallSnapshot happen often). */
+export const SIM_SNAPSHOT_EVERY_ENTRIES = 6;
+/** Entries kept in the log behind a snapshot. */
+export const SIM_SNAPSHOT_TAIL_ENTRIES = 3;
+/** Chunk size of simulated snapshots, in bytes (small, so transfers and installs have several chunks to cut). */
+export const SIM_SNAPSHOT_CHUNK_BYTES = 512;
+/** Shortest lease the simulated nodes accept, in seconds (one election timeout: the simulator probes below the safe bound). */
+export const SIM_MIN_LEASE_TTL_SECONDS = 1;
+/** The port every simulated member's address carries (addresses are names only). */
+const SIM_PORT = 7000;
 
 /** A safety or liveness property failed. */
 export class SafetyViolation extends Error {
@@ -63,181 +63,38 @@ export class SafetyViolation extends Error {
   trace: string[] = [];
 }
 
-/** Snapshot every this many applied entries (small, so compaction and InstallSnapshot happen often). */
-export const SIM_SNAPSHOT_EVERY_ENTRIES = 6;
-/** Entries kept in the log behind a snapshot, for followers that lag a little. */
-export const SIM_SNAPSHOT_TAIL_ENTRIES = 3;
-
-/** The lease of a key in the simulated state machine: its TTL and the write that created it. */
-export interface SimLease {
-  /** Time to live, in simulated units. */
-  readonly ttl: number;
-  /** Log index of the `lease` command that wrote the key (the registry's `modRevision`). */
-  readonly writeIndex: number;
-}
-
-/** The state machine of a simulated node: the key space and the ids of the commands applied. */
-interface SmState {
-  readonly kv: Map<string, string>;
-  readonly ids: Set<string>;
-  /** The membership as of the applied index (kept with the data, as the registry does). */
-  conf: ConfState;
-  /** Keys written with a lease (empty unless a run uses leases). */
-  readonly leases: Map<string, SimLease>;
-}
-
-function copySm(s: SmState): SmState {
-  return { kv: new Map(s.kv), ids: new Set(s.ids), conf: s.conf, leases: new Map(s.leases) };
-}
-
-/** A snapshot on a simulated disk: metadata and the state machine as of its index. */
-interface SimSnapshot {
-  readonly metadata: SnapshotMetadata;
-  readonly sm: SmState;
-}
-
-/** Durable state of one node: what survives a crash. */
-interface Disk {
-  hardState: HardState | undefined;
-  /** Log entries after the compaction point: `entries[0]` has index `compacted.index + 1`. */
-  entries: Entry[];
-  compacted: { index: LogIndex; term: Term };
-  snapshot: SimSnapshot | undefined;
-  /** The snapshot before it (a node keeps two, as `SnapshotStore.prune(2)` does). */
-  previousSnapshot: SimSnapshot | undefined;
-  /** Applied state machine, durable together with `appliedIndex`. */
-  sm: SmState;
-  appliedIndex: number;
-}
-
-interface PendingWrite {
-  readonly op: Operation & { kind: 'register' | 'deregister' };
-  readonly term: Term;
-  readonly deadline: number;
-}
-
-interface PendingRead {
-  readonly key: string;
-  readonly call: number;
-  readonly deadline: number;
-  index: LogIndex | undefined;
-}
-
-interface SimNode {
-  readonly id: NodeId;
-  node: RawNode;
-  disk: Disk;
-  up: boolean;
-  /** Volatile state machine (rebuilt from disk on restart). */
-  sm: SmState;
-  /** A snapshot payload received and staged, waiting for the core to install it. */
-  staged: SmState | undefined;
-  appliedIndex: number;
-  /** A Ready being written: it completes at `doneAt` unless the node crashes first. */
-  inflight: { rd: Ready; doneAt: number } | undefined;
-  /** Writes this node proposed as leader, by log index. */
-  writes: Map<number, PendingWrite>;
-  /** Reads waiting for ReadIndex, by context. */
-  reads: Map<string, PendingRead>;
-  tickOffset: number;
-  /** Lease deadlines while this node leads (used only when the run has leases). */
-  readonly leases: LeaseManager;
-  /** The term whose leadership `leases` was started for (0: not leading). */
-  leaseTerm: number;
-  /** When this node last took office, in units. */
-  leaderSince: number;
-  /** Per voter, when it last answered this leader in `ackTerm` (HeartbeatResponse or AppendEntriesResponse), in units. */
-  acks: Map<NodeId, number>;
-  ackTerm: number;
-}
-
-/** Network conditions; rates are probabilities per message, delays in units. */
-export interface NetConditions {
-  drop: number;
-  duplicate: number;
-  minDelay: number;
-  maxDelay: number;
-}
-
-/** One lease an `expire` command removes: the key, and the write that must still hold it. */
-export interface SimExpiryItem {
-  readonly key: string;
-  readonly writeIndex: number;
-}
-
-/**
- * A command as the simulated state machine sees it: a plain write, a write with a lease (`ttl`
- * in units), or the leader's `expire` (deletes each key only if it still holds that write).
- */
-type SimCommand =
-  | { readonly op: 'register' | 'deregister'; readonly key: string; readonly value: string; readonly id: string }
-  | { readonly op: 'lease'; readonly key: string; readonly value: string; readonly ttl: number; readonly id: string }
-  | { readonly op: 'expire'; readonly items: readonly SimExpiryItem[]; readonly id: string };
-
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-function encodeCommand(c: SimCommand): Uint8Array {
-  return enc.encode(JSON.stringify(c));
-}
-
-function decodeCommand(data: Uint8Array): SimCommand | undefined {
-  if (data.byteLength === 0) return undefined;
-  return JSON.parse(dec.decode(data)) as SimCommand;
-}
+/** Deliberate bugs: of the driver and of the core. */
+export type SimBugs = DriverTestingKnobs & RaftTestingKnobs;
 
 /** Options of one simulation. */
 export interface SimOptions {
-  readonly nodes: 3 | 5;
+  /** Cluster size (1 for the paper's single-node case; the schedules use 3 and 5). */
+  readonly nodes: 1 | 3 | 5;
   readonly seed: number;
   readonly bugs?: SimBugs;
   /** Keep a readable trace of every event (costly; on for replays and failure reports). */
   readonly trace?: boolean;
-  /** Lease support: leaders keep deadlines and propose expiries. Off when absent. */
-  readonly leases?: SimLeaseOptions;
+  /** Applied entries between snapshots (default {@link SIM_SNAPSHOT_EVERY_ENTRIES}). */
+  readonly snapshotEvery?: number;
+  /**
+   * Probability that a snapshot transfer is cut part-way even on a healed network (default 0):
+   * long transfers on their own connections break more often than the peer stream.
+   */
+  readonly flakySnapshots?: number;
 }
 
-/**
- * The lease limits of a simulation, in units (a unit stands for a millisecond of the node).
- * The defaults are the node's choices scaled to the simulator: check every tick, expire only
- * while a majority confirmed the leader within one election timeout, a gap of three checks is a
- * stall.
- */
-export interface SimLeaseOptions {
-  /** Period of a leader's lease check, in units (default {@link TICK_UNITS}). */
-  readonly checkUnits?: number;
-  /** Oldest quorum confirmation under which leases still expire, in units (default: one election timeout). */
-  readonly maxQuorumAgeUnits?: number;
-  /** Most leases one `expire` command names (default {@link MAX_EXPIRE_BATCH}). */
-  readonly maxBatch?: number;
-}
+/** What a client saw of one call. */
+export type Outcome = 'pending' | 'ok' | 'notFound' | 'conflict' | 'unknown' | 'refused' | 'failed';
 
-/** Outcome of one client heartbeat. */
-export type HeartbeatOutcome = 'renewed' | 'notFound' | 'unreachable';
-
-/** A client that heartbeats one key every `everyUnits`, through the nodes of `via` in turn. */
-export interface Heartbeater {
-  readonly key: string;
-  readonly everyUnits: number;
-  /** Nodes the client talks to, in turn (one per heartbeat). */
-  via: readonly string[];
-  /** Register the key again (with `ttl`) when a leader answers that it holds no lease. */
-  readonly reregister: boolean;
-  readonly ttl: number;
-  /** Heartbeats sent so far. */
-  beats: number;
-  readonly startedAt: number;
-}
-
-/** A leader's `expire` proposal (what its LeaseManager returned at one check). */
-export interface ExpireProposal {
-  readonly node: NodeId;
-  readonly term: number;
-  readonly at: number;
-  readonly index: number;
-  readonly items: readonly SimExpiryItem[];
-  /** `now - quorumConfirmedAt` at the check, in units. */
-  readonly quorumAge: number;
+/** A client call in flight or done; `outcome` is updated as the simulation runs. */
+export interface ClientCall {
+  outcome: Outcome;
+  /** The status code of a failed call. */
+  code?: number;
+  /** The revision a successful write or read answered with. */
+  revision?: number;
+  /** What a read found (the agent's version), or null. */
+  found?: string | null;
 }
 
 /** One key of an `expire` command applied on one node. */
@@ -247,119 +104,221 @@ export interface ExpiryApplied {
   readonly term: number;
   readonly at: number;
   readonly key: string;
-  readonly writeIndex: number;
+  readonly modRevision: number;
   /** Whether the key still held that write (and so was deleted). */
-  readonly deleted: boolean;
+  deleted: boolean;
 }
 
-/** A simulated cluster. */
+/** One lease check of a leader that found lapsed leases (what it then proposes as an `expire`). */
+export interface ExpireProposal {
+  readonly node: NodeId;
+  readonly term: number;
+  readonly at: number;
+  readonly items: readonly LeaseRecord[];
+  /** `now - quorumConfirmedAt` at the check, in ms. */
+  readonly quorumAge: number;
+}
+
+/** A client that heartbeats one key every `everyMs`, through the nodes of `via` in turn. */
+export interface Heartbeater {
+  readonly key: string;
+  readonly everyMs: number;
+  readonly via: readonly string[];
+  /** Register again (with `ttlSeconds`) when the leader answers that it holds no lease. */
+  readonly reregister: boolean;
+  readonly ttlSeconds: number;
+  beats: number;
+  stopped: boolean;
+}
+
+interface PendingWrite {
+  readonly op: Operation & { kind: 'register' | 'deregister' };
+  readonly call: ClientCall;
+}
+
+/** A record of the watch events one node delivered, across its incarnations. */
+interface WatchLog {
+  /** The last revision delivered (a restart resumes after it). */
+  lastRevision: number;
+  /** `revision/id` → the event, as delivered here. */
+  readonly seen: Map<string, string>;
+}
+
+/** The parts of one running incarnation of a node, all production code. */
+interface Incarnation {
+  readonly raft: RaftNode;
+  readonly sm: RegistryStateMachine;
+  readonly hub: WatchHub;
+  readonly api: RegistryApi;
+}
+
+/** One simulated node: its disk outlives its incarnations; the rest is rebuilt on restart. */
+export class SimNode implements NetNode {
+  generation = 0;
+  /** Running: started and not crashed since. */
+  up = false;
+  /** Starting: an incarnation is loading its disk. */
+  starting = false;
+  /** What the running incarnation is made of (undefined while down). */
+  incarnation: Incarnation | undefined;
+  members: readonly Member[] = [];
+  messageHandler: NetNode['messageHandler'];
+  snapshotHandler: NetNode['snapshotHandler'];
+  readonly disk: SimDisk;
+  /** Writes through this node still waiting for an answer. */
+  readonly pending = new Set<PendingWrite>();
+  readonly watch: WatchLog = { lastRevision: 0, seen: new Map() };
+
+  constructor(
+    readonly id: NodeId,
+    world: SimWorld,
+  ) {
+    this.disk = new SimDisk(world);
+  }
+
+  get raft(): RaftNode | undefined {
+    return this.incarnation?.raft;
+  }
+
+  get sm(): RegistryStateMachine | undefined {
+    return this.incarnation?.sm;
+  }
+
+  get api(): RegistryApi | undefined {
+    return this.incarnation?.api;
+  }
+
+  /** The owner of this incarnation's events. */
+  get owner(): Owner {
+    return { node: this.id, generation: this.generation };
+  }
+
+  /** The running RaftNode (throws when down). */
+  get node(): RaftNode {
+    if (!this.raft || !this.up) throw new Error(`${this.id} is not running`);
+    return this.raft;
+  }
+}
+
+const agentOf = (key: string, version: string): WireAgent => ({
+  id: key,
+  name: key,
+  kind: 'service',
+  version,
+  description: '',
+  capabilities: [],
+  endpoints: {},
+  labels: {},
+  create_revision: 0,
+  mod_revision: 0,
+  health: 'HEALTH_UNSPECIFIED',
+  lease_ttl_seconds: 0,
+});
+
+/** Whether an error means the call was never accepted (it cannot have taken effect). */
+function neverAccepted(err: unknown): boolean {
+  return err instanceof ApiError && err.code === Code.INVALID_ARGUMENT;
+}
+
+/** A simulated cluster running the production node loop. */
 export class Simulation {
   readonly ids: NodeId[];
   readonly nodes = new Map<NodeId, SimNode>();
-  now = 0;
-  readonly history: Operation[] = [];
-  /** Writes acknowledged to clients: log index → command id. */
-  readonly acknowledged = new Map<number, string>();
-  readonly trace: string[] = [];
+  readonly world: SimWorld;
+  readonly network: SimNetwork;
   readonly checker: InvariantChecker;
-  /** How many times a follower installed a snapshot from its leader (coverage of §7). */
+  readonly history: Operation[] = [];
+  readonly trace: string[] = [];
+  /** The highest revision any write was acknowledged with. */
+  lastAcknowledged = 0;
+  /** Snapshots installed by followers (coverage of §7). */
   snapshotsInstalled = 0;
+  /** Snapshots nodes took of their own state (coverage). */
+  snapshotsTaken = 0;
   /** Log indexes of the membership changes applied (coverage of §4.1). */
   readonly confChangesApplied = new Set<number>();
+  /** Messages sent before their Ready's write was durable, by leaders of a term above the first one (coverage of thesis §10.2.1). */
+  earlySendsAfterFirstTerm = 0;
+  /** Reads that waited for their client's deadline (a lost ReadIndex round never failed). */
+  readsTimedOut = 0;
+  /** Linearizable reads answered (coverage). */
+  readsAnswered = 0;
+  /** Crashes by kind, and pauses (coverage). */
+  readonly crashes = { power: 0, process: 0, pauses: 0 };
+  /** A node that stopped by itself, with its error. */
+  fatal: string | undefined;
+  /** Any other violation noticed by a callback, thrown at the next check. */
+  violation: string | undefined;
 
-  private readonly rand: () => number;
-  private readonly bugs: SimBugs;
-  private readonly traceOn: boolean;
-  private queue = new Map<number, Message[]>();
-  /** Snapshot payloads riding with InstallSnapshot messages (the wire's chunked stream). */
-  private readonly payloads = new WeakMap<Message, SmState>();
-  private readonly blocked = new Set<string>();
-  net: NetConditions = { drop: 0, duplicate: 0, minDelay: 1, maxDelay: 5 };
-  private opSeq = 0;
-
-  /** Lease limits; undefined when the run has no leases (then no lease code runs at all). */
-  private readonly leaseOpts: Required<SimLeaseOptions> | undefined;
-  /** Clients heartbeating keys, by key. */
+  // Leases
   readonly heartbeaters = new Map<string, Heartbeater>();
-  /** Last successful renewal of each key at a leader, in units. */
+  /** Last renewal of each key at a leader, in ms. */
   readonly lastRenewal = new Map<string, number>();
-  /** Every `expire` a leader proposed, in order. */
   readonly expireProposals: ExpireProposal[] = [];
-  /** Every key of every `expire` applied, per node, in order. */
   readonly expiriesApplied: ExpiryApplied[] = [];
 
-  constructor(opts: SimOptions) {
-    this.rand = seededRandom(opts.seed);
+  /** `revision/id` → the first event delivered for it by any node's watch. */
+  private readonly watchEvents = new Map<string, string>();
+  private readonly bugs: SimBugs;
+  private readonly traceOn: boolean;
+  private readonly snapshotEvery: number;
+  private readonly healedNet: NetConditions;
+  private opSeq = 0;
+  private readonly bootstrap: Member[];
+
+  private constructor(opts: SimOptions) {
     this.bugs = opts.bugs ?? {};
     this.traceOn = opts.trace ?? false;
-    this.leaseOpts = opts.leases
-      ? {
-          checkUnits: opts.leases.checkUnits ?? TICK_UNITS,
-          maxQuorumAgeUnits: opts.leases.maxQuorumAgeUnits ?? SIM_ELECTION_TICKS * TICK_UNITS,
-          maxBatch: opts.leases.maxBatch ?? MAX_EXPIRE_BATCH,
-        }
-      : undefined;
+    this.snapshotEvery = opts.snapshotEvery ?? SIM_SNAPSHOT_EVERY_ENTRIES;
+    this.healedNet = { ...CLEAN_NET, snapshotCut: opts.flakySnapshots ?? 0 };
+    this.world = new SimWorld(
+      opts.seed,
+      (o) => this.isAlive(o),
+      () => this.afterEvent(),
+    );
     this.ids = Array.from({ length: opts.nodes }, (_, i) => nodeId(`n${i + 1}`));
-    for (const id of this.ids) {
-      const disk: Disk = {
-        hardState: undefined,
-        entries: [],
-        compacted: { index: logIndex(0), term: term(0) },
-        snapshot: undefined,
-        previousSnapshot: undefined,
-        sm: { kv: new Map(), ids: new Set(), conf: { voters: this.ids, learners: [] }, leases: new Map() },
-        appliedIndex: 0,
-      };
-      const n: SimNode = {
-        id,
-        node: this.makeRawNode(id, disk),
-        disk,
-        up: true,
-        sm: { kv: new Map(), ids: new Set(), conf: { voters: this.ids, learners: [] }, leases: new Map() },
-        staged: undefined,
-        appliedIndex: 0,
-        inflight: undefined,
-        writes: new Map(),
-        reads: new Map(),
-        tickOffset: Math.floor(this.rand() * TICK_UNITS),
-        leases: new LeaseManager(),
-        leaseTerm: 0,
-        leaderSince: 0,
-        acks: new Map(),
-        ackTerm: 0,
-      };
-      this.nodes.set(id, n);
-    }
+    this.bootstrap = this.ids.map((id) => ({ id, address: `${id}:${SIM_PORT}`, voter: true }));
+    for (const id of this.ids) this.nodes.set(id, new SimNode(id, this.world));
+    this.network = new SimNetwork(this.world, (id) => this.nodes.get(id as NodeId), describeMessage, (l) => this.log(l));
+    this.network.net = { ...this.healedNet };
     this.checker = new InvariantChecker(this);
   }
 
-  private makeRawNode(id: NodeId, disk: Disk): RawNode {
-    const snap: Snapshot = disk.snapshot ? { metadata: disk.snapshot.metadata, data: new Uint8Array(0) } : EMPTY_SNAPSHOT;
-    const storage = new MemoryStorage(snap, disk.compacted);
-    storage.append(disk.entries);
-    const { forgetVotedFor: _f, ...knobs } = this.bugs;
-    return new RawNode({
-      id,
-      voters: this.ids,
-      confState: disk.sm.conf,
-      storage,
-      ...(disk.hardState ? { hardState: disk.hardState } : {}),
-      applied: logIndex(disk.appliedIndex),
-      electionTicks: SIM_ELECTION_TICKS,
-      heartbeatTicks: 1,
-      random: seededRandom(Math.floor(this.rand() * 2 ** 32)),
-      preVote: true,
-      checkQuorum: true,
-      maxInflightMsgs: 8,
-      // One entry per AppendEntries: replication proceeds entry by entry, which makes the
-      // interleavings of Figure 8 (an old entry on a majority, the new term's not yet) reachable.
-      maxSizePerMsgBytes: 1,
-      testingKnobs: knobs,
-    });
+  /** Builds a cluster and starts every node (they bootstrap the same membership). */
+  static async create(opts: SimOptions): Promise<Simulation> {
+    const sim = new Simulation(opts);
+    for (const id of sim.ids) sim.start(sim.get(id));
+    await sim.world.runWhile(() => sim.ids.every((id) => sim.get(id).up), 1_000);
+    return sim;
   }
 
-  private log(line: string): void {
-    if (this.traceOn) this.trace.push(`t=${this.now} ${line}`);
+  private isAlive(o: Owner): boolean {
+    const n = this.nodes.get(o.node as NodeId);
+    if (!n) return true;
+    if (o.generation === undefined) return true; // deliveries check `up` themselves
+    return n.generation === o.generation;
+  }
+
+  private afterEvent(): void {
+    if (this.fatal) this.fail(this.fatal);
+    if (this.violation) this.fail(this.violation);
+    if (this.network.duplicateSend) this.fail(this.network.duplicateSend);
+    this.checker.check();
+  }
+
+  private fail(msg: string): never {
+    const v = new SafetyViolation(`${msg} (at t=${this.world.now})`);
+    v.trace = this.trace;
+    throw v;
+  }
+
+  /** Adds a line to the trace (when tracing). */
+  log(line: string): void {
+    if (this.traceOn) this.trace.push(`t=${this.world.now} ${line}`);
+  }
+
+  get now(): number {
+    return this.world.now;
   }
 
   get(id: string): SimNode {
@@ -368,580 +327,711 @@ export class Simulation {
     return n;
   }
 
-  /** Nodes currently up. */
+  /** Nodes currently running. */
   upNodes(): SimNode[] {
-    return [...this.nodes.values()].filter((n) => n.up);
+    return [...this.nodes.values()].filter((n) => n.up && n.raft !== undefined);
+  }
+
+  /** Network conditions (assign to change them). */
+  get net(): NetConditions {
+    return this.network.net;
+  }
+
+  set net(c: NetConditions) {
+    this.network.net = c;
   }
 
   // ---------------------------------------------------------------------------------------
-  // Faults
+  // Node life
+
+  /** Starts an incarnation of `n` on what its disk holds (asynchronously: it is up once started). */
+  private start(n: SimNode): void {
+    n.starting = true;
+    const owner = n.owner;
+    const generation = n.generation;
+    const { store, snapshots } = n.disk.open(owner, (hs) => this.onSyncedHardState(n.id, hs));
+    const clock = this.world.clockFor(owner);
+    const sm = new RegistryStateMachine(store, silentLogger);
+    const hub = new WatchHub(sm, silentLogger);
+    const keeper = this.recordingLeases(n, new LeaseManager());
+    const transport = this.network.transport(n);
+    const world = this.world;
+    void (async () => {
+      await sm.open();
+      const raft = await RaftNode.start({
+        id: n.id,
+        bootstrap: this.bootstrap,
+        store,
+        stateMachine: sm,
+        transport,
+        snapshots,
+        logger: silentLogger,
+        clock,
+        entropy: { uint32: () => Math.floor(world.rand() * 2 ** 32) >>> 0 },
+        observer: {
+          onApplied: (id, entries) => this.onApplied(id, entries),
+          onSnapshotInstalled: (id, meta) => this.onSnapshotInstalled(id, meta),
+          onSnapshotTaken: () => this.snapshotsTaken++,
+          onSent: (id, count, early) => {
+            if (early && (this.nodes.get(id)?.raft?.core.raft.currentTerm ?? 0) > 2) this.earlySendsAfterFirstTerm += count;
+          },
+        },
+        leases: keeper,
+        onEvents: (events) => hub.publish(events),
+        onRestored: () => hub.resync(),
+        tickMs: SIM_TICK_MS,
+        electionTicks: SIM_ELECTION_TICKS,
+        heartbeatTicks: 1,
+        snapshotThresholdEntries: this.snapshotEvery,
+        snapshotTailEntries: SIM_SNAPSHOT_TAIL_ENTRIES,
+        snapshotChunkBytes: SIM_SNAPSHOT_CHUNK_BYTES,
+        maxInflightMsgs: 8,
+        // One entry per AppendEntries: replication goes entry by entry, which makes the
+        // interleavings of Figure 8 (an old entry on a majority, the new term's not yet) reachable.
+        maxSizePerMsgBytes: 1,
+        testingKnobs: this.bugs,
+        onFatal: (err) => {
+          this.fatal ??= `${n.id} stopped by itself: ${err.message}`;
+        },
+      });
+      if (n.generation !== generation) return; // crashed while starting
+      const stored = await sm.members();
+      n.members = stored.length > 0 ? stored : this.bootstrap;
+      raft.on('members', (m: readonly Member[]) => {
+        n.members = m;
+      });
+      raft.on('role', (ss: { role: string; leaderId: string }) => this.log(`${n.id} is ${ss.role} (leader ${ss.leaderId || '-'}) term ${raft.core.raft.currentTerm}`));
+      const api = new RegistryApi({
+        id: n.id,
+        store,
+        watchHub: hub,
+        raft,
+        stateMachine: sm,
+        members: () => n.members,
+        clock,
+        leaderLink: this.network.leaderLink(n),
+        logger: silentLogger,
+        minLeaseTtlSeconds: SIM_MIN_LEASE_TTL_SECONDS,
+      });
+      n.incarnation = { raft, sm, hub, api };
+      n.starting = false;
+      n.up = true;
+      this.checker.onRestart(n.id, await store.stable.hardState());
+      this.startWatch(n, generation);
+    })().catch((err: unknown) => {
+      if (n.generation === generation) this.fatal ??= `${n.id} failed to start: ${String(err)}`;
+    });
+  }
+
+  /** Wraps the lease keeper to record what a leader finds lapsed and renews. */
+  private recordingLeases(n: SimNode, inner: LeaseManager): LeaseKeeper {
+    const sim = this;
+    return {
+      becomeLeader: (now, leases) => inner.becomeLeader(now, leases),
+      stepDown: () => inner.stepDown(),
+      get active() {
+        return inner.active;
+      },
+      renew(id, now) {
+        const ttl = inner.renew(id, now);
+        if (ttl !== undefined) sim.lastRenewal.set(id, now);
+        return ttl;
+      },
+      upsert: (r, now) => inner.upsert(r, now),
+      remove: (id) => inner.remove(id),
+      expired(now, confirmedAt, limits) {
+        const out = inner.expired(now, confirmedAt, limits);
+        if (out.length > 0) {
+          const term = n.raft?.core.raft.currentTerm ?? 0;
+          sim.expireProposals.push({ node: n.id, term, at: now, items: out, quorumAge: now - confirmedAt });
+          sim.log(`${n.id} finds lapsed ${out.map((l) => `${l.id}@${l.modRevision}`).join(',')} (quorum age ${now - confirmedAt})`);
+        }
+        return out;
+      },
+      retryPending: () => inner.retryPending(),
+      deadlineOf: (id) => inner.deadlineOf(id),
+    };
+  }
+
+  /**
+   * Stops a node at once: its in-flight writes and volatile state are lost. `power` (the
+   * default picks one at random) also loses what was written but not synced.
+   */
+  crash(id: string, kind?: CrashKind): void {
+    const n = this.get(id);
+    if (!n.up && !n.starting) return;
+    const k: CrashKind = kind ?? (this.world.rand() < 0.5 ? 'power' : 'process');
+    n.generation++;
+    n.up = false;
+    n.starting = false;
+    n.incarnation = undefined;
+    n.messageHandler = undefined;
+    n.snapshotHandler = undefined;
+    this.world.resume(id);
+    for (const w of n.pending) {
+      w.call.outcome = 'unknown';
+      this.history.push({ ...w.op, outcome: 'unknown' });
+    }
+    n.pending.clear();
+    n.disk.crash(k);
+    n.disk.stallUntil = 0;
+    this.network.crashed(id);
+    this.crashes[k]++;
+    this.checker.onCrash(n.id, k);
+    this.log(`crash ${id} (${k})`);
+  }
+
+  /** Restarts a node from its disk (no-op while it runs or starts). */
+  restart(id: string): void {
+    const n = this.get(id);
+    if (n.up || n.starting) return;
+    n.generation++;
+    this.log(`restart ${id}`);
+    this.start(n);
+  }
+
+  /** Pauses a node's process (SIGSTOP): its timers, deliveries and disk completions wait. */
+  pause(id: string): void {
+    const n = this.get(id);
+    if (!n.up || this.world.isPaused(id)) return;
+    this.crashes.pauses++;
+    this.world.pause(id);
+    this.log(`pause ${id}`);
+  }
+
+  /** Resumes a paused node (SIGCONT): everything it missed runs now. */
+  resume(id: string): void {
+    if (!this.world.isPaused(id)) return;
+    this.world.resume(id);
+    this.log(`resume ${id}`);
+  }
+
+  /** Makes every disk operation of `id` take at least until `ms` from now. */
+  stallDisk(id: string, ms: number): void {
+    this.get(id).disk.stallUntil = this.world.now + ms;
+    this.log(`stall disk of ${id} for ${ms} ms`);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Network faults
 
   /** Blocks messages from `a` to `b` (one direction). */
   blockLink(a: string, b: string): void {
-    this.blocked.add(`${a}>${b}`);
+    this.network.block(a, b);
   }
 
   /** Splits the cluster into `groups`; nodes in different groups cannot talk. */
   partition(groups: string[][]): void {
-    this.blocked.clear();
-    for (const g of groups) for (const h of groups) if (g !== h) for (const a of g) for (const b of h) this.blockLink(a, b);
+    this.network.unblockAll();
+    for (const g of groups) for (const h of groups) if (g !== h) for (const a of g) for (const b of h) this.network.block(a, b);
     this.log(`partition ${groups.map((g) => `{${g.join(',')}}`).join(' ')}`);
   }
 
-  /** Removes every partition and restores a clean network. */
+  /** Removes every partition, restores a clean network (but for flaky snapshots) and resumes paused nodes. */
   heal(): void {
-    this.blocked.clear();
-    this.net = { drop: 0, duplicate: 0, minDelay: 1, maxDelay: 5 };
+    this.network.unblockAll();
+    this.network.net = { ...this.healedNet };
+    for (const id of this.ids) {
+      this.resume(id);
+      this.get(id).disk.stallUntil = 0;
+    }
     this.log('heal');
   }
 
-  /** Stops a node: its in-flight write and volatile state are lost. */
-  crash(id: string): void {
-    const n = this.get(id);
-    if (!n.up) return;
-    n.up = false;
-    n.inflight = undefined;
-    for (const w of n.writes.values()) this.recordWrite(w.op, 'unknown');
-    n.writes.clear();
-    n.reads.clear();
-    n.leases.stepDown();
-    n.leaseTerm = 0;
-    this.checker.onCrash(n.id);
-    this.log(`crash ${id}`);
-  }
-
-  /** Restarts a node from its disk. */
-  restart(id: string): void {
-    const n = this.get(id);
-    if (n.up) return;
-    n.node = this.makeRawNode(n.id, n.disk);
-    n.sm = copySm(n.disk.sm);
-    n.appliedIndex = n.disk.appliedIndex;
-    n.staged = undefined;
-    n.up = true;
-    this.checker.onRestart(n.id);
-    this.log(`restart ${id}`);
-  }
-
   // ---------------------------------------------------------------------------------------
-  // Clients
+  // Time
 
-  /**
-   * A client writes through node `via`: a follower hands it to the leader it knows (a forwarded
-   * request; lost if that node is down or not the leader). Returns false when no leader took it.
-   */
-  write(via: string, op: 'register' | 'deregister', key: string, value = ''): boolean {
-    const call = this.now;
-    let n = this.get(via);
-    if (!n.up) return false;
-    const raft = n.node.raft;
-    if (raft.role !== 'leader') {
-      const lead = raft.leaderId;
-      if (lead === NO_NODE || this.blocked.has(`${via}>${lead}`)) return false;
-      n = this.get(lead);
-      if (!n.up) return false;
-    }
-    const id = `c${++this.opSeq}`;
-    const cmd: SimCommand = { op, key, value, id };
-    let r: { firstIndex: LogIndex; term: Term };
-    try {
-      r = n.node.propose([encodeCommand(cmd)]);
-    } catch (e) {
-      if (e instanceof ProposalDroppedError) return false;
-      throw e;
-    }
-    const base = { key, call, ret: Number.POSITIVE_INFINITY, clientId: id };
-    const pending: PendingWrite = {
-      op: op === 'register' ? { kind: 'register', value, outcome: 'ok', ...base } : { kind: 'deregister', outcome: 'ok', ...base },
-      term: r.term,
-      deadline: call + CLIENT_TIMEOUT_UNITS,
-    };
-    n.writes.set(r.firstIndex, pending);
-    this.log(`client ${id} ${op} ${key}=${value} via ${via} -> ${n.id} at ${r.firstIndex}/${r.term}`);
-    return true;
+  /** Runs `ms` of simulated time; every invariant is checked after every event. */
+  async run(ms: number): Promise<void> {
+    await this.world.run(ms);
+  }
+
+  /** Processes the next event. */
+  async step(): Promise<void> {
+    await this.world.next();
+  }
+
+  /** Runs until `pred` holds or `maxMs` passed; returns whether it holds. */
+  async runUntil(pred: () => boolean, maxMs: number): Promise<boolean> {
+    return this.world.runWhile(pred, maxMs);
   }
 
   /**
-   * An operator asks the current leader for a membership change. Returns false when it was
-   * refused (no leader, a change still pending, no entry of the leader's term committed yet) or
-   * would remove the last voter.
+   * Runs the simulation until `p` settles (at most `maxMs`), and returns its value: for awaiting
+   * a node's own asynchronous work (its disk reads take simulated time too) from a test.
    */
-  changeConfig(type: ConfChange['type'], id: string): boolean {
-    const l = this.leader();
-    if (!l) return false;
-    const n = this.get(l);
-    const conf = n.node.raft.confState();
-    if (type === 'removeNode' && conf.voters.length === 1 && conf.voters[0] === id) return false;
-    const cc: ConfChange = { type, nodeId: id as NodeId };
-    try {
-      const r = n.node.proposeConfChange(enc.encode(JSON.stringify(cc)));
-      this.log(`config ${type} ${id} proposed at ${r.index}/${r.term} on ${l}`);
-      return true;
-    } catch (e) {
-      if (e instanceof ProposalDroppedError) return false;
-      throw e;
+  async await<T>(p: Promise<T>, maxMs = 60_000): Promise<T> {
+    let settled = false;
+    const watched = p.finally(() => (settled = true));
+    watched.catch(() => undefined);
+    if (!(await this.runUntil(() => settled, maxMs))) throw new Error(`a promise did not settle within ${maxMs} ms of simulated time`);
+    return watched;
+  }
+
+  /** The running node that leads with the highest term, if any. */
+  leader(): NodeId | undefined {
+    let best: SimNode | undefined;
+    for (const n of this.upNodes()) {
+      const r = n.node.core.raft;
+      if (r.role !== 'leader') continue;
+      if (!best || r.currentTerm > best.node.core.raft.currentTerm) best = n;
     }
+    return best?.id;
+  }
+
+  /** Runs until a leader with a term newer than the current highest one appears (bounded). */
+  async awaitLeader(maxMs = 10_000): Promise<void> {
+    let top = 0;
+    for (const n of this.upNodes()) top = Math.max(top, n.node.core.raft.currentTerm);
+    await this.runUntil(() => {
+      const l = this.leader();
+      return l !== undefined && this.get(l).node.core.raft.currentTerm > top;
+    }, maxMs);
   }
 
   /** Members (voters and learners) in the configuration of the leader, if any. */
   members(): Set<string> {
     const l = this.leader();
     if (!l) return new Set(this.ids);
-    const c = this.get(l).node.raft.confState();
+    const c = this.get(l).node.core.raft.confState();
     return new Set([...c.voters, ...c.learners]);
   }
 
-  /** A client reads `key` linearizably through node `via` (ReadIndex, thesis §6.4). */
-  read(via: string, key: string): void {
-    const n = this.get(via);
-    if (!n.up) return;
-    const ctx = `r${++this.opSeq}`;
-    n.reads.set(ctx, { key, call: this.now, deadline: this.now + CLIENT_TIMEOUT_UNITS, index: undefined });
-    n.node.readIndex(enc.encode(ctx));
-    this.log(`client ${ctx} get ${key} via ${via}`);
-  }
-
-  private recordWrite(op: PendingWrite['op'], outcome: 'ok' | 'unknown', deleted?: boolean): void {
-    if (outcome === 'ok') {
-      if (op.kind === 'deregister') this.history.push({ ...op, ret: this.now, outcome, deleted: deleted ?? false });
-      else this.history.push({ ...op, ret: this.now, outcome });
-    } else {
-      this.history.push({ ...op, outcome: 'unknown' });
-    }
-  }
-
   // ---------------------------------------------------------------------------------------
-  // Time
+  // Clients (through the real API of the node they call)
 
-  /** Advances simulated time by `units`, one unit at a time, checking invariants after each. */
-  run(units: number): void {
-    for (let i = 0; i < units; i++) this.step();
+  private nextValue(): string {
+    return `v${++this.opSeq}`;
   }
 
-  /** One unit of time: ticks, deliveries, disk completions, Ready processing, timeouts. */
-  step(): void {
-    this.now++;
-    for (const n of this.nodes.values()) {
-      if (!n.up) continue;
-      if ((this.now + n.tickOffset) % TICK_UNITS === 0) n.node.tick();
+  /**
+   * A client writes through node `via`: `register` sets `key` to `value`, `deregister` removes
+   * it. With `expected`, the write is conditional: `expectedRevision` (the revision at which the
+   * client saw `expected`) or, for `expected: null`, create-only. Refused at once when `via` is
+   * down (it cannot have taken effect; not recorded).
+   */
+  write(via: string, op: 'register' | 'deregister', key: string, value = this.nextValue(), cond?: { expected: string | null; revision: number }): ClientCall {
+    const n = this.get(via);
+    const call: ClientCall = { outcome: 'pending' };
+    const api = n.up ? n.api : undefined;
+    if (!api) {
+      call.outcome = 'refused';
+      return call;
     }
-    const due = this.queue.get(this.now);
-    if (due) {
-      this.queue.delete(this.now);
-      for (const m of due) this.deliver(m);
+    const clientId = `c${++this.opSeq}`;
+    const base = { key, call: this.world.now, ret: Number.POSITIVE_INFINITY, clientId };
+    let rec: PendingWrite['op'];
+    if (op === 'register') rec = { kind: 'register', value, outcome: 'ok', ...base, ...(cond === undefined ? {} : { expected: cond.expected }) };
+    else {
+      if (cond !== undefined && cond.expected === null) throw new Error('a conditional deregister needs an expected value');
+      rec = { kind: 'deregister', outcome: 'ok', ...base, ...(cond === undefined ? {} : { expected: cond.expected as string }) };
     }
-    for (const n of this.nodes.values()) {
-      if (!n.up) continue;
-      if (n.inflight && n.inflight.doneAt <= this.now) this.completeReady(n);
-      if (!n.inflight && n.node.hasReady()) {
-        const rd = n.node.ready();
-        // A disk write takes 0-2 units; a crash before then loses it.
-        n.inflight = { rd, doneAt: this.now + Math.floor(this.rand() * 3) };
-        if (n.inflight.doneAt <= this.now) this.completeReady(n);
-      }
-      this.expireClients(n);
-    }
-    if (this.leaseOpts) this.stepLeases(this.leaseOpts);
-    this.checker.check();
+    const pending: PendingWrite = { op: rec, call };
+    n.pending.add(pending);
+    const generation = n.generation;
+    const ctx = { budgetMs: CLIENT_TIMEOUT_MS };
+    const p =
+      op === 'register'
+        ? api.register(
+            { agent: agentOf(key, value), ...(cond === undefined ? {} : cond.expected === null ? { create_only: true } : { expected_revision: cond.revision }) } as RegisterRequest,
+            ctx,
+          )
+        : api.deregister({ id: key, ...(cond === undefined || cond.expected === null ? {} : { expected_revision: cond.revision }) }, ctx);
+    this.log(`client ${clientId} ${op} ${key}${op === 'register' ? `=${value}` : ''}${cond ? ` if ${cond.expected ?? 'absent'}@${cond.revision}` : ''} via ${via}`);
+    p.then(
+      (res) => {
+        if (n.generation !== generation || !n.pending.delete(pending)) return;
+        call.outcome = 'ok';
+        call.revision = res.revision;
+        this.lastAcknowledged = Math.max(this.lastAcknowledged, res.revision);
+        if (rec.kind === 'deregister' && cond === undefined) this.history.push({ ...rec, ret: this.world.now, deleted: (res as { deleted: boolean }).deleted });
+        else this.history.push({ ...rec, ret: this.world.now });
+        this.log(`client ${clientId} ok at ${res.revision}`);
+      },
+      (err: unknown) => {
+        if (n.generation !== generation || !n.pending.delete(pending)) return;
+        const code = err instanceof ApiError ? err.code : Code.UNKNOWN;
+        call.code = code;
+        if (neverAccepted(err)) {
+          this.violation ??= `a valid write was refused: ${String(err)}`;
+          call.outcome = 'failed';
+          return;
+        }
+        if (code === Code.INTERNAL) this.violation ??= `${via} answered INTERNAL: ${(err as Error).message}`;
+        if (code === Code.FAILED_PRECONDITION && cond !== undefined) {
+          call.outcome = 'conflict';
+          this.history.push({ ...rec, ret: this.world.now, outcome: 'conflict' });
+        } else {
+          call.outcome = 'unknown';
+          this.history.push({ ...rec, outcome: 'unknown' });
+        }
+        this.log(`client ${clientId} ${codeName(code)}: ${(err as Error).message}`);
+      },
+    );
+    return call;
   }
 
-  private deliver(m: Message): void {
-    const to = this.nodes.get(m.to);
-    const ok = to?.up === true && !this.blocked.has(`${m.from}>${m.to}`); // a partition also cuts what is on the wire
-    if (m.type === 'InstallSnapshot') {
-      // The snapshot stream ends here: the sender learns whether it arrived (etcd ReportSnapshot).
-      const from = this.nodes.get(m.from);
-      if (from?.up) from.node.reportSnapshot(m.to, ok);
-      if (ok) (to as SimNode).staged = this.payloads.get(m);
-    }
-    if (!ok) return;
-    this.log(describeMessage(m));
-    if (this.leaseOpts && (m.type === 'HeartbeatResponse' || m.type === 'AppendEntriesResponse')) this.recordAck(to as SimNode, m);
-    (to as SimNode).node.step(m);
-  }
-
-  private send(m: Message): void {
-    if (m.type === 'InstallSnapshot') {
-      // The message may name a snapshot older than the newest (it was made before a newer one);
-      // the driver streams it if it still holds it, else tells the core the send failed.
-      const from = this.get(m.from);
-      const snap = [from.disk.snapshot, from.disk.previousSnapshot].find((x) => x?.metadata.index === m.snapshot.metadata.index);
-      if (!snap) {
-        from.node.reportSnapshot(m.to, false);
+  /**
+   * A compare-and-set through `via`: a linearizable get of `key`, then a register of a new value
+   * conditional on what the get saw (its revision, or create-only when absent).
+   */
+  compareAndSet(via: string, key: string): ClientCall {
+    const outer: ClientCall = { outcome: 'pending' };
+    const read = this.read(via, key, { record: true });
+    const world = this.world;
+    const until = world.now + CLIENT_TIMEOUT_MS;
+    const poll = (): void => {
+      if (read.outcome === 'pending' && world.now < until) {
+        world.at(world.now + 20, undefined, poll);
         return;
       }
-      this.payloads.set(m, copySm(snap.sm));
-    }
-    const lost = this.blocked.has(`${m.from}>${m.to}`) || this.rand() < this.net.drop;
-    if (lost) {
-      if (m.type === 'InstallSnapshot') this.get(m.from).node.reportSnapshot(m.to, false);
-      return;
-    }
-    const copies = this.rand() < this.net.duplicate ? 2 : 1;
-    for (let c = 0; c < copies; c++) {
-      const span = this.net.maxDelay - this.net.minDelay + 1;
-      const at = this.now + this.net.minDelay + Math.floor(this.rand() * span);
-      const bucket = this.queue.get(at);
-      if (bucket) bucket.push(m);
-      else this.queue.set(at, [m]);
-    }
-  }
-
-  /** The Ready contract: persist, then send, then apply, then advance. */
-  private completeReady(n: SimNode): void {
-    const rd = (n.inflight as { rd: Ready }).rd;
-    n.inflight = undefined;
-    if (rd.hardState) {
-      const hs = rd.hardState;
-      n.disk.hardState = this.bugs.forgetVotedFor ? { ...hs, votedFor: NO_NODE } : hs;
-      this.checker.onPersistHardState(n.id, hs);
-    }
-    if (rd.snapshot) {
-      // §7: install the staged payload atomically with the log reset.
-      const meta = rd.snapshot.metadata;
-      if (!n.staged || n.staged === undefined) throw new SafetyViolation(`${n.id} was told to install snapshot ${meta.index} it never received`);
-      n.disk.previousSnapshot = n.disk.snapshot;
-      n.disk.snapshot = { metadata: meta, sm: copySm(n.staged) };
-      n.disk.entries = [];
-      n.disk.compacted = { index: meta.index, term: meta.term };
-      n.sm = copySm(n.staged);
-      n.appliedIndex = meta.index;
-      n.staged = undefined;
-      this.checker.onInstallSnapshot(n.id, meta.index);
-      this.snapshotsInstalled++;
-      this.log(`${n.id} installed snapshot ${meta.index}/${meta.term}`);
-    }
-    if (rd.entries.length > 0) {
-      const first = (rd.entries[0] as Entry).index;
-      n.disk.entries = n.disk.entries.slice(0, first - n.disk.compacted.index - 1).concat(rd.entries);
-    }
-    for (const m of rd.messages) this.send(m);
-    for (const e of rd.committedEntries) this.apply(n, e);
-    n.disk.sm = copySm(n.sm);
-    n.disk.appliedIndex = n.appliedIndex;
-    for (const rs of rd.readStates) {
-      const ctx = dec.decode(rs.context);
-      const r = n.reads.get(ctx);
-      if (!r) continue;
-      if (!rs.ok) n.reads.delete(ctx);
-      else r.index = rs.index;
-    }
-    n.node.advance();
-    this.serveReads(n);
-    this.maybeSnapshot(n);
-  }
-
-  /**
-   * Every SIM_SNAPSHOT_EVERY_ENTRIES applied entries: snapshot the state machine and compact the
-   * log, keeping a tail, and never past a snapshot a follower is still receiving (so a slow
-   * transfer can always continue from the log afterwards).
-   */
-  private maybeSnapshot(n: SimNode): void {
-    const last = n.disk.snapshot?.metadata.index ?? 0;
-    if (n.appliedIndex - last < SIM_SNAPSHOT_EVERY_ENTRIES) return;
-    const raft = n.node.raft;
-    const index = logIndex(n.appliedIndex);
-    const t = raft.raftLog.term(index);
-    if (t === undefined) return;
-    const metadata: SnapshotMetadata = { index, term: t, confState: raft.confState() };
-    n.disk.previousSnapshot = n.disk.snapshot;
-    n.disk.snapshot = { metadata, sm: copySm(n.sm) };
-    n.node.setSnapshot(metadata);
-    let through = index - SIM_SNAPSHOT_TAIL_ENTRIES;
-    for (const pr of raft.prs.values()) if (pr.state === 'snapshot') through = Math.min(through, pr.pendingSnapshot);
-    if (through <= n.disk.compacted.index) return;
-    const ct = n.node.compact(logIndex(through));
-    n.disk.entries = n.disk.entries.slice(through - n.disk.compacted.index);
-    n.disk.compacted = { index: logIndex(through), term: ct };
-  }
-
-  private apply(n: SimNode, e: Entry): void {
-    if (e.index !== n.appliedIndex + 1) {
-      const v = new SafetyViolation(`${n.id} applied ${e.index} after ${n.appliedIndex}: a gap or a repeat`);
-      throw v;
-    }
-    n.appliedIndex = e.index;
-    this.checker.onApply(n.id, e);
-    if (e.type === 'config') {
-      // Membership changes take effect when applied (etcd's approach), one at a time.
-      n.sm.conf = n.node.applyConfChange(JSON.parse(dec.decode(e.data)) as ConfChange);
-      this.confChangesApplied.add(e.index);
-      this.log(`${n.id} applied config ${dec.decode(e.data)} -> voters ${n.sm.conf.voters.join(',')} learners ${n.sm.conf.learners.join(',')}`);
-      return;
-    }
-    const cmd = decodeCommand(e.data);
-    let deleted = false;
-    if (cmd) {
-      switch (cmd.op) {
-        case 'register':
-          n.sm.kv.set(cmd.key, cmd.value);
-          if (n.sm.leases.delete(cmd.key)) n.leases.remove(cmd.key);
-          break;
-        case 'deregister':
-          deleted = n.sm.kv.delete(cmd.key);
-          if (n.sm.leases.delete(cmd.key)) n.leases.remove(cmd.key);
-          break;
-        case 'lease':
-          n.sm.kv.set(cmd.key, cmd.value);
-          n.sm.leases.set(cmd.key, { ttl: cmd.ttl, writeIndex: e.index });
-          n.leases.upsert({ id: cmd.key, ttlMs: cmd.ttl, modRevision: e.index }, this.now);
-          break;
-        case 'expire':
-          this.applyExpire(n, e, cmd.items);
-          break;
+      if (read.outcome !== 'ok' && read.outcome !== 'notFound') {
+        outer.outcome = 'refused';
+        return;
       }
-      n.sm.ids.add(cmd.id);
+      const w = this.write(via, 'register', key, this.nextValue(), { expected: read.found ?? null, revision: read.revision ?? 0 });
+      const follow = (): void => {
+        if (w.outcome === 'pending') world.at(world.now + 20, undefined, follow);
+        else Object.assign(outer, w);
+      };
+      follow();
+    };
+    world.at(world.now, undefined, poll);
+    return outer;
+  }
+
+  /**
+   * A client reads `key` through `via`: a `get`, or a `find` by name prefix (the keys are
+   * prefix-free); linearizable (recorded in the history) or serializable (checked to be a state
+   * that existed).
+   */
+  read(via: string, key: string, opts: { consistency?: 'linearizable' | 'serializable'; path?: 'get' | 'find'; record?: boolean } = {}): ClientCall {
+    const n = this.get(via);
+    const call: ClientCall = { outcome: 'pending' };
+    const api = n.up ? n.api : undefined;
+    if (!api) {
+      call.outcome = 'refused';
+      return call;
     }
-    const w = n.writes.get(e.index);
-    if (w) {
-      n.writes.delete(e.index);
-      if (e.term === w.term) {
-        this.recordWrite(w.op, 'ok', deleted);
-        this.acknowledged.set(e.index, w.op.clientId as string);
+    const consistency = opts.consistency ?? 'linearizable';
+    const wire = consistency === 'linearizable' ? 'CONSISTENCY_LINEARIZABLE' : 'CONSISTENCY_SERIALIZABLE';
+    const started = this.world.now;
+    const ctx = { budgetMs: CLIENT_TIMEOUT_MS };
+    const generation = n.generation;
+    const p: Promise<{ agent: WireAgent | null; revision: number }> =
+      opts.path === 'find'
+        ? api.find({ capability: '', kind: '', labels: {}, page_size: 10, page_token: '', consistency: wire, name_prefix: key }, ctx).then((r) => {
+            const a = r.agents.find((x) => x.id === key);
+            if (!a) throw new ApiError(Code.NOT_FOUND, 'not found');
+            return { agent: a, revision: r.revision };
+          })
+        : api.get({ id: key, consistency: wire }, ctx);
+    const done = (found: string | null, agent: WireAgent | null, revision: number): void => {
+      if (n.generation !== generation) return;
+      call.outcome = found === null ? 'notFound' : 'ok';
+      call.found = found;
+      call.revision = agent?.mod_revision ?? revision;
+      if (consistency === 'linearizable') {
+        this.readsAnswered++;
+        if (opts.record !== false) this.history.push({ kind: 'get', key, call: started, ret: this.world.now, outcome: 'ok', found, clientId: `r${this.opSeq}` });
+      } else if (agent) {
+        this.checkSerializable(via, agent);
       }
-      // A different term: the proposal was overwritten and never committed; the client is told
-      // to retry, so the operation is not part of the history.
+    };
+    p.then(
+      (r) => done(r.agent?.version ?? null, r.agent, r.revision),
+      (err: unknown) => {
+        if (err instanceof ApiError && err.code === Code.NOT_FOUND) {
+          done(null, null, 0);
+          return;
+        }
+        if (n.generation !== generation) return;
+        const code = err instanceof ApiError ? err.code : Code.UNKNOWN;
+        call.outcome = 'failed';
+        call.code = code;
+        if (code === Code.DEADLINE_EXCEEDED) {
+          // A read is answered or failed (UNAVAILABLE, retry) within a few election timeouts;
+          // waiting for the client's deadline means a lost ReadIndex round was never failed.
+          this.readsTimedOut++;
+          this.violation ??= `a ${consistency} read through ${via} waited ${this.world.now - started} ms for its deadline: ${(err as Error).message}`;
+        }
+        if (code === Code.INTERNAL || code === Code.INVALID_ARGUMENT) this.violation ??= `${via} answered ${codeName(code)} to a read: ${(err as Error).message}`;
+      },
+    );
+    return call;
+  }
+
+  /** A serializable read may be stale, but must show a state some node applied: the version written at its revision. */
+  private checkSerializable(via: string, agent: WireAgent): void {
+    const seen = this.watchEvents.get(`${agent.mod_revision}/${agent.id}`);
+    if (seen !== undefined && seen !== `put ${agent.version}`) {
+      this.violation ??= `serializable read on ${via} saw ${agent.id}=${agent.version} at revision ${agent.mod_revision}, but that revision wrote ${seen}`;
     }
   }
 
-  private serveReads(n: SimNode): void {
-    for (const [ctx, r] of n.reads) {
-      if (r.index === undefined || n.appliedIndex < r.index) continue;
-      n.reads.delete(ctx);
-      this.history.push({ kind: 'get', key: r.key, call: r.call, ret: this.now, outcome: 'ok', found: n.sm.kv.get(r.key) ?? null, clientId: ctx });
+  /** Registers `key` with a lease of `ttlSeconds` through `via`; not part of the linearizability history. */
+  registerLease(via: string, key: string, ttlSeconds: number, value = 'agent'): ClientCall {
+    const n = this.get(via);
+    const call: ClientCall = { outcome: 'pending' };
+    if (!n.up || !n.api) {
+      call.outcome = 'refused';
+      return call;
     }
+    this.log(`client lease ${key} ttl=${ttlSeconds}s via ${via}`);
+    n.api.register({ agent: agentOf(key, value), ttl_seconds: ttlSeconds }, { budgetMs: CLIENT_TIMEOUT_MS }).then(
+      (r) => {
+        call.outcome = 'ok';
+        call.revision = r.revision;
+      },
+      (err: unknown) => {
+        call.outcome = 'failed';
+        call.code = err instanceof ApiError ? err.code : Code.UNKNOWN;
+      },
+    );
+    return call;
   }
 
-  private expireClients(n: SimNode): void {
-    for (const [idx, w] of n.writes) {
-      if (w.deadline > this.now) continue;
-      n.writes.delete(idx);
-      this.recordWrite(w.op, 'unknown');
+  /** One heartbeat for `key` through `via` (a follower forwards it to the leader). */
+  heartbeat(via: string, key: string): ClientCall {
+    const n = this.get(via);
+    const call: ClientCall = { outcome: 'pending' };
+    if (!n.up || !n.api) {
+      call.outcome = 'refused';
+      return call;
     }
-    for (const [ctx, r] of n.reads) if (r.deadline <= this.now) n.reads.delete(ctx);
-  }
-
-  /** The up node that is leader with the highest term, if any. */
-  leader(): NodeId | undefined {
-    let best: SimNode | undefined;
-    for (const n of this.upNodes()) {
-      if (n.node.raft.role !== 'leader') continue;
-      if (!best || n.node.raft.currentTerm > best.node.raft.currentTerm) best = n;
-    }
-    return best?.id;
-  }
-
-  /** Runs until a leader with a term newer than the current highest one appears (bounded). */
-  awaitLeader(maxUnits = 1_000): void {
-    let top = 0;
-    for (const n of this.upNodes()) top = Math.max(top, n.node.raft.currentTerm);
-    for (let i = 0; i < maxUnits; i++) {
-      this.step();
-      const l = this.leader();
-      if (l && this.get(l).node.raft.currentTerm > top) return;
-    }
-  }
-
-  /** Ends the run: writes still waiting for an answer count as timed out (outcome unknown). */
-  finish(): void {
-    for (const n of this.nodes.values()) {
-      for (const w of n.writes.values()) this.recordWrite(w.op, 'unknown');
-      n.writes.clear();
-      n.reads.clear();
-    }
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Leases (only when the run has them)
-
-  /**
-   * A client registers `key` with a lease of `ttl` units through node `via` (forwarded to the
-   * leader as {@link write} does). Not part of the linearizability history. Returns false when no
-   * leader took it.
-   */
-  registerLease(via: string, key: string, ttl: number, value = 'agent'): boolean {
-    const n = this.leaderVia(via);
-    if (!n) return false;
-    const id = `c${++this.opSeq}`;
-    try {
-      const r = n.node.propose([encodeCommand({ op: 'lease', key, value, ttl, id })]);
-      this.log(`client ${id} lease ${key} ttl=${ttl} via ${via} -> ${n.id} at ${r.firstIndex}/${r.term}`);
-      return true;
-    } catch (e) {
-      if (e instanceof ProposalDroppedError) return false;
-      throw e;
-    }
+    n.api.heartbeat({ id: key }, { budgetMs: CLIENT_TIMEOUT_MS }).then(
+      () => (call.outcome = 'ok'),
+      (err: unknown) => {
+        call.code = err instanceof ApiError ? err.code : Code.UNKNOWN;
+        call.outcome = call.code === Code.NOT_FOUND ? 'notFound' : 'failed';
+      },
+    );
+    return call;
   }
 
   /**
-   * A client heartbeat for `key` through node `via`: a follower forwards it to the leader it
-   * knows, unless the link is cut (as {@link write} does); the leader renews the lease. Not a log
-   * entry: renewals are the leader's alone (etcd's LeaseKeepAlive).
-   */
-  heartbeat(via: string, key: string): HeartbeatOutcome {
-    const n = this.leaderVia(via);
-    if (!n || n.node.raft.role !== 'leader') return 'unreachable';
-    const ttl = n.leases.renew(key, this.now);
-    if (ttl === undefined) return 'notFound';
-    this.lastRenewal.set(key, this.now);
-    return 'renewed';
-  }
-
-  /**
-   * Starts a client that heartbeats `key` every `everyUnits` through the nodes of `via` in turn
+   * Starts a client that heartbeats `key` every `everyMs` through the nodes of `via` in turn
    * (the first beat at once). With `reregister`, a NOT_FOUND answer makes it register the key
-   * again with `ttl`, as an agent does after its lease was lost.
+   * again, as an agent does after its lease was lost.
    */
-  startHeartbeats(key: string, opts: { everyUnits: number; via: readonly string[]; ttl: number; reregister?: boolean }): Heartbeater {
-    const hb: Heartbeater = { key, everyUnits: opts.everyUnits, via: opts.via, ttl: opts.ttl, reregister: opts.reregister ?? false, beats: 0, startedAt: this.now };
+  startHeartbeats(key: string, opts: { everyMs: number; via: readonly string[]; ttlSeconds: number; reregister?: boolean }): Heartbeater {
+    this.stopHeartbeats(key);
+    const hb: Heartbeater = { key, everyMs: opts.everyMs, via: opts.via, ttlSeconds: opts.ttlSeconds, reregister: opts.reregister ?? false, beats: 0, stopped: false };
     this.heartbeaters.set(key, hb);
-    this.beat(hb);
+    const beat = (): void => {
+      if (hb.stopped) return;
+      const via = hb.via[hb.beats % hb.via.length] as string;
+      hb.beats++;
+      const c = this.heartbeat(via, key);
+      if (hb.reregister) {
+        const check = (): void => {
+          if (c.outcome === 'pending') this.world.at(this.world.now + 10, undefined, check);
+          else if (c.outcome === 'notFound' && !hb.stopped) this.registerLease(via, key, hb.ttlSeconds);
+        };
+        check();
+      }
+      this.world.at(this.world.now + hb.everyMs, undefined, beat);
+    };
+    beat();
     return hb;
   }
 
   /** Stops the heartbeats of `key` (the agent died or hung). */
   stopHeartbeats(key: string): void {
+    const hb = this.heartbeaters.get(key);
+    if (hb) hb.stopped = true;
     this.heartbeaters.delete(key);
   }
 
   /**
-   * When a majority of voters last acknowledged node `id` as leader, in units: the quorum-th most
-   * recent answer (HeartbeatResponse or AppendEntriesResponse of its term, counted when it is
-   * delivered), this node counting as now, and the votes that made it leader counting as an
-   * answer at the time it took office. The same derivation as the node's `quorumConfirmedAt`.
+   * An operator asks the leader for a membership change through the API (`AddMember` as a
+   * learner or voter, `PromoteMember`, `RemoveMember`). Returns the call (refused when there is
+   * no leader).
    */
-  quorumConfirmedAt(id: string): number {
-    const n = this.get(id);
-    const raft = n.node.raft;
-    if (!n.up || raft.role !== 'leader') return Number.NEGATIVE_INFINITY;
-    const voters = [...raft.voters()];
-    const acks = n.ackTerm === raft.currentTerm ? n.acks : new Map<NodeId, number>();
-    const times = voters.map((v) => (v === n.id ? this.now : Math.max(acks.get(v) ?? Number.NEGATIVE_INFINITY, n.leaderSince)));
-    times.sort((a, b) => b - a);
-    return times[Math.floor(voters.length / 2)] ?? Number.NEGATIVE_INFINITY;
-  }
-
-  /** The up node that would take a client request sent to `via`: `via` itself if leader, else the leader it knows. */
-  private leaderVia(via: string): SimNode | undefined {
-    const n = this.get(via);
-    if (!n.up) return undefined;
-    if (n.node.raft.role === 'leader') return n;
-    const lead = n.node.raft.leaderId;
-    if (lead === NO_NODE || this.blocked.has(`${via}>${lead}`)) return undefined;
-    const l = this.get(lead);
-    return l.up ? l : undefined;
-  }
-
-  private recordAck(to: SimNode, m: Message): void {
-    const raft = to.node.raft;
-    if (raft.role !== 'leader' || m.term !== raft.currentTerm) return;
-    if (to.ackTerm !== raft.currentTerm) {
-      to.acks = new Map();
-      to.ackTerm = raft.currentTerm;
+  changeConfig(type: 'addVoter' | 'addLearner' | 'removeNode', id: string): ClientCall {
+    const call: ClientCall = { outcome: 'pending' };
+    const l = this.leader();
+    const api = l ? this.get(l).api : undefined;
+    if (!l || !api) {
+      call.outcome = 'refused';
+      return call;
     }
-    to.acks.set(m.from, this.now);
-  }
-
-  /** Per unit: leadership changes start or stop lease managers, clients heartbeat, leaders check. */
-  private stepLeases(opts: Required<SimLeaseOptions>): void {
-    for (const n of this.nodes.values()) {
-      const raft = n.node.raft;
-      const leading = n.up && raft.role === 'leader';
-      if (leading && n.leaseTerm !== raft.currentTerm) {
-        // A new leader gives every lease a fresh full TTL (etcd issue 2660), from its applied state.
-        n.leaderSince = this.now;
-        n.leaseTerm = raft.currentTerm;
-        const records: LeaseRecord[] = [...n.sm.leases].map(([key, l]) => ({ id: key, ttlMs: l.ttl, modRevision: l.writeIndex }));
-        n.leases.becomeLeader(this.now, records);
-        this.log(`${n.id} leases: took office with ${records.length}`);
-      } else if (!leading && n.leaseTerm !== 0) {
-        n.leases.stepDown();
-        n.leaseTerm = 0;
-        this.log(`${n.id} leases: stepped down`);
-      }
-    }
-    for (const hb of this.heartbeaters.values()) {
-      if ((this.now - hb.startedAt) % hb.everyUnits === 0 && this.now !== hb.startedAt) this.beat(hb);
-    }
-    for (const n of this.nodes.values()) {
-      if (n.leaseTerm === 0 || (this.now + n.tickOffset) % opts.checkUnits !== 0) continue;
-      this.checkLeases(n, opts);
-    }
-  }
-
-  private beat(hb: Heartbeater): void {
-    if (hb.via.length === 0) return;
-    const via = hb.via[hb.beats % hb.via.length] as string;
-    hb.beats++;
-    const r = this.heartbeat(via, hb.key);
-    if (r === 'notFound' && hb.reregister) this.registerLease(via, hb.key, hb.ttl);
-  }
-
-  /** A leader's periodic check: what its LeaseManager returns is proposed as one `expire`. */
-  private checkLeases(n: SimNode, opts: Required<SimLeaseOptions>): void {
-    const confirmed = this.quorumConfirmedAt(n.id);
-    const lapsed = n.leases.expired(this.now, confirmed, {
-      maxQuorumAgeMs: opts.maxQuorumAgeUnits,
-      maxTickGapMs: 3 * opts.checkUnits,
-      maxBatch: opts.maxBatch,
-    });
-    if (lapsed.length === 0) return;
-    const items = lapsed.map((l) => ({ key: l.id, writeIndex: l.modRevision }));
-    const id = `x${++this.opSeq}`;
-    try {
-      const r = n.node.propose([encodeCommand({ op: 'expire', items, id })]);
-      this.expireProposals.push({ node: n.id, term: r.term, at: this.now, index: r.firstIndex, items, quorumAge: this.now - confirmed });
-      this.log(`${n.id} proposes expire ${items.map((i) => `${i.key}@${i.writeIndex}`).join(',')} at ${r.firstIndex}/${r.term}`);
-    } catch (e) {
-      if (!(e instanceof ProposalDroppedError)) throw e;
-      n.leases.retryPending();
-    }
-  }
-
-  private applyExpire(n: SimNode, e: Entry, items: readonly SimExpiryItem[]): void {
-    for (const it of items) {
-      const l = n.sm.leases.get(it.key);
-      const deleted = l !== undefined && l.writeIndex === it.writeIndex;
-      if (deleted) {
-        n.sm.leases.delete(it.key);
-        n.sm.kv.delete(it.key);
-        n.leases.remove(it.key);
-      }
-      this.expiriesApplied.push({ node: n.id, index: e.index, term: e.term, at: this.now, key: it.key, writeIndex: it.writeIndex, deleted });
-      this.log(`${n.id} applied expire ${it.key}@${it.writeIndex} at ${e.index}${deleted ? '' : ' (a newer write holds it: kept)'}`);
-    }
+    const member = this.get(l).members.find((m) => m.id === id);
+    const ctx = { budgetMs: CLIENT_TIMEOUT_MS };
+    let p: Promise<unknown>;
+    if (type === 'removeNode') p = api.removeMember({ id }, ctx);
+    else if (member && !member.voter && type === 'addVoter') p = api.promoteMember({ id }, ctx);
+    else p = api.addMember({ id, address: `${id}:${SIM_PORT}`, learner: type === 'addLearner' }, ctx);
+    this.log(`operator ${type} ${id} via ${l}`);
+    p.then(
+      () => (call.outcome = 'ok'),
+      (err: unknown) => {
+        call.outcome = 'failed';
+        call.code = err instanceof ApiError ? err.code : Code.UNKNOWN;
+        if (call.code === Code.INTERNAL || call.code === Code.INVALID_ARGUMENT) this.violation ??= `membership change answered ${codeName(call.code)}: ${(err as Error).message}`;
+      },
+    );
+    return call;
   }
 
   // ---------------------------------------------------------------------------------------
-  // Liveness
+  // Watches: every node incarnation follows the registry from where the last one stopped.
 
-  /**
-   * Heals every fault, restarts every node and runs until a leader is known to all and every
-   * node has applied every acknowledged write, or the budget runs out (a liveness violation).
-   */
-  checkLiveness(): void {
-    this.heal();
-    for (const id of this.ids) this.restart(id);
-    const deadline = this.now + LIVENESS_BUDGET_UNITS;
-    while (this.now < deadline) {
-      this.run(TICK_UNITS);
-      let lastAck = 0;
-      for (const i of this.acknowledged.keys()) lastAck = Math.max(lastAck, i);
-      const leaderId = this.leader();
-      if (!leaderId) continue;
-      const leader = this.get(leaderId);
-      // Removed nodes are out of the cluster: only members must converge.
-      const members = this.upNodes().filter((n) => this.members().has(n.id));
-      const agreed = members.every((n) => n.node.raft.leaderId === leader.id && n.appliedIndex >= lastAck);
-      if (agreed) {
-        for (const n of members) {
-          for (const [index, id] of this.acknowledged) {
-            if (!n.sm.ids.has(id)) throw new SafetyViolation(`${n.id} lacks acknowledged write ${id} at ${index}`);
-          }
-        }
-        return;
+  private startWatch(n: SimNode, generation: number): void {
+    const api = n.api;
+    if (!api) return;
+    const log = n.watch;
+    const stream: WatchStream = {
+      write: (e: WireWatchEvent) => {
+        if (n.generation !== generation) return true;
+        this.onWatchEvent(n, e);
+        return true;
+      },
+      onDrain: () => undefined,
+      fail: (err) => {
+        if (n.generation !== generation) return;
+        if (err.code !== Code.UNAVAILABLE) this.violation ??= `watch on ${n.id} failed: ${codeName(err.code)} ${err.message}`;
+      },
+    };
+    api.watch({ start_revision: log.lastRevision + 1 }, stream).catch((err: unknown) => {
+      if (n.generation !== generation) return;
+      this.violation ??= `watch on ${n.id} from ${log.lastRevision + 1} refused: ${String(err)}`;
+    });
+  }
+
+  private onWatchEvent(n: SimNode, e: WireWatchEvent): void {
+    const log = n.watch;
+    const id = e.agent?.id ?? '';
+    const key = `${e.revision}/${id}`;
+    const what = e.type === 'EVENT_TYPE_PUT' ? `put ${e.agent?.version ?? ''}` : `delete${e.expired ? ' expired' : ''}`;
+    if (e.revision < log.lastRevision) this.violation ??= `${n.id}'s watch went back from revision ${log.lastRevision} to ${e.revision}`;
+    if (log.seen.has(key)) this.violation ??= `${n.id}'s watch delivered ${key} twice`;
+    log.seen.set(key, what);
+    log.lastRevision = Math.max(log.lastRevision, e.revision);
+    const first = this.watchEvents.get(key);
+    if (first === undefined) this.watchEvents.set(key, what);
+    else if (first !== what) this.violation ??= `watches disagree on ${key}: ${first} vs ${what} on ${n.id}`;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Observations
+
+  private onSyncedHardState(id: NodeId, hs: HardState): void {
+    this.checker.onPersistHardState(id, hs);
+  }
+
+  private onApplied(id: NodeId, entries: readonly Entry[]): void {
+    for (const e of entries) {
+      this.checker.onApply(id, e);
+      if (e.type === 'config') {
+        // The bootstrap entries (one per founding member) are not changes.
+        if (e.index > this.bootstrap.length) this.confChangesApplied.add(e.index);
+        continue;
+      }
+      if (e.data.byteLength === 0) continue;
+      let cmd;
+      try {
+        cmd = decodeCommand(e.data);
+      } catch {
+        continue;
+      }
+      if (cmd.type !== 'expire') continue;
+      for (const l of cmd.leases) {
+        this.expiriesApplied.push({ node: id, index: e.index, term: e.term, at: this.world.now, key: l.id, modRevision: l.modRevision, deleted: false });
       }
     }
-    throw new SafetyViolation(`no stable leader with every acknowledged write applied within ${LIVENESS_BUDGET_UNITS} units after healing`);
+  }
+
+  private onSnapshotInstalled(id: NodeId, meta: SnapshotMetadata): void {
+    this.snapshotsInstalled++;
+    this.checker.onInstallSnapshot(id, meta.index);
+    this.log(`${id} installed snapshot ${meta.index}/${meta.term}`);
+  }
+
+  /**
+   * Every key of `key` whose expire entry deleted it, per node: read from the nodes' watch logs
+   * (an expired delete at the expire entry's revision).
+   */
+  expiriesOf(key: string): { all: ExpiryApplied[]; deleted: ExpiryApplied[] } {
+    const all = this.expiriesApplied.filter((x) => x.key === key);
+    for (const x of all) {
+      const seen = this.get(x.node).watch.seen.get(`${x.index}/${key}`);
+      x.deleted = seen === 'delete expired';
+    }
+    return { all, deleted: all.filter((x) => x.deleted) };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Liveness and the end of a run
+
+  /**
+   * Heals every fault, restarts every node and runs until a leader is known to all members and
+   * every member has applied every acknowledged write and delivered it to its watch, or the
+   * budget runs out (a liveness violation). Then every member must hold the same agents, every
+   * watch must have delivered the same events, and a linearizable read of each key through
+   * each member goes into the history.
+   */
+  async checkLiveness(keys: readonly string[] = []): Promise<void> {
+    this.heal();
+    for (const id of this.ids) this.restart(id);
+    const converged = (): boolean => {
+      const leaderId = this.leader();
+      if (!leaderId) return false;
+      const leader = this.get(leaderId);
+      const members = this.memberNodes();
+      // Everything in the leader's log (its own term's no-op included) is applied everywhere.
+      const last = leader.node.core.raft.raftLog.lastIndex();
+      return members.every((n) => n.up && n.node.leaderId === leader.id && n.node.appliedIndex >= Math.max(this.lastAcknowledged, last) && n.pending.size === 0);
+    };
+    if (!(await this.runUntil(converged, LIVENESS_BUDGET_MS))) {
+      const state = this.upNodes().map((n) => `${n.id}:${n.node.core.raft.role}/t${n.node.core.raft.currentTerm}/applied ${n.node.appliedIndex}/commit ${n.node.core.raft.raftLog.committed}`).join(' ');
+      this.fail(`no stable leader with every acknowledged write applied within ${LIVENESS_BUDGET_MS} ms after healing (${state})`);
+    }
+    // Quiet for an election timeout (the watches catch up), and converged still.
+    await this.run(SIM_ELECTION_MS);
+    if (!(await this.runUntil(converged, LIVENESS_BUDGET_MS))) this.fail('the cluster did not stay converged after healing');
+    const members = this.memberNodes();
+    // Caught up and quiet: the leader streams to every follower (replicate), none is left probing.
+    const leader = this.get(this.leader() as string);
+    for (const [id, pr] of leader.node.core.raft.prs) {
+      if (id !== leader.id && this.get(id).up && pr.state !== 'replicate') {
+        this.fail(`${id} is caught up but the leader keeps it in ${pr.state} (match ${pr.matchIndex}, next ${pr.nextIndex}, probeSent ${pr.probeSent}, leader last ${leader.node.core.raft.raftLog.lastIndex()}, its last ${this.get(id).node.core.raft.raftLog.lastIndex()})`);
+      }
+    }
+    const snapshotOf = async (n: SimNode): Promise<string> => {
+      const page = await this.await((n.sm as RegistryStateMachine).find({ pageSize: 1000 }));
+      return JSON.stringify(page.agents.map((a) => [a.id, a.version, a.modRevision]));
+    };
+    const first = members[0] as SimNode;
+    const want = await snapshotOf(first);
+    for (const n of members.slice(1)) {
+      if (n.node.appliedIndex !== first.node.appliedIndex) continue;
+      const got = await snapshotOf(n);
+      if (got !== want) this.fail(`${n.id} and ${first.id} hold different agents at revision ${n.node.appliedIndex}: ${got} vs ${want}`);
+    }
+    for (const n of members) {
+      for (const [k, what] of this.watchEvents) {
+        const revision = Number(k.slice(0, k.indexOf('/')));
+        if (revision > n.watch.lastRevision) continue;
+        if (n.watch.seen.get(k) !== what) this.fail(`${n.id}'s watch missed ${k} (${what}); it delivered up to revision ${n.watch.lastRevision}`);
+      }
+    }
+    const reads = keys.flatMap((key) => members.map((n) => this.read(n.id, key)));
+    await this.runUntil(() => reads.every((r) => r.outcome !== 'pending'), CLIENT_TIMEOUT_MS + SIM_ELECTION_MS);
+  }
+
+  /** Running nodes that are members of the leader's configuration. */
+  private memberNodes(): SimNode[] {
+    const m = this.members();
+    return this.upNodes().filter((n) => m.has(n.id));
+  }
+
+  /** Ends the run: writes still waiting for an answer count as of unknown outcome. */
+  finish(): void {
+    for (const n of this.nodes.values()) {
+      for (const w of n.pending) this.history.push({ ...w.op, outcome: 'unknown' });
+      n.pending.clear();
+    }
+    for (const hb of this.heartbeaters.values()) hb.stopped = true;
   }
 }

@@ -159,6 +159,57 @@ describe('non-linearizable histories are rejected', () => {
   });
 });
 
+/** A conditional register: applies only if the key holds `expected` (null: absent). */
+const cas = (key: string, value: string, expected: string | null, call: number, ret: number, outcome: 'ok' | 'unknown' | 'conflict' = 'ok'): Operation => ({
+  kind: 'register',
+  key,
+  value,
+  expected,
+  call,
+  ret,
+  outcome,
+});
+
+describe('conditional writes (compare-and-set)', () => {
+  it('accepts a CAS that applied when the key held the expected value, and one that conflicted when it did not', () => {
+    const h = [reg('a', 'A', 0, 1), cas('a', 'B', 'A', 2, 3), cas('a', 'C', 'A', 4, 5, 'conflict'), get('a', 'B', 6, 7)];
+    expect(checkLinearizable(h)).toEqual({ ok: true });
+  });
+
+  it('accepts create-only on an absent key, and a conflict once it exists', () => {
+    expect(checkLinearizable([cas('a', 'A', null, 0, 1), cas('a', 'B', null, 2, 3, 'conflict'), get('a', 'A', 4, 5)])).toEqual({ ok: true });
+  });
+
+  it('accepts two concurrent CASes on the same value when exactly one applies', () => {
+    const h = [reg('a', 'A', 0, 1), cas('a', 'B', 'A', 2, 10), cas('a', 'C', 'A', 3, 9, 'conflict'), get('a', 'B', 11, 12)];
+    expect(checkLinearizable(h)).toEqual({ ok: true });
+  });
+
+  it('rejects two CASes on the same value that both applied (a lost update)', () => {
+    const h = [reg('a', 'A', 0, 1), cas('a', 'B', 'A', 2, 10), cas('a', 'C', 'A', 3, 9)];
+    expectViolation(checkLinearizable(h), 'a');
+  });
+
+  it('rejects a conflict reported while the key held the expected value', () => {
+    expectViolation(checkLinearizable([reg('a', 'A', 0, 1), cas('a', 'B', 'A', 2, 3, 'conflict')]), 'a');
+  });
+
+  it('rejects a conditional deregister that applied although the key held another value', () => {
+    const h: Operation[] = [reg('a', 'A', 0, 1), reg('a', 'B', 2, 3), { kind: 'deregister', key: 'a', expected: 'A', call: 4, ret: 5, outcome: 'ok' }];
+    expectViolation(checkLinearizable(h), 'a');
+  });
+
+  it('lets a CAS of unknown outcome apply or not', () => {
+    const base = [reg('a', 'A', 0, 1), cas('a', 'B', 'A', 2, 3, 'unknown')];
+    expect(checkLinearizable([...base, get('a', 'B', 4, 5)])).toEqual({ ok: true });
+    expect(checkLinearizable([...base, get('a', 'A', 4, 5)])).toEqual({ ok: true });
+  });
+
+  it('refuses a conflict outcome on an unconditional write', () => {
+    expect(() => checkLinearizable([{ kind: 'register', key: 'a', value: 'A', call: 0, ret: 1, outcome: 'conflict' }])).toThrow(TypeError);
+  });
+});
+
 describe('per-key independence', () => {
   it('names the bad key even when the other keys are fine', () => {
     const h = [

@@ -35,10 +35,16 @@
  *
  * `outcome: 'unknown'` marks a register/deregister that may have taken effect at any instant
  * after `call`, or never; its `ret` and `deleted` are ignored. `clientId` is informational only.
+ *
+ * Conditional writes (etcd's compare-and-set): with `expected`, a register or deregister takes
+ * effect only if the key's value is `expected` at that instant (`null`: the key is absent, a
+ * create-only register); `outcome: 'conflict'` reports that it did not (the key held something
+ * else), which is itself an observation. Callers turn an expected revision into the value
+ * written at that revision, which is exact when every write writes a value of its own.
  */
 export type Operation =
-  | { kind: 'register'; key: string; value: string; call: number; ret: number; outcome: 'ok' | 'unknown'; clientId?: string }
-  | { kind: 'deregister'; key: string; call: number; ret: number; outcome: 'ok' | 'unknown'; deleted?: boolean; clientId?: string }
+  | { kind: 'register'; key: string; value: string; call: number; ret: number; outcome: 'ok' | 'unknown' | 'conflict'; expected?: string | null; clientId?: string }
+  | { kind: 'deregister'; key: string; call: number; ret: number; outcome: 'ok' | 'unknown' | 'conflict'; deleted?: boolean; expected?: string; clientId?: string }
   | { kind: 'get'; key: string; call: number; ret: number; outcome: 'ok'; found: string | null; clientId?: string };
 
 /** Options of {@link checkLinearizable}. */
@@ -79,8 +85,19 @@ const ILLEGAL: unique symbol = Symbol('illegal');
 function step(op: Operation, state: State): State | typeof ILLEGAL {
   switch (op.kind) {
     case 'register':
+      if (op.expected !== undefined) {
+        const holds = state === op.expected;
+        if (op.outcome === 'conflict') return holds ? ILLEGAL : state;
+        // A write of unknown outcome whose condition fails is a no-op: the same as omitting it.
+        return holds ? op.value : ILLEGAL;
+      }
       return op.value;
     case 'deregister':
+      if (op.expected !== undefined) {
+        const holds = state === op.expected;
+        if (op.outcome === 'conflict') return holds ? ILLEGAL : state;
+        return holds ? null : ILLEGAL;
+      }
       if (op.outcome === 'ok' && op.deleted !== undefined && op.deleted !== (state !== null)) return ILLEGAL;
       return null;
     case 'get':
@@ -114,12 +131,13 @@ export function describeOperation(op: Operation): string {
   const key = JSON.stringify(op.key);
   const interval = op.outcome === 'unknown' ? `@[${formatTime(op.call)}, +inf)` : `@[${formatTime(op.call)}, ${formatTime(op.ret)}]`;
   const client = op.clientId === undefined ? '' : ` client=${op.clientId}`;
+  const cond = op.kind !== 'get' && op.expected !== undefined ? ` if ${op.expected === null ? 'absent' : `= ${JSON.stringify(op.expected)}`}` : '';
   switch (op.kind) {
     case 'register':
-      return `register ${key} := ${JSON.stringify(op.value)} ${interval} ${op.outcome}${client}`;
+      return `register ${key} := ${JSON.stringify(op.value)}${cond} ${interval} ${op.outcome}${client}`;
     case 'deregister': {
       const observed = op.outcome === 'ok' && op.deleted !== undefined ? ` -> deleted=${op.deleted}` : '';
-      return `deregister ${key}${observed} ${interval} ${op.outcome}${client}`;
+      return `deregister ${key}${cond}${observed} ${interval} ${op.outcome}${client}`;
     }
     case 'get':
       return `get ${key} -> ${op.found === null ? 'null' : JSON.stringify(op.found)} ${interval}${client}`;
@@ -135,7 +153,10 @@ function validate(op: Operation, index: number): void {
   if (op.kind === 'get' && outcome !== 'ok') {
     throw new TypeError(`operation #${index} (get ${JSON.stringify(op.key)}): gets of unknown outcome must not be recorded`);
   }
-  if (op.outcome === 'ok' && (typeof op.ret !== 'number' || Number.isNaN(op.ret) || op.ret < op.call)) {
+  if (op.kind !== 'get' && op.outcome === 'conflict' && op.expected === undefined) {
+    throw new TypeError(`operation #${index} (${op.kind} ${JSON.stringify(op.key)}): only a conditional write can report a conflict`);
+  }
+  if (op.outcome !== 'unknown' && (typeof op.ret !== 'number' || Number.isNaN(op.ret) || op.ret < op.call)) {
     throw new RangeError(`operation #${index} (${op.kind} ${JSON.stringify(op.key)}): ret must be a number >= call (${op.call}), got ${op.ret}`);
   }
 }
@@ -209,7 +230,7 @@ function checkKey(key: string, ops: Operation[], maxStates: number): CheckResult
   for (let i = 0; i < n; i++) {
     const op = ops[i]!;
     raw.push({ op: i, isCall: true, time: op.call });
-    if (op.outcome === 'ok') {
+    if (op.outcome !== 'unknown') {
       raw.push({ op: i, isCall: false, time: op.ret });
       required++;
     }
@@ -300,7 +321,7 @@ function checkKey(key: string, ops: Operation[], maxStates: number): CheckResult
           stackEntry.push(entry);
           stackState.push(state);
           state = nextState;
-          if (ops[i]!.outcome === 'ok') remaining--;
+          if (ops[i]!.outcome !== 'unknown') remaining--;
           lift(entry);
           entry = next[HEAD]!;
           continue;
@@ -325,7 +346,7 @@ function checkKey(key: string, ops: Operation[], maxStates: number): CheckResult
     state = stackState.pop()!;
     const i = opOf[top]!;
     bits[i >>> 5] = bits[i >>> 5]! & ~(1 << (i & 31));
-    if (ops[i]!.outcome === 'ok') remaining++;
+    if (ops[i]!.outcome !== 'unknown') remaining++;
     unlift(top);
     entry = next[top]!;
   }
