@@ -50,6 +50,7 @@ const program = new Command()
   .option('--snapshot-tail <entries>', 'entries kept in the log behind a snapshot', positiveInt('--snapshot-tail'), 5_000)
   .option('--snapshot-chunk-bytes <bytes>', 'chunk size of snapshot files and transfers', positiveInt('--snapshot-chunk-bytes'), 1024 * 1024)
   .option('--log-level <level>', 'pino log level', process.env.LOG_LEVEL ?? 'info')
+  .option('--timeline', 'log every stage of every replicated entry (for measuring write latency)', false)
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.parse();
@@ -71,6 +72,7 @@ const opts = program.opts<{
   snapshotTail: number;
   snapshotChunkBytes: number;
   logLevel: string;
+  timeline: boolean;
 }>();
 
 const logger = createLogger({ node: opts.id }, opts.logLevel);
@@ -90,6 +92,7 @@ async function main(): Promise<void> {
     snapshotThresholdEntries: opts.snapshotThreshold,
     snapshotTailEntries: opts.snapshotTail,
     snapshotChunkBytes: opts.snapshotChunkBytes,
+    timeline: opts.timeline,
     logger,
     onFatal: (err) => {
       logger.fatal({ err }, 'stopping on a fatal error');

@@ -22,6 +22,7 @@ import { restoreBackup } from './backup.js';
 import { WatchHub } from './watch-hub.js';
 import { LeaseManager } from '../registry/lease-manager.js';
 import { systemClock } from './ports.js';
+import { timelineObserver } from './timeline.js';
 
 /** Folder of the snapshot files inside a node's data dir. */
 export const SNAPSHOT_DIR = 'snapshots';
@@ -61,6 +62,8 @@ export interface NodeOptions {
   readonly snapshotTailEntries?: number;
   /** Chunk size of snapshot files and transfers, in bytes (default 1 MiB). */
   readonly snapshotChunkBytes?: number;
+  /** Log the write timeline (every stage of every entry; see `timeline.ts`). */
+  readonly timeline?: boolean;
 }
 
 /**
@@ -120,6 +123,7 @@ export class RegistryNode {
         id,
         bootstrap,
         leases: new LeaseManager(),
+        ...(opts.timeline ? { observer: timelineObserver(log) } : {}),
         onEvents: (events) => watchHub.publish(events),
         onRestored: () => watchHub.resync(),
         store,

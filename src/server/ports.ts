@@ -10,7 +10,7 @@
  * in `../transport/types.ts` (`Transport`, `SnapshotTransport`).
  */
 import { randomBytes } from 'node:crypto';
-import type { Entry, LogIndex, NodeId, Ready, SnapshotMetadata } from '../raft/index.js';
+import type { Entry, LogIndex, Message, NodeId, Ready, SnapshotMetadata, Term } from '../raft/index.js';
 
 /** A scheduled callback that can be cancelled (idempotent). */
 export interface Timer {
@@ -83,5 +83,9 @@ export interface RaftNodeObserver {
   /** The log was compacted through `index`. */
   onCompacted?(node: NodeId, index: LogIndex): void;
   /** Messages were handed to the transport (`early`: before the Ready's write was durable). */
-  onSent?(node: NodeId, count: number, early: boolean): void;
+  onSent?(node: NodeId, messages: readonly Message[], early: boolean): void;
+  /** A message from a peer is about to be stepped into the core. */
+  onStep?(node: NodeId, message: Message): void;
+  /** Proposals were appended to the leader's log at `firstIndex..lastIndex` (term `term`). */
+  onProposed?(node: NodeId, firstIndex: LogIndex, lastIndex: LogIndex, term: Term): void;
 }

@@ -79,9 +79,9 @@ export class Proposals {
    * {@link MAX_PROPOSAL_BATCH_BYTES} per append. While a leadership transfer runs they stay
    * queued (thesis §3.10); on a follower that knows the leader they are handed back with
    * {@link NotLeaderError} for the caller to forward; with no leader known they wait (for the
-   * next leader or their caller's deadline).
+   * next leader or their caller's deadline). `onAppended` hears of each append.
    */
-  flush(rawNode: RawNode): void {
+  flush(rawNode: RawNode, onAppended?: (firstIndex: LogIndex, lastIndex: LogIndex, term: Term) => void): void {
     if (this.queue.length === 0) return;
     const raft = rawNode.raft;
     if (raft.role === 'leader' && raft.leadTransferee !== NO_NODE) return;
@@ -98,8 +98,9 @@ export class Proposals {
         n++;
       }
       const batch = this.queue.splice(0, n);
-      const { firstIndex, term } = rawNode.propose(batch.map((p) => p.data));
+      const { firstIndex, lastIndex, term } = rawNode.propose(batch.map((p) => p.data));
       batch.forEach((p, i) => this.proposed.set(firstIndex + i, { term, resolve: p.resolve, reject: p.reject }));
+      onAppended?.(firstIndex, lastIndex, term);
     }
   }
 

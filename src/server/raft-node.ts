@@ -359,6 +359,7 @@ export class RaftNode extends EventEmitter {
 
   private step(m: Message): void {
     this.leasePolicy.observe(m);
+    this.observer.onStep?.(this.id, m);
     try {
       this.rawNode.step(m);
     } catch (err) {
@@ -517,7 +518,7 @@ export class RaftNode extends EventEmitter {
         await this.snapshotManager.maybeWriteCompaction();
         if (this.stopped) return;
         this.snapshotManager.maybeStart();
-        this.proposals.flush(this.rawNode);
+        this.proposals.flush(this.rawNode, this.observer.onProposed && ((first, last, term) => this.observer.onProposed?.(this.id, first, last, term)));
         this.reads.flush(this.rawNode, this.clock.now());
         if (!this.rawNode.hasReady()) break;
         await this.handleReady(this.rawNode.ready());
@@ -553,7 +554,7 @@ export class RaftNode extends EventEmitter {
     }
     if (early.length > 0) {
       this.transport.send(early);
-      this.observer.onSent?.(this.id, early.length, true);
+      this.observer.onSent?.(this.id, early, true);
     }
     // 2. Persist: a snapshot's atomic install, then hard state, entries and the applied state
     //    machine changes in one write, synced when the Ready must be.
@@ -576,7 +577,7 @@ export class RaftNode extends EventEmitter {
     const rest = this.knobs.resendEarlyMessages ? [...early, ...late] : late;
     if (rest.length > 0) {
       this.transport.send(rest);
-      this.observer.onSent?.(this.id, rest.length, false);
+      this.observer.onSent?.(this.id, rest, false);
     }
     for (const m of snapshots) this.snapshotManager.send(m);
     // 4. Membership changes take effect in Raft and in the transport once applied (etcd's rule).

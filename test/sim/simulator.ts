@@ -372,8 +372,8 @@ export class Simulation {
           onApplied: (id, entries) => this.onApplied(id, entries),
           onSnapshotInstalled: (id, meta) => this.onSnapshotInstalled(id, meta),
           onSnapshotTaken: () => this.snapshotsTaken++,
-          onSent: (id, count, early) => {
-            if (early && (this.nodes.get(id)?.raft?.core.raft.currentTerm ?? 0) > 2) this.earlySendsAfterFirstTerm += count;
+          onSent: (id, messages, early) => {
+            if (early && (this.nodes.get(id)?.raft?.core.raft.currentTerm ?? 0) > 2) this.earlySendsAfterFirstTerm += messages.length;
           },
         },
         leases: keeper,
