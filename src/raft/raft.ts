@@ -68,6 +68,8 @@ export interface RaftTestingKnobs {
   readonly stayInProbe?: boolean;
   /** Treats any error while reading entries to send as "compacted" and sends a snapshot. */
   readonly snapshotOnAnyLogError?: boolean;
+  /** Lets a leader append proposals after the entry that removes it. */
+  readonly leaderProposesWhileRemovingItself?: boolean;
 }
 
 /** How a node is configured. Times are in ticks; the driver decides how long a tick is. */
@@ -159,6 +161,8 @@ export class Raft {
    * took office): no new change is accepted until it is applied — one change at a time.
    */
   pendingConfIndex: LogIndex = logIndex(0);
+  /** This leader proposed its own removal: it takes no more proposals (see proposeConfChange). */
+  private removingSelf = false;
   private readonly readOnly = new ReadOnly();
   /** Reads that arrived before the leader committed an entry of its term (thesis §6.4 step 1). */
   private pendingReadIndex: { context: Uint8Array; from: NodeId }[] = [];
@@ -254,6 +258,7 @@ export class Raft {
     this.leaderId = NO_NODE;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
+    this.removingSelf = false;
     this.resetRandomizedElectionTimeout();
     this.abortLeaderTransfer();
     this.votes = new Map();
@@ -688,10 +693,12 @@ export class Raft {
    * Appends `datas` as new entries of the current term and starts replicating them (§5.3).
    * Many proposals become one append and one round of AppendEntries. Returns the index range
    * and term the entries got, which identify them when they are later applied. Throws
-   * {@link ProposalDroppedError} when this node is not the leader or is transferring leadership.
+   * {@link ProposalDroppedError} when this node is not the leader, is transferring leadership,
+   * or has proposed its own removal.
    */
   propose(datas: readonly Uint8Array[]): { firstIndex: LogIndex; lastIndex: LogIndex; term: Term } {
     if (this.role !== 'leader') throw new ProposalDroppedError(`${this.id} is not the leader`, this.leaderId);
+    if (this.removingSelf) throw new ProposalDroppedError(`${this.id} is removing itself from the configuration; retry at the next leader`, NO_NODE);
     if (this.leadTransferee !== NO_NODE) {
       throw new ProposalDroppedError(`${this.id} is transferring leadership to ${this.leadTransferee}`, this.leaderId);
     }
@@ -882,9 +889,10 @@ export class Raft {
    * with {@link ProposalDroppedError} unless this node leads, no transfer is running, an entry
    * of the current term is committed (the fix to single-server changes: a new leader must commit
    * in its term before changing the configuration), and no earlier change is still unapplied
-   * (one change at a time). Returns the entry's index and term.
+   * (one change at a time). `change` says what the entry does: a leader removing itself takes
+   * no proposals after it. Returns the entry's index and term.
    */
-  proposeConfChange(data: Uint8Array): { index: LogIndex; term: Term } {
+  proposeConfChange(data: Uint8Array, change?: ConfChange): { index: LogIndex; term: Term } {
     if (this.role !== 'leader') throw new ProposalDroppedError(`${this.id} is not the leader`, this.leaderId);
     if (this.leadTransferee !== NO_NODE) throw new ProposalDroppedError('leadership transfer in progress', this.leaderId);
     if (this.raftLog.term(this.raftLog.committed) !== this.currentTerm) {
@@ -895,6 +903,10 @@ export class Raft {
     }
     const r = this.appendEntries([{ type: 'config', data }]);
     this.pendingConfIndex = r.lastIndex;
+    // A leader removing itself appends nothing after the removal: its log then ends where the
+    // remaining voters' can, so if it fails before handing off, they can still elect one of
+    // themselves (a longer log on the removed node would refuse them every vote).
+    if (change?.type === 'removeNode' && change.nodeId === this.id && this.knobs.leaderProposesWhileRemovingItself !== true) this.removingSelf = true;
     this.bcastAppend();
     return { index: r.lastIndex, term: r.term };
   }

@@ -95,9 +95,12 @@ export class RawNode {
     return this.raft.propose(datas);
   }
 
-  /** Proposes a membership change; see {@link Raft.proposeConfChange}. */
-  proposeConfChange(data: Uint8Array): { index: LogIndex; term: Term } {
-    return this.raft.proposeConfChange(data);
+  /**
+   * Proposes a membership change encoded as `data`; `change` (what it does) lets the core keep a
+   * leader that removes itself from appending after it. See {@link Raft.proposeConfChange}.
+   */
+  proposeConfChange(data: Uint8Array, change?: ConfChange): { index: LogIndex; term: Term } {
+    return this.raft.proposeConfChange(data, change);
   }
 
   /** Applies a committed membership change; see {@link Raft.applyConfChange}. */

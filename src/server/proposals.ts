@@ -7,7 +7,7 @@
  * Failure kinds: {@link NotLeaderError} (retry at the leader it names) and
  * {@link UnavailableError} (retry, here or elsewhere) are expected; nothing here throws otherwise.
  */
-import { NO_NODE, RawNode, type Entry, type LogIndex, type NodeId, type Term } from '../raft/index.js';
+import { NO_NODE, ProposalDroppedError, RawNode, type Entry, type LogIndex, type NodeId, type Term } from '../raft/index.js';
 import type { CommandResult } from '../registry/types.js';
 
 /** Most proposals folded into one log append (and one synced write). */
@@ -98,7 +98,17 @@ export class Proposals {
         n++;
       }
       const batch = this.queue.splice(0, n);
-      const { firstIndex, lastIndex, term } = rawNode.propose(batch.map((p) => p.data));
+      let r: { firstIndex: LogIndex; lastIndex: LogIndex; term: Term };
+      try {
+        r = rawNode.propose(batch.map((p) => p.data));
+      } catch (err) {
+        // The core takes no proposals now (e.g. a leader removing itself): the callers retry.
+        if (!(err instanceof ProposalDroppedError)) throw err;
+        const unavailable = new UnavailableError(err.message);
+        for (const p of [...batch, ...this.queue.splice(0)]) p.reject(unavailable);
+        return;
+      }
+      const { firstIndex, lastIndex, term } = r;
       batch.forEach((p, i) => this.proposed.set(firstIndex + i, { term, resolve: p.resolve, reject: p.reject }));
       onAppended?.(firstIndex, lastIndex, term);
     }

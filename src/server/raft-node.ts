@@ -434,7 +434,7 @@ export class RaftNode extends EventEmitter {
     if (raft.role !== 'leader') return Promise.reject(new NotLeaderError(raft.leaderId));
     let r: { index: LogIndex; term: Term };
     try {
-      r = this.rawNode.proposeConfChange(encodeMemberChange(change));
+      r = this.rawNode.proposeConfChange(encodeMemberChange(change), { type: change.type, nodeId: nodeId(change.nodeId) });
     } catch (err) {
       if (err instanceof ProposalDroppedError) return Promise.reject(new UnavailableError(err.message));
       return Promise.reject(err);

@@ -685,17 +685,26 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     this.inbound.add(stream);
     const peerHint = call.metadata.get('raft-from')[0];
     const from = typeof peerHint === 'string' ? peerHint : call.getPeer();
-    // A peer we have no address for (we joined with no peer list) tells us where it is.
     const advertised = call.metadata.get('raft-from-address')[0];
-    if (typeof peerHint === 'string' && peerHint !== '' && typeof advertised === 'string' && /^[^\s]+:\d{1,5}$/.test(advertised) && !this.peers.has(peerHint as NodeId)) {
+    /**
+     * A peer we have no address for — we joined with no peer list, or were told to forget it
+     * (`removePeer`) and it was added back since — tells us where it is on its stream, so our
+     * answers reach it (without this, a node that applied a removal but not yet the re-addition
+     * could never answer the re-added member when it leads).
+     */
+    const learn = (): void => {
+      if (typeof peerHint !== 'string' || peerHint === '' || typeof advertised !== 'string' || !/^[^\s]+:\d{1,5}$/.test(advertised)) return;
+      if (this.peers.has(peerHint as NodeId) || this.closed) return;
       this.log.info({ peer: peerHint, address: advertised }, 'learned the address of a peer from its stream');
       this.setPeer(peerHint as NodeId, advertised);
-    }
+    };
+    learn();
     // Response headers tell the peer the stream is accepted; it starts writing on them.
     call.sendMetadata(new grpc.Metadata());
     if (typeof peerHint === 'string') this.reconnectIfHeardFrom(peerHint);
     call.on('data', (bytes: Buffer) => {
       if (stream.done) return;
+      learn();
       if (typeof peerHint === 'string') this.reconnectIfHeardFrom(peerHint);
       this.receiveBatch(bytes, from);
     });

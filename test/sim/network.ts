@@ -38,6 +38,11 @@ export interface NetNode {
   messageHandler: MessageHandler | undefined;
   snapshotHandler: ((m: InstallSnapshot, chunks: AsyncIterable<Uint8Array>) => Promise<void>) | undefined;
   readonly api: RegistryApi | undefined;
+  /**
+   * Peers its transport was told to forget (`removePeer`). As the gRPC transport does, hearing
+   * from one again brings it back (its stream tells where it is).
+   */
+  readonly removedPeers: Set<string>;
 }
 
 /** A message handed to the transport twice (the driver must send each exactly once). */
@@ -112,7 +117,8 @@ export class SimNetwork {
   /** The transport of one node incarnation. */
   transport(self: NetNode & { readonly id: string }): Transport & SnapshotTransport {
     const net = this;
-    const removed = new Set<string>();
+    const removed = self.removedPeers;
+    removed.clear();
     return {
       send(messages: readonly Message[]): void {
         for (const m of messages) {
@@ -150,6 +156,7 @@ export class SimNetwork {
         if (this.isBlocked(m.from, m.to)) return;
         const to = this.node(m.to);
         if (!to?.up || !to.messageHandler) return;
+        to.removedPeers.delete(m.from);
         this.delivered.set(m.type, (this.delivered.get(m.type) ?? 0) + 1);
         this.trace(this.describe(m));
         to.messageHandler(m);

@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkLinearizable } from '../support/linearizability.js';
 import { SafetyViolation, SIM_ELECTION_MS, SIM_SNAPSHOT_EVERY_ENTRIES, SIM_SNAPSHOT_TAIL_ENTRIES, Simulation, type ClientCall, type SimBugs } from './simulator.js';
-import { WARMUP_MS } from './schedule.js';
+import { WARMUP_MS, runSchedule, type SimRun } from './schedule.js';
 
 async function started(nodes: 3 | 5, seed = 1, bugs?: SimBugs): Promise<Simulation> {
   const sim = await Simulation.create({ nodes, seed, ...(bugs ? { bugs } : {}) });
@@ -375,5 +375,33 @@ describe('watch across a snapshot install', () => {
     // The watch is still the one it started with: it was live across the install.
     await finish(sim, ['k']);
     expect(sim.get(lagging).watch.lastRevision).toBe(sim.get(leader).watch.lastRevision);
+  });
+});
+
+const EVENTS_1: SimRun['events'] = [{"t": "isolate", "node": 0}, {"t": "killLeaderAtCommit", "down": 586}, {"t": "conf", "op": "removeNode", "node": 0}, {"t": "run", "ms": 668}, {"t": "awaitLeader"}, {"t": "conf", "op": "removeNode", "node": 2}, {"t": "write", "node": 0, "del": false, "key": 0, "count": 2, "gap": 17}, {"t": "isolateLeader", "after": 70}, {"t": "cas", "node": 0, "key": 0, "gap": 0}, {"t": "awaitLeader"}, {"t": "awaitLeader"}, {"t": "split", "minority": [0]}, {"t": "killLeader", "after": 0, "down": 0, "power": false}, {"t": "isolate", "node": 0}, {"t": "heal"}, {"t": "killLeader", "after": 0, "down": 0, "power": false}];
+const EVENTS_3: SimRun['events'] = [{"t": "conf", "op": "removeNode", "node": 0}, {"t": "cas", "node": 0, "key": 0, "gap": 0}, {"t": "killLeaderAtCommit", "down": 1708}, {"t": "write", "node": 1, "del": false, "key": 0, "count": 1, "gap": 20}, {"t": "run", "ms": 785}, {"t": "conf", "op": "addVoter", "node": 0}, {"t": "awaitLeader"}, {"t": "isolateLeader", "after": 0}, {"t": "run", "ms": 400}, {"t": "run", "ms": 599}, {"t": "killLeader", "after": 49, "down": 0, "power": false}, {"t": "isolate", "node": 0}, {"t": "split", "minority": [1]}, {"t": "awaitLeader"}, {"t": "write", "node": 0, "del": false, "key": 0, "count": 1, "gap": 0}, {"t": "isolateLeader", "after": 0}, {"t": "heal"}, {"t": "isolateLeader", "after": 0}, {"t": "bounce", "node": 0, "down": 0, "power": false}, {"t": "run", "ms": 10}, {"t": "run", "ms": 23}];
+
+describe('regressions found by soaks of the shipped loop', () => {
+  /** Runs a schedule a soak once failed, as it printed it; it must pass now. */
+  async function expectPasses(run: SimRun): Promise<void> {
+    const r = await runSchedule(run);
+    expect(r.error).toBeUndefined();
+    expect(r.ok).toBe(true);
+  }
+
+  it('a leader that removed itself appends nothing after the removal, so a survivor can be elected when it dies before handing off (soak seed 20261202)', async () => {
+    // n3 led {n2, n3}, proposed its own removal, took one more write, and died before handing
+    // off; the survivor never learned the removal committed and could never win n3's vote: n3's
+    // log was longer. Now a leader takes no proposal after its own removal.
+    await expectPasses({ nodes: 3, seed: 1700527839, events: EVENTS_1 });
+    const buggy = await runSchedule({ nodes: 3, seed: 1700527839, events: EVENTS_1 }, { leaderProposesWhileRemovingItself: true });
+    expect(buggy.error).toMatch(/no stable leader/);
+  });
+
+  it('a node that forgot a removed peer learns it back when it is re-added and leads (soak seed 20261202)', async () => {
+    // n5 applied the removal of n1 (forgetting its address) but not its re-addition; n1 then led
+    // and n5's answers went nowhere. Hearing from a forgotten peer now brings it back, as the
+    // gRPC transport does with the address on the peer's stream.
+    await expectPasses({ nodes: 5, seed: 919601759, events: EVENTS_3 });
   });
 });

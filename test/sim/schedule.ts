@@ -236,6 +236,12 @@ async function apply(sim: Simulation, e: SimEvent): Promise<void> {
   }
 }
 
+/** Applies `events` to `sim` in order (for replays under a debugger). */
+export async function runEventsForDebug(sim: Simulation, events: readonly SimEvent[]): Promise<void> {
+  for (const e of events) await apply(sim, e);
+  await sim.checkLiveness(SIM_KEY_NAMES);
+}
+
 /** What a run found. */
 export interface RunResult {
   readonly ok: boolean;

@@ -164,6 +164,7 @@ export class SimNode implements NetNode {
   members: readonly Member[] = [];
   messageHandler: NetNode['messageHandler'];
   snapshotHandler: NetNode['snapshotHandler'];
+  readonly removedPeers = new Set<string>();
   readonly disk: SimDisk;
   /** Writes through this node still waiting for an answer. */
   readonly pending = new Set<PendingWrite>();
@@ -990,14 +991,21 @@ export class Simulation {
     // Quiet for an election timeout (the watches catch up), and converged still.
     await this.run(SIM_ELECTION_MS);
     if (!(await this.runUntil(converged, LIVENESS_BUDGET_MS))) this.fail('the cluster did not stay converged after healing');
-    const members = this.memberNodes();
-    // Caught up and quiet: the leader streams to every follower (replicate), none is left probing.
-    const leader = this.get(this.leader() as string);
-    for (const [id, pr] of leader.node.core.raft.prs) {
-      if (id !== leader.id && this.get(id).up && pr.state !== 'replicate') {
-        this.fail(`${id} is caught up but the leader keeps it in ${pr.state} (match ${pr.matchIndex}, next ${pr.nextIndex}, probeSent ${pr.probeSent}, leader last ${leader.node.core.raft.raftLog.lastIndex()}, its last ${this.get(id).node.core.raft.raftLog.lastIndex()})`);
+    // Caught up and quiet: the leader soon streams to every follower (replicate), none is left
+    // probing (a follower whose disk was stalled answers once its write completes).
+    const notReplicating = (): string | undefined => {
+      const l = this.leader();
+      if (!l) return 'no leader';
+      const leader = this.get(l);
+      for (const [id, pr] of leader.node.core.raft.prs) {
+        if (id !== leader.id && this.get(id).up && pr.state !== 'replicate') {
+          return `${id} is caught up but the leader keeps it in ${pr.state} (match ${pr.matchIndex}, next ${pr.nextIndex}, probeSent ${pr.probeSent}, leader last ${leader.node.core.raft.raftLog.lastIndex()}, its last ${this.get(id).node.core.raft.raftLog.lastIndex()})`;
+        }
       }
-    }
+      return undefined;
+    };
+    if (!(await this.runUntil(() => notReplicating() === undefined, LIVENESS_BUDGET_MS))) this.fail(notReplicating() ?? 'lost the leader');
+    const members = this.memberNodes();
     const snapshotOf = async (n: SimNode): Promise<string> => {
       const page = await this.await((n.sm as RegistryStateMachine).find({ pageSize: 1000 }));
       return JSON.stringify(page.agents.map((a) => [a.id, a.version, a.modRevision]));

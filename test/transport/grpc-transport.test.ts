@@ -196,6 +196,26 @@ describe('GrpcTransport: delivery', () => {
     expect(a.transport.stats().peers['b']?.heardFromReconnects).toBeGreaterThanOrEqual(1);
   });
 
+  it('learns a forgotten peer back from the stream it keeps writing on, so its answers reach it', async () => {
+    const a = await startNode('a');
+    const b = await startNode('b');
+    running.push(a, b);
+    // b's outbound side, advertising the address where b's server (and handler) listens.
+    const b2 = new GrpcTransport({ id: b.id, peers: { a: a.address }, advertiseAddress: b.address });
+    extraTransports.push(b2);
+    a.transport.setPeer(b.id, b.address);
+    b2.send([heartbeat(b.id, a.id, 1)]);
+    await waitFor('a hears from b', () => a.received.length === 1);
+    // a forgets b (a membership change it applied), while b's stream to a stays open.
+    a.transport.removePeer(b.id);
+    expect(a.transport.stats().peers['b']).toBeUndefined();
+    b2.send([heartbeat(b.id, a.id, 2)]);
+    await waitFor('a hears from b again', () => a.received.length === 2);
+    expect(a.transport.stats().peers['b']?.address).toBe(b.address);
+    a.transport.send([heartbeat(a.id, b.id, 3)]);
+    await waitFor('b receives a\'s answer', () => b.received.length === 1);
+  });
+
   it('follows a peer to its new address', async () => {
     const [a, b] = (await nodes('a', 'b')) as [TestNode, TestNode];
     const b2 = await startNode('b');
