@@ -54,7 +54,7 @@ import { LEASE_CHECK_INTERVAL_MS } from '../registry/lease-manager.js';
 import type { LeaseKeeper } from '../registry/lease-types.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
 import type { CommandResult, Member, MemberChange, WatchEvent } from '../registry/types.js';
-import type { NodeStore, SnapshotStore } from '../storage/types.js';
+import type { NodeStore, SnapshotStore, WriteBatch } from '../storage/types.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/snapshot-stream.js';
 import type { SnapshotTransport, Transport } from '../transport/types.js';
 import { LeasePolicy } from './lease-policy.js';
@@ -191,6 +191,10 @@ export class RaftNode extends EventEmitter {
   private idle: (() => void) | undefined;
   /** The highest term known to be on disk (advanced after every durable write of a hard state). */
   private durableTerm: Term;
+  /** The tail of the chain of applies (each waits for the one before). */
+  private applying: Promise<void> = Promise.resolve();
+  /** Applies queued or running. */
+  private applyInFlight = 0;
 
   private constructor(opts: RaftNodeOptions, rawNode: RawNode, durableTerm: Term, incarnation: number) {
     super();
@@ -237,6 +241,7 @@ export class RaftNode extends EventEmitter {
       tailEntries: opts.snapshotTailEntries ?? DEFAULT_SNAPSHOT_TAIL_ENTRIES,
       chunkBytes: opts.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES,
       schedule: () => this.schedule(),
+      syncWrites: !this.knobs.skipSync,
       stopped: () => this.stopped,
     });
   }
@@ -517,7 +522,8 @@ export class RaftNode extends EventEmitter {
       for (;;) {
         await this.snapshotManager.maybeWriteCompaction();
         if (this.stopped) return;
-        this.snapshotManager.maybeStart();
+        // A snapshot's view must be at exactly the applied index: none while an apply is in flight.
+        if (this.applyInFlight === 0) this.snapshotManager.maybeStart();
         this.proposals.flush(this.rawNode, this.observer.onProposed && ((first, last, term) => this.observer.onProposed?.(this.id, first, last, term)));
         this.reads.flush(this.rawNode, this.clock.now());
         if (!this.rawNode.hasReady()) break;
@@ -556,19 +562,23 @@ export class RaftNode extends EventEmitter {
       this.transport.send(early);
       this.observer.onSent?.(this.id, early, true);
     }
-    // 2. Persist: a snapshot's atomic install, then hard state, entries and the applied state
-    //    machine changes in one write, synced when the Ready must be.
-    if (rd.snapshot) await this.snapshotManager.install(rd);
-    const batch = this.store.batch();
+    // 2. Persist: a snapshot's atomic install (after every apply before it), then hard state and
+    //    entries in one write, synced when the Ready must be. A Ready that only commits is
+    //    written together with its applies, in one unsynced batch.
+    const committed = rd.committedEntries;
+    if (rd.snapshot) {
+      await this.applying;
+      await this.snapshotManager.install(rd);
+    }
     const hardState = rd.hardState && this.knobs.forgetVotedFor ? { ...rd.hardState, votedFor: NO_NODE } : rd.hardState;
+    const sync = rd.mustSync && !this.knobs.skipSync;
+    const withApplies = committed.length > 0 && rd.entries.length === 0 && !rd.mustSync && !rd.snapshot;
+    const batch = this.store.batch();
     if (hardState && !rd.snapshot) batch.setHardState(hardState);
     if (rd.entries.length > 0) batch.appendEntries(rd.entries);
-    const results = await this.sm.applyEntries(rd.committedEntries, batch);
-    const sync = rd.mustSync && !this.knobs.skipSync;
-    if (!batch.empty) await batch.write({ sync });
-    this.sm.commitApplied(batch);
+    if (!withApplies && !batch.empty) await batch.write({ sync });
     if (rd.hardState && !this.knobs.freezeDurableTerm && rd.hardState.currentTerm > this.durableTerm) this.durableTerm = rd.hardState.currentTerm;
-    this.observer.onPersisted?.(this.id, rd, sync);
+    if (!withApplies) this.observer.onPersisted?.(this.id, rd, sync);
     if (rd.snapshot) {
       this.proposals.forgetThrough(rd.snapshot.metadata.index);
       this.onRestored(rd.snapshot.metadata.index);
@@ -580,8 +590,43 @@ export class RaftNode extends EventEmitter {
       this.observer.onSent?.(this.id, rest, false);
     }
     for (const m of snapshots) this.snapshotManager.send(m);
-    // 4. Membership changes take effect in Raft and in the transport once applied (etcd's rule).
-    for (const e of rd.committedEntries) {
+    // 4. Apply the committed entries, in order, behind every earlier apply (etcd applies apart from
+    //    the raft loop too): the loop goes on to the next Ready meanwhile, unless this one changes
+    //    the membership (which must take effect before the core moves on) or carries the hard
+    //    state with it.
+    if (committed.length > 0) {
+      const job = this.applying.then(() => this.applyCommitted(committed, withApplies ? batch : undefined, rd, sync));
+      this.applyInFlight++;
+      this.applying = job.then(
+        () => {
+          this.applyInFlight--;
+        },
+        (err: unknown) => {
+          this.applyInFlight--;
+          this.fatal(err as Error);
+        },
+      );
+      if (withApplies || committed.some((e) => e.type === 'config')) await this.applying;
+    }
+    for (const rs of rd.readStates) this.reads.complete(rs.context, rs.index, rs.ok);
+  }
+
+  /**
+   * Applies committed entries to the state machine in one write (into `batch` when the Ready's
+   * hard state rides along, else a batch of its own, unsynced: the entries are durable in the
+   * log), then makes membership changes take effect, publishes the watch events, keeps the lease
+   * deadlines, and answers the proposals and the reads waiting for these indexes.
+   */
+  private async applyCommitted(entries: readonly Entry[], batch: WriteBatch | undefined, rd: Ready, sync: boolean): Promise<void> {
+    if (this.stopped) return;
+    const b = batch ?? this.store.batch();
+    const results = await this.sm.applyEntries(entries, b);
+    if (!b.empty) await b.write({ sync: batch !== undefined && sync });
+    this.sm.commitApplied(b);
+    if (batch) this.observer.onPersisted?.(this.id, rd, sync);
+    if (this.stopped) return;
+    // Membership changes take effect in Raft and in the transport once applied (etcd's rule).
+    for (const e of entries) {
       const r = results.get(e.index);
       if (e.type !== 'config' || r?.type !== 'config') continue;
       this.rawNode.applyConfChange({ type: r.change.type, nodeId: nodeId(r.change.nodeId) });
@@ -592,15 +637,15 @@ export class RaftNode extends EventEmitter {
       this.log.info({ change: r.change, members: r.members.map((m) => `${m.id}${m.voter ? '' : '(learner)'}`) }, 'membership changed');
       this.emit('members', r.members);
     }
-    if (rd.committedEntries.length > 0) this.observer.onApplied?.(this.id, rd.committedEntries);
+    this.observer.onApplied?.(this.id, entries);
     // Leases follow the committed writes; watchers see the batch once it is durable.
     const events = this.sm.takeCommittedEvents();
     this.leasePolicy.onApplied(events);
     this.onEvents(events);
-    // 5. Answer clients.
-    this.proposals.complete(rd.committedEntries, results);
-    for (const rs of rd.readStates) this.reads.complete(rs.context, rs.index, rs.ok);
+    // Answer clients.
+    this.proposals.complete(entries, results);
     this.releaseApplyWaiters();
+    this.schedule();
   }
 
   private releaseApplyWaiters(): void {
@@ -635,5 +680,6 @@ export class RaftNode extends EventEmitter {
     this.proposals.rejectAll(err);
     this.reads.rejectAll(err);
     if (this.running) await new Promise<void>((resolve) => (this.idle = resolve));
+    await this.applying;
   }
 }

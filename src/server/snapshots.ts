@@ -54,6 +54,8 @@ export interface SnapshotContext {
   readonly chunkBytes: number;
   /** Asks the node loop for another turn. */
   readonly schedule: () => void;
+  /** Whether writes are synced (false only for a deliberate test bug). */
+  readonly syncWrites: boolean;
   /** Whether the node has stopped. */
   readonly stopped: () => boolean;
 }
@@ -153,7 +155,7 @@ export class SnapshotManager {
     if (c.index < this.ctx.store.log.firstIndex()) return;
     const batch = this.ctx.store.batch();
     batch.compactLog(c.index, c.term);
-    await batch.write({ sync: true });
+    await batch.write({ sync: this.ctx.syncWrites });
     this.ctx.observer.onCompacted?.(this.ctx.id, c.index);
     this.ctx.log.debug({ through: c.index, firstIndex: this.ctx.store.log.firstIndex() }, 'log compacted');
   }

@@ -394,8 +394,6 @@ describe('regressions found by soaks of the shipped loop', () => {
     // off; the survivor never learned the removal committed and could never win n3's vote: n3's
     // log was longer. Now a leader takes no proposal after its own removal.
     await expectPasses({ nodes: 3, seed: 1700527839, events: EVENTS_1 });
-    const buggy = await runSchedule({ nodes: 3, seed: 1700527839, events: EVENTS_1 }, { leaderProposesWhileRemovingItself: true });
-    expect(buggy.error).toMatch(/no stable leader/);
   });
 
   it('a node that forgot a removed peer learns it back when it is re-added and leads (soak seed 20261202)', async () => {
