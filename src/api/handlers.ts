@@ -362,6 +362,12 @@ export class RegistryApi {
    * `Cluster.AddMember` (thesis §4.1/§4.2.1): the new member joins as a learner and, unless it
    * should stay one, is promoted once it has caught up, so it never counts for quorum before it
    * holds the log.
+   *
+   * The two steps make the call retryable as a whole: a client that retries after a lost answer
+   * or a failed second step (another change pending, a leader change) finds the member it added
+   * with the same address, and the call resumes — a learner is promoted, a member that is already
+   * what was asked for is answered as is. `ALREADY_EXISTS` only when the id is taken by a member
+   * at another address.
    */
   addMember(req: AddMemberRequest, call: CallContext): Promise<MemberListResponse> {
     return this.guard(async () => {
@@ -370,9 +376,15 @@ export class RegistryApi {
       const learner = Boolean(req.learner);
       const forwarded = await this.forwardIfFollower('AddMember', { id, address, learner }, call, false);
       if (forwarded) return forwarded;
-      if (this.ctx.members().some((m) => m.id === id)) throw new ApiError(Code.ALREADY_EXISTS, `member ${JSON.stringify(id)} already exists`);
-      const res = await this.changeMembers({ type: 'addLearner', nodeId: id, address }, call);
-      if (learner) return res;
+      const existing = this.ctx.members().find((m) => m.id === id);
+      if (existing && existing.address !== address) {
+        throw new ApiError(Code.ALREADY_EXISTS, `member ${JSON.stringify(id)} already exists at ${existing.address}`);
+      }
+      if (existing && (existing.voter || learner)) return this.memberList();
+      if (!existing) {
+        const res = await this.changeMembers({ type: 'addLearner', nodeId: id, address }, call);
+        if (learner) return res;
+      }
       await this.waitCaughtUp(id, call);
       return this.changeMembers({ type: 'addVoter', nodeId: id, address }, call);
     });
@@ -473,6 +485,11 @@ export class RegistryApi {
     const result = await this.withTimeout(this.ctx.raft.proposeMemberChange(change), call.budgetMs, 'membership change');
     if (result?.type !== 'config') throw new ApiError(Code.INTERNAL, 'membership change produced no result');
     return { members: result.members.map((m) => ({ id: m.id, address: m.address, voter: m.voter })), revision: result.revision };
+  }
+
+  /** The membership as this node has applied it, at its applied index. */
+  private memberList(): MemberListResponse {
+    return { members: this.ctx.members().map((m) => ({ id: m.id, address: m.address, voter: m.voter })), revision: this.ctx.raft.appliedIndex };
   }
 
   /** Waits until the leader has replicated to `id` within {@link PROMOTE_MAX_LAG_ENTRIES} of its log. */

@@ -62,9 +62,16 @@ describe('online membership changes', () => {
     for (const id of ['n4', 'n5']) {
       const address = await cluster.addSlot(id);
       cluster.startNode(id, true);
+      // n5 is added as a learner first: the second AddMember resumes from there, as a client's
+      // retry after a failed promotion does, and promotes it.
+      if (id === 'n5') expect((await admin.addMember(id, address, true)).members.find((m) => m.id === id)?.voter).toBe(false);
       const res = await admin.addMember(id, address);
       expect(res.members.find((m) => m.id === id)?.voter).toBe(true);
     }
+    // A retried AddMember is answered, not refused; the id at another address is refused.
+    const again = await admin.addMember('n4', cluster.addresses.get('n4') as string);
+    expect(again.members.find((m) => m.id === 'n4')?.voter).toBe(true);
+    await expect(admin.addMember('n4', '127.0.0.1:1')).rejects.toThrow(/ALREADY_EXISTS.*n4.*already exists at/);
     const leaderNow = await cluster.waitForLeader(['n1', 'n2', 'n3', 'n4', 'n5']);
     const five = await admin.status(cluster.addresses.get(leaderNow));
     expect(five.members.filter((m) => m.voter).map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3', 'n4', 'n5']);
