@@ -23,6 +23,12 @@ function packageRoot(): string {
 }
 const root = packageRoot();
 /** The built node binary. */
+/**
+ * Extra Node.js flags for every node process, from `REGISTRY_NODE_FLAGS` (space-separated), e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the nodes of a bench run (Node refuses
+ * `--cpu-prof` in `NODE_OPTIONS`).
+ */
+export const NODE_FLAGS: readonly string[] = (process.env.REGISTRY_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
 export const NODE_BIN = join(root, 'dist', 'src', 'cli', 'registry-node.js');
 /** The built CLI. */
 export const REGISTRY_BIN = join(root, 'dist', 'src', 'cli', 'registry.js');
@@ -81,6 +87,8 @@ export async function waitFor<T>(what: string, timeoutMs: number, check: () => P
 export class ProcessCluster {
   readonly ids: string[];
   readonly addresses = new Map<string, string>();
+  /** Each node's HTTP/JSON address (`--http-listen`), `127.0.0.1:port`. */
+  readonly httpAddresses = new Map<string, string>();
   readonly procs = new Map<string, ChildProcess>();
   readonly logs = new Map<string, string[]>();
   readonly dir: string;
@@ -89,14 +97,17 @@ export class ProcessCluster {
   private constructor(ids: string[], ports: number[], extraArgs: string[]) {
     if (!existsSync(NODE_BIN)) throw new Error(`${NODE_BIN} is missing: run npm run build first`);
     this.ids = ids;
-    ids.forEach((id, i) => this.addresses.set(id, `127.0.0.1:${ports[i]}`));
+    ids.forEach((id, i) => {
+      this.addresses.set(id, `127.0.0.1:${ports[i]}`);
+      this.httpAddresses.set(id, `127.0.0.1:${ports[ids.length + i]}`);
+    });
     this.dir = mkdtempSync(join(tmpdir(), 'registry-it-'));
     this.extraArgs = extraArgs;
   }
 
   /** Starts `n` nodes on fresh ports. */
   static async start(n: number, extraArgs: string[] = []): Promise<ProcessCluster> {
-    const ports = await freePorts(n);
+    const ports = await freePorts(2 * n);
     const c = new ProcessCluster(Array.from({ length: n }, (_, i) => `n${i + 1}`), ports, extraArgs);
     for (const id of c.ids) c.startNode(id);
     return c;
@@ -106,15 +117,23 @@ export class ProcessCluster {
     return [...this.addresses].map(([id, a]) => `${id}=${a}`).join(',');
   }
 
+  /** The base URL of node `id`'s HTTP/JSON API, e.g. `http://127.0.0.1:40123`. */
+  httpUrl(id: string): string {
+    const a = this.httpAddresses.get(id);
+    if (!a) throw new Error(`no node ${id}`);
+    return `http://${a}`;
+  }
+
   endpoints(ids: string[] = this.ids): string[] {
     return ids.map((id) => this.addresses.get(id) as string);
   }
 
   /** Reserves a port for a new node `id` (not started; it will join an existing cluster). */
   async addSlot(id: string): Promise<string> {
-    const [port] = await freePorts(1);
+    const [port, httpPort] = await freePorts(2);
     const address = `127.0.0.1:${port}`;
     this.addresses.set(id, address);
+    this.httpAddresses.set(id, `127.0.0.1:${httpPort}`);
     this.ids.push(id);
     return address;
   }
@@ -131,7 +150,7 @@ export class ProcessCluster {
   startNode(id: string, join_ = false): ChildProcess {
     const p = spawn(
       process.execPath,
-      [NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, ...(join_ ? ['--join'] : ['--peers', this.peers]), '--data-dir', join(this.dir, id), ...this.extraArgs],
+      [...NODE_FLAGS, NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, ...(join_ ? ['--join'] : ['--peers', this.peers]), '--data-dir', join(this.dir, id), '--http-listen', this.httpAddresses.get(id) as string, ...this.extraArgs],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } },
     );
     const buf = this.logs.get(id) ?? [];
@@ -183,7 +202,9 @@ export class ProcessCluster {
 
   /** Kills every node by PID and removes the data. */
   async destroy(): Promise<void> {
-    await Promise.all([...this.procs.keys()].map((id) => this.kill(id, 'SIGKILL')));
+    // With NODE_FLAGS (a profile to write at exit) the nodes get to exit cleanly.
+    const signal: NodeJS.Signals = NODE_FLAGS.length > 0 ? 'SIGTERM' : 'SIGKILL';
+    await Promise.all([...this.procs.keys()].map((id) => this.kill(id, signal)));
     rmSync(this.dir, { recursive: true, force: true });
   }
 

@@ -4,7 +4,10 @@
  * logs with the node id, waits for a leader, optionally imports a data set, and runs until
  * Ctrl-C (SIGINT/SIGTERM), which stops every node cleanly. A second run reuses the data dirs.
  *
- *   npm run cluster -- --nodes 3 --base-port 7001 --data-dir ./data [--import FILE]
+ *   npm run cluster -- --nodes 3 --base-port 7001 --http-base-port 8001 --data-dir ./data [--import FILE]
+ *
+ * n1 serves gRPC on the base port and HTTP/JSON (API, /health, /metrics, the dashboard) on the
+ * HTTP base port; n2 on the next ports, and so on.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -58,15 +61,21 @@ const program = new Command()
     if (!Number.isInteger(n) || n < 1 || n > 65530) throw new InvalidArgumentError('--base-port must be a port number');
     return n;
   }, 7001)
+  .option('--http-base-port <port>', 'HTTP port of n1 (API, dashboard); n2 gets base+1, ...', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 65530) throw new InvalidArgumentError('--http-base-port must be a port number');
+    return n;
+  }, 8001)
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--data-dir <dir>', 'parent directory of the nodes\' data dirs', './data')
   .option('--import <file>', 'import this MCP registry seed file once a leader is elected')
   .option('--log-level <level>', 'node log level', 'info');
 program.parse();
-const opts = program.opts<{ nodes: number; basePort: number; host: string; dataDir: string; import?: string; logLevel: string }>();
+const opts = program.opts<{ nodes: number; basePort: number; httpBasePort: number; host: string; dataDir: string; import?: string; logLevel: string }>();
 
 const ids = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
 const addresses = ids.map((_, i) => `${opts.host}:${opts.basePort + i}`);
+const httpAddresses = ids.map((_, i) => `${opts.host}:${opts.httpBasePort + i}`);
 const peers = ids.map((id, i) => `${id}=${addresses[i]}`).join(',');
 const children = new Map<string, ChildProcess>();
 let stopping = false;
@@ -74,7 +83,7 @@ let stopping = false;
 for (const [i, id] of ids.entries()) {
   const child = spawn(
     process.execPath,
-    [nodeBin, '--id', id, '--listen', addresses[i] as string, '--peers', peers, '--data-dir', resolve(opts.dataDir, id), '--log-level', opts.logLevel],
+    [nodeBin, '--id', id, '--listen', addresses[i] as string, '--peers', peers, '--data-dir', resolve(opts.dataDir, id), '--http-listen', httpAddresses[i] as string, '--log-level', opts.logLevel],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.set(id, child);
@@ -119,7 +128,11 @@ async function main(): Promise<void> {
     const code = await new Promise<number | null>((r) => imp.on('exit', r));
     process.stdout.write(code === 0 ? 'import done\n' : `import failed (exit ${code})\n`);
   }
-  process.stdout.write(`try: npx registry --endpoints ${addresses.join(',')} find --capability npm\nCtrl-C stops the cluster.\n`);
+  process.stdout.write(
+    `dashboard: http://${httpAddresses[0]}/  (every node serves it: ${httpAddresses.map((a) => `http://${a}/`).join(' ')})\n` +
+      `try: curl 'http://${httpAddresses[0]}/v1/agents?capability=npm&pageSize=5'\n` +
+      `     npx registry --endpoints ${addresses.join(',')} find --capability npm\nCtrl-C stops the cluster.\n`,
+  );
 }
 
 main().catch((err: unknown) => {

@@ -8,8 +8,18 @@ import type { Logger } from '../log.js';
 import type { Member } from '../registry/types.js';
 import { BackupError } from '../server/backup.js';
 import { budgetFrom, type CallContext, type ForwardedCalls, type ForwardedMethod, type LeaderLink, type RegistryApi } from './handlers.js';
-import { ClusterGrpcClient, RegistryGrpcClient, type ClusterHandlers, type RegistryHandlers } from './registry-proto.js';
-import { ApiError, Code, toApiError } from './status.js';
+import { ClusterGrpcClient, RegistryGrpcClient, type ClusterHandlers, type RegistryHandlers, type StatusResponse } from './registry-proto.js';
+import { ApiError, Code, codeName, toApiError } from './status.js';
+
+/**
+ * Hears of every answered unary call (for metrics): the RPC `method` (e.g. `Register`), the
+ * gRPC status code name it was answered with (`OK`, `NOT_FOUND`, ...) and how long it took, in
+ * seconds.
+ */
+export type RequestObserver = (method: string, code: string, seconds: number) => void;
+
+/** Milliseconds per second. */
+const MS_PER_SECOND = 1_000;
 
 /** Metadata key marking a request forwarded by a follower: the receiver never forwards it again. */
 export const FORWARDED_METADATA_KEY = 'x-registry-forwarded-by';
@@ -30,23 +40,42 @@ function toGrpcError(err: ApiError): Partial<grpc.ServiceError> {
   return { code: err.code as number as grpc.status, details: err.message };
 }
 
-function unary<Req, Res>(log: Logger, body: (req: Req, call: CallContext) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    body(call.request, contextOf(call)).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(toGrpcError(toApiError(err, log)) as grpc.ServiceError),
-    );
+/** Makes unary handlers that answer through `body`, map its errors, and report each call to `observe`. */
+function unaryMaker(log: Logger, observe: RequestObserver | undefined) {
+  return function unary<Req, Res>(method: string, body: (req: Req, call: CallContext) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const started = performance.now();
+      const done = (code: number): void => observe?.(method, codeName(code), (performance.now() - started) / MS_PER_SECOND);
+      let answer: Promise<Res>;
+      try {
+        answer = body(call.request, contextOf(call));
+      } catch (err) {
+        answer = Promise.reject(err);
+      }
+      answer.then(
+        (res) => {
+          done(Code.OK);
+          callback(null, res);
+        },
+        (err: unknown) => {
+          const e = toApiError(err, log);
+          done(e.code);
+          callback(toGrpcError(e) as grpc.ServiceError);
+        },
+      );
+    };
   };
 }
 
-/** Handlers for `registry.v1.Registry` over `api`. */
-export function registryHandlers(api: RegistryApi, log: Logger): RegistryHandlers {
+/** Handlers for `registry.v1.Registry` over `api`; `observe` hears of every unary call answered. */
+export function registryHandlers(api: RegistryApi, log: Logger, observe?: RequestObserver): RegistryHandlers {
+  const unary = unaryMaker(log, observe);
   return {
-    Register: unary(log, (req, call) => api.register(req, call)),
-    Deregister: unary(log, (req, call) => api.deregister(req, call)),
-    Get: unary(log, (req, call) => api.get(req, call)),
-    Find: unary(log, (req, call) => api.find(req, call)),
-    Heartbeat: unary(log, (req, call) => api.heartbeat(req, call)),
+    Register: unary('Register', (req, call) => api.register(req, call)),
+    Deregister: unary('Deregister', (req, call) => api.deregister(req, call)),
+    Get: unary('Get', (req, call) => api.get(req, call)),
+    Find: unary('Find', (req, call) => api.find(req, call)),
+    Heartbeat: unary('Heartbeat', (req, call) => api.heartbeat(req, call)),
     Watch: (call) => {
       const fail = (err: ApiError): void => {
         if (!call.cancelled) call.destroy(Object.assign(new Error(err.message), toGrpcError(err)));
@@ -69,14 +98,15 @@ export function registryHandlers(api: RegistryApi, log: Logger): RegistryHandler
   };
 }
 
-/** Handlers for `registry.v1.Cluster` over `api`. */
-export function clusterHandlers(api: RegistryApi, log: Logger): ClusterHandlers {
+/** Handlers for `registry.v1.Cluster` over `api`; `observe` hears of every unary call answered. */
+export function clusterHandlers(api: RegistryApi, log: Logger, observe?: RequestObserver): ClusterHandlers {
+  const unary = unaryMaker(log, observe);
   return {
-    Status: unary(log, async () => api.status()),
-    TransferLeadership: unary(log, (req, call) => api.transferLeadership(req, call)),
-    AddMember: unary(log, (req, call) => api.addMember(req, call)),
-    RemoveMember: unary(log, (req, call) => api.removeMember(req, call)),
-    PromoteMember: unary(log, (req, call) => api.promoteMember(req, call)),
+    Status: unary('Status', async () => api.status()),
+    TransferLeadership: unary('TransferLeadership', (req, call) => api.transferLeadership(req, call)),
+    AddMember: unary('AddMember', (req, call) => api.addMember(req, call)),
+    RemoveMember: unary('RemoveMember', (req, call) => api.removeMember(req, call)),
+    PromoteMember: unary('PromoteMember', (req, call) => api.promoteMember(req, call)),
     Snapshot: (call) => {
       void (async () => {
         const chunks = api.backup();
@@ -114,15 +144,7 @@ export class GrpcLeaderLink implements LeaderLink {
 
   /** {@inheritDoc LeaderLink.call} */
   call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string): Promise<ForwardedCalls[M][1]> {
-    const service = SERVICE_OF[method];
-    const key = `${service} ${to.address}`;
-    let client = this.clients.get(key);
-    if (!client) {
-      client = service === 'registry'
-        ? new RegistryGrpcClient(to.address, grpc.credentials.createInsecure())
-        : new ClusterGrpcClient(to.address, grpc.credentials.createInsecure());
-      this.clients.set(key, client);
-    }
+    const client = this.clientFor(SERVICE_OF[method], to.address);
     const md = new grpc.Metadata();
     md.set(FORWARDED_METADATA_KEY, from);
     type Method = (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: ForwardedCalls[M][1]) => void) => void;
@@ -133,6 +155,29 @@ export class GrpcLeaderLink implements LeaderLink {
         else resolve(value);
       });
     });
+  }
+
+  /** {@inheritDoc LeaderLink.status} */
+  status(to: Member, budgetMs: number): Promise<StatusResponse> {
+    const client = this.clientFor('cluster', to.address);
+    type Method = (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: StatusResponse) => void) => void;
+    const fn = (client as unknown as Record<string, Method>).Status as Method;
+    return new Promise((resolve, reject) => {
+      fn.call(client, {}, new grpc.Metadata(), { deadline: Date.now() + budgetMs }, (err, value) => (err ? reject(new ApiError((err.code as number as Code) ?? Code.UNKNOWN, err.details || err.message)) : resolve(value)));
+    });
+  }
+
+  /** The kept client of `service` at `address`, created on first use. */
+  private clientFor(service: 'registry' | 'cluster', address: string): grpc.Client {
+    const key = `${service} ${address}`;
+    let client = this.clients.get(key);
+    if (!client) {
+      client = service === 'registry'
+        ? new RegistryGrpcClient(address, grpc.credentials.createInsecure())
+        : new ClusterGrpcClient(address, grpc.credentials.createInsecure());
+      this.clients.set(key, client);
+    }
+    return client;
   }
 
   /** {@inheritDoc LeaderLink.close} */

@@ -32,6 +32,7 @@ import {
   agentToWire,
   consistencyFromWire,
   findQueryFromWire,
+  memberToWire,
   specFromWire,
   statusToWire,
   type AddMemberRequest,
@@ -109,9 +110,19 @@ export interface LeaderLink {
    * reached within `budgetMs`).
    */
   call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string): Promise<ForwardedCalls[M][1]>;
+  /**
+   * Asks member `to` for its `Cluster.Status` (how a node learns its peers' HTTP addresses).
+   * Optional: without it, peers' HTTP addresses stay unknown.
+   */
+  status?(to: Member, budgetMs: number): Promise<StatusResponse>;
   /** Closes every connection. */
   close(): void;
 }
+
+/** How long a learned peer HTTP address is trusted before it is asked again, in ms. */
+export const PEER_HTTP_ADDRESS_TTL_MS = 10_000;
+/** Budget of one peer `Status` call made to learn its HTTP address, in ms. */
+export const PEER_STATUS_BUDGET_MS = 1_000;
 
 /** Where a watch's events go (the front end's stream). */
 export interface WatchStream {
@@ -137,6 +148,8 @@ export interface ApiContext {
   readonly clock: Clock;
   readonly leaderLink: LeaderLink;
   readonly logger: Logger;
+  /** This node's HTTP/JSON address, `host:port`, reported in its status ('' or absent: none). */
+  readonly httpAddress?: string;
   /**
    * Shortest lease accepted, in seconds (default `MIN_TTL_SECONDS`, right for the default
    * timing). It must exceed two election timeouts and a heartbeat, or a failover could expire a
@@ -171,6 +184,9 @@ function conflictError(r: Extract<CommandResult, { type: 'conflict' }>): ApiErro
 export class RegistryApi {
   private readonly log: Logger;
   private requestSeq = 0;
+  /** Peers' HTTP addresses as they reported them: member id → address and when it was learned. */
+  private readonly peerHttp = new Map<string, { address: string; at: number }>();
+  private readonly peerHttpAsking = new Set<string>();
 
   constructor(private readonly ctx: ApiContext) {
     this.log = ctx.logger;
@@ -344,8 +360,14 @@ export class RegistryApi {
   /** `Cluster.Status`: this node's view of the cluster. */
   status(): StatusResponse {
     const st = this.ctx.raft.status();
-    const members = this.ctx.members().map((m) => ({ id: m.id, address: m.address, voter: m.voter }));
+    this.learnPeerHttpAddresses();
+    const own = this.ctx.httpAddress ?? '';
+    const members = this.ctx.members().map((m) => {
+      const http = m.id === this.ctx.id ? own : (this.peerHttp.get(m.id)?.address ?? '');
+      return { id: m.id, address: m.address, voter: m.voter, ...(http ? { httpAddress: http } : {}) };
+    });
     return statusToWire({
+      httpAddress: own,
       nodeId: this.ctx.id,
       leaderId: st.leaderId,
       term: st.currentTerm,
@@ -356,6 +378,30 @@ export class RegistryApi {
       snapshotIndex: st.snapshotIndex,
       firstIndex: st.firstIndex,
     });
+  }
+
+  /**
+   * Asks, in the background, each peer whose HTTP address is unknown or older than
+   * {@link PEER_HTTP_ADDRESS_TTL_MS} for its status; one call per peer at a time. Failures are
+   * ignored (the peer is asked again on a later status).
+   */
+  private learnPeerHttpAddresses(): void {
+    const link = this.ctx.leaderLink;
+    if (!link.status) return;
+    const now = this.ctx.clock.now();
+    for (const m of this.ctx.members()) {
+      if (m.id === this.ctx.id || this.peerHttpAsking.has(m.id)) continue;
+      const known = this.peerHttp.get(m.id);
+      if (known && now - known.at < PEER_HTTP_ADDRESS_TTL_MS) continue;
+      this.peerHttpAsking.add(m.id);
+      link.status(m, PEER_STATUS_BUDGET_MS).then(
+        (st) => {
+          this.peerHttpAsking.delete(m.id);
+          if (st.node_id === m.id) this.peerHttp.set(m.id, { address: st.http_address ?? '', at: this.ctx.clock.now() });
+        },
+        () => this.peerHttpAsking.delete(m.id),
+      );
+    }
   }
 
   /**
@@ -484,12 +530,12 @@ export class RegistryApi {
   private async changeMembers(change: MemberChange, call: CallContext): Promise<MemberListResponse> {
     const result = await this.withTimeout(this.ctx.raft.proposeMemberChange(change), call.budgetMs, 'membership change');
     if (result?.type !== 'config') throw new ApiError(Code.INTERNAL, 'membership change produced no result');
-    return { members: result.members.map((m) => ({ id: m.id, address: m.address, voter: m.voter })), revision: result.revision };
+    return { members: result.members.map(memberToWire), revision: result.revision };
   }
 
   /** The membership as this node has applied it, at its applied index. */
   private memberList(): MemberListResponse {
-    return { members: this.ctx.members().map((m) => ({ id: m.id, address: m.address, voter: m.voter })), revision: this.ctx.raft.appliedIndex };
+    return { members: this.ctx.members().map(memberToWire), revision: this.ctx.raft.appliedIndex };
   }
 
   /** Waits until the leader has replicated to `id` within {@link PROMOTE_MAX_LAG_ENTRIES} of its log. */

@@ -4,9 +4,12 @@
  * `server.addService`) and client constructors, the wire message shapes (snake_case, as loaded),
  * and converters between the wire shapes and the registry's own types (`src/registry/types.ts`).
  *
- * Loader options: keepCase, longs as Number, enums as String names, defaults, arrays, objects,
- * oneofs. So every field is present on a decoded message: strings `''`, numbers `0`, repeated
- * `[]`, maps `{}`, enums their name, and an unset message field `null`.
+ * The wire shapes are not written here: they are aliases of the types `proto-loader-gen-types`
+ * generates from the proto into `src/gen/registry/` (`npm run gen:proto`), with the same loader
+ * options ({@link PROTO_LOADER_OPTIONS}, `src/util/proto-options.ts`): keepCase, longs as Number, enums as
+ * String names, defaults, arrays, objects, oneofs. So every field is present on a decoded message:
+ * strings `''`, numbers `0`, repeated `[]`, maps `{}`, enums their name, and an unset message
+ * field `null`.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -16,6 +19,38 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { Role } from '../raft/types.js';
 import type { Agent, AgentSpec, FindQuery, Health } from '../registry/types.js';
 import { ValidationError, validateAgentSpec, validateFindQuery, validateHealth } from '../registry/validation.js';
+import type { ProtoGrpcType } from '../gen/registry.js';
+import type { AddMemberRequest as AddMemberRequestIn } from '../gen/registry/v1/AddMemberRequest.js';
+import type { Agent as AgentIn, Agent__Output } from '../gen/registry/v1/Agent.js';
+import type { BackupChunk__Output } from '../gen/registry/v1/BackupChunk.js';
+import type { BackupRequest as BackupRequestIn } from '../gen/registry/v1/BackupRequest.js';
+import type { ClusterDefinition, ClusterHandlers } from '../gen/registry/v1/Cluster.js';
+import { Consistency as CONSISTENCY_NAMES, type Consistency as ConsistencyInput, type Consistency__Output } from '../gen/registry/v1/Consistency.js';
+import type { DeregisterRequest as DeregisterRequestIn } from '../gen/registry/v1/DeregisterRequest.js';
+import type { DeregisterResponse__Output } from '../gen/registry/v1/DeregisterResponse.js';
+import type { EventType__Output } from '../gen/registry/v1/EventType.js';
+import type { FindRequest as FindRequestIn, FindRequest__Output } from '../gen/registry/v1/FindRequest.js';
+import type { FindResponse__Output } from '../gen/registry/v1/FindResponse.js';
+import type { GetRequest as GetRequestIn } from '../gen/registry/v1/GetRequest.js';
+import type { GetResponse__Output } from '../gen/registry/v1/GetResponse.js';
+import type { Health__Output } from '../gen/registry/v1/Health.js';
+import type { HeartbeatRequest as HeartbeatRequestIn } from '../gen/registry/v1/HeartbeatRequest.js';
+import type { HeartbeatResponse__Output } from '../gen/registry/v1/HeartbeatResponse.js';
+import type { Member__Output } from '../gen/registry/v1/Member.js';
+import type { MemberListResponse__Output } from '../gen/registry/v1/MemberListResponse.js';
+import type { PromoteMemberRequest as PromoteMemberRequestIn } from '../gen/registry/v1/PromoteMemberRequest.js';
+import type { RegisterRequest as RegisterRequestIn } from '../gen/registry/v1/RegisterRequest.js';
+import type { RegisterResponse__Output } from '../gen/registry/v1/RegisterResponse.js';
+import type { RegistryDefinition, RegistryHandlers } from '../gen/registry/v1/Registry.js';
+import type { RemoveMemberRequest as RemoveMemberRequestIn } from '../gen/registry/v1/RemoveMemberRequest.js';
+import { Role as ROLE_NAMES, type Role as RoleInput, type Role__Output } from '../gen/registry/v1/Role.js';
+import type { StatusRequest as StatusRequestIn } from '../gen/registry/v1/StatusRequest.js';
+import type { StatusResponse__Output } from '../gen/registry/v1/StatusResponse.js';
+import type { TransferLeadershipRequest as TransferLeadershipRequestIn } from '../gen/registry/v1/TransferLeadershipRequest.js';
+import type { TransferLeadershipResponse__Output } from '../gen/registry/v1/TransferLeadershipResponse.js';
+import type { WatchEvent__Output } from '../gen/registry/v1/WatchEvent.js';
+import type { WatchRequest as WatchRequestIn } from '../gen/registry/v1/WatchRequest.js';
+import { PROTO_LOADER_OPTIONS } from '../util/proto-options.js';
 
 /** Path of the proto file relative to the package root. */
 const PROTO_RELATIVE_PATH = join('proto', 'registry', 'v1', 'registry.proto');
@@ -39,235 +74,136 @@ function findProtoPath(): string {
 /** Absolute path of `proto/registry/v1/registry.proto`. */
 export const REGISTRY_PROTO_PATH = findProtoPath();
 
-/** The `@grpc/proto-loader` options every user of this proto must share. */
-export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  arrays: true,
-  objects: true,
-  oneofs: true,
-};
+/** The `@grpc/proto-loader` options every user of this proto must share (see `src/util/proto-options.ts`). */
+export { PROTO_LOADER_OPTIONS };
 
 const packageDefinition = protoLoader.loadSync(REGISTRY_PROTO_PATH, PROTO_LOADER_OPTIONS);
-const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
-  registry: { v1: { Registry: grpc.ServiceClientConstructor; Cluster: grpc.ServiceClientConstructor } };
-};
+const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as ProtoGrpcType;
 
 // ---------------------------------------------------------------------------------------------
-// Wire shapes (as decoded with PROTO_LOADER_OPTIONS).
+// Wire shapes: the types generated from registry.proto into `src/gen/registry/` (`npm run
+// gen:proto`), with PROTO_LOADER_OPTIONS.
+//
+// Requests are the generated permissive types (every field optional, enums by name or number,
+// 64-bit integers as number, string or Long): the handlers of `handlers.ts` take them from the
+// gRPC decoder, from the HTTP front end's JSON (which leaves absent fields out) and from the
+// simulator, so they must not assume a field is present; they validate every field anyway.
+// Clients send the same types.
+//
+// Responses and the messages inside them (`WireAgent`, `WireMember`, `WireWatchEvent`, ...) are
+// the `__Output` types: the complete object the loader decodes (every field present, enums by
+// name, uint64/int64 as Number, an unset message field `null`). Clients receive that shape; the
+// handlers must build it whole (it is a subtype of the permissive type the serializer takes), so
+// no field can be forgotten.
 
 /** `registry.v1.Consistency` as an enum name. */
-export type WireConsistency = 'CONSISTENCY_UNSPECIFIED' | 'CONSISTENCY_LINEARIZABLE' | 'CONSISTENCY_SERIALIZABLE';
+export type WireConsistency = Consistency__Output;
 /** `registry.v1.Role` as an enum name. */
-export type WireRole = 'ROLE_UNSPECIFIED' | 'ROLE_FOLLOWER' | 'ROLE_CANDIDATE' | 'ROLE_LEADER' | 'ROLE_LEARNER';
-
+export type WireRole = Role__Output;
+/** `registry.v1.Health` as an enum name. */
+export type WireHealth = Health__Output;
+/** `registry.v1.EventType` as an enum name. */
+export type WireEventType = EventType__Output;
 /** `registry.v1.Agent`. Revisions are log indexes (uint64 as Number). */
-export interface WireAgent {
-  id: string;
-  name: string;
-  kind: string;
-  version: string;
-  description: string;
-  capabilities: string[];
-  endpoints: Record<string, string>;
-  labels: Record<string, string>;
-  create_revision: number;
-  mod_revision: number;
-  /** `registry.v1.Health` as an enum name: `HEALTH_UNSPECIFIED`, `HEALTH_SERVING`, `HEALTH_DEGRADED` or `HEALTH_NOT_SERVING`. */
-  health: string;
-  /** The agent's lease in seconds (int64 as Number); 0: none. */
-  lease_ttl_seconds: number;
-  /** When the lease lapses unless renewed, Unix ms, as the leader sees it; 0 elsewhere (output only). */
-  lease_expires_unix_ms?: number;
-}
-/** `registry.v1.RegisterRequest`; `agent` is `null` when the sender left it unset. */
-export interface RegisterRequest {
-  agent: WireAgent | null;
-  /** Exactly-once session id; '' for none. */
-  client_id?: string;
-  /** Exactly-once sequence number; 0 with no session. */
-  sequence?: number;
-  /** Lease in seconds; 0 for none. */
-  ttl_seconds?: number;
-  /** Compare-and-set on mod_revision; 0 for none. */
-  expected_revision?: number;
-  /** Apply only if absent. */
-  create_only?: boolean;
-}
+export type WireAgent = Agent__Output;
+/** `registry.v1.RegisterRequest`; `agent` is `null` (decoded) or absent when the sender left it unset. */
+export type RegisterRequest = RegisterRequestIn;
 /** `registry.v1.RegisterResponse`. */
-export interface RegisterResponse {
-  agent: WireAgent | null;
-  revision: number;
-}
+export type RegisterResponse = RegisterResponse__Output;
 /** `registry.v1.GetRequest`. */
-export interface GetRequest {
-  id: string;
-  consistency: WireConsistency;
-}
+export type GetRequest = GetRequestIn;
 /** `registry.v1.GetResponse`. */
-export interface GetResponse {
-  agent: WireAgent | null;
-  revision: number;
-}
+export type GetResponse = GetResponse__Output;
 /** `registry.v1.FindRequest`. `page_size` is a uint32 count of agents. */
-export interface FindRequest {
-  capability: string;
-  kind: string;
-  labels: Record<string, string>;
-  page_size: number;
-  page_token: string;
-  consistency: WireConsistency;
-  /** Only agents with this health (`registry.v1.Health` enum name); unspecified means any. */
-  health?: string | number;
-  /** Only agents whose name starts with this; '' means any. */
-  name_prefix?: string;
-}
+export type FindRequest = FindRequestIn;
 /** `registry.v1.FindResponse`. */
-export interface FindResponse {
-  agents: WireAgent[];
-  next_page_token: string;
-  revision: number;
-}
+export type FindResponse = FindResponse__Output;
 /** `registry.v1.DeregisterRequest`. */
-export interface DeregisterRequest {
-  id: string;
-  /** Exactly-once session id; '' for none. */
-  client_id?: string;
-  /** Exactly-once sequence number; 0 with no session. */
-  sequence?: number;
-  /** Compare-and-set on mod_revision; 0 for none. */
-  expected_revision?: number;
-}
-/** `registry.v1.HeartbeatRequest`. */
-export interface HeartbeatRequest {
-  id: string;
-  health?: string | number;
-}
-/** `registry.v1.HeartbeatResponse`. */
-export interface HeartbeatResponse {
-  ttl_seconds: number;
-}
-/** `registry.v1.WatchRequest`. */
-export interface WatchRequest {
-  start_revision?: number;
-  id_prefix?: string;
-  capability?: string;
-  kind?: string;
-}
-/** `registry.v1.WatchEvent`. */
-export interface WireWatchEvent {
-  type: 'EVENT_TYPE_UNSPECIFIED' | 'EVENT_TYPE_PUT' | 'EVENT_TYPE_DELETE';
-  agent: WireAgent | null;
-  revision: number;
-  expired: boolean;
-}
-/** `registry.v1.AddMemberRequest`. */
-export interface AddMemberRequest {
-  id: string;
-  address: string;
-  learner: boolean;
-}
-/** `registry.v1.RemoveMemberRequest`. */
-export interface RemoveMemberRequest {
-  id: string;
-}
-/** `registry.v1.PromoteMemberRequest`. */
-export interface PromoteMemberRequest {
-  id: string;
-}
-/** `registry.v1.MemberListResponse`. */
-export interface MemberListResponse {
-  members: WireMember[];
-  revision: number;
-}
-/** `registry.v1.TransferLeadershipRequest`. */
-export interface TransferLeadershipRequest {
-  target_id: string;
-}
-/** `registry.v1.TransferLeadershipResponse`. */
-export interface TransferLeadershipResponse {
-  leader_id: string;
-  term: number;
-}
+export type DeregisterRequest = DeregisterRequestIn;
 /** `registry.v1.DeregisterResponse`. */
-export interface DeregisterResponse {
-  deleted: boolean;
-  revision: number;
-}
+export type DeregisterResponse = DeregisterResponse__Output;
+/** `registry.v1.HeartbeatRequest`. */
+export type HeartbeatRequest = HeartbeatRequestIn;
+/** `registry.v1.HeartbeatResponse`. */
+export type HeartbeatResponse = HeartbeatResponse__Output;
+/** `registry.v1.WatchRequest`. */
+export type WatchRequest = WatchRequestIn;
+/** `registry.v1.WatchEvent`. */
+export type WireWatchEvent = WatchEvent__Output;
+/** `registry.v1.AddMemberRequest`. */
+export type AddMemberRequest = AddMemberRequestIn;
+/** `registry.v1.RemoveMemberRequest`. */
+export type RemoveMemberRequest = RemoveMemberRequestIn;
+/** `registry.v1.PromoteMemberRequest`. */
+export type PromoteMemberRequest = PromoteMemberRequestIn;
+/** `registry.v1.MemberListResponse`. */
+export type MemberListResponse = MemberListResponse__Output;
+/** `registry.v1.TransferLeadershipRequest`. */
+export type TransferLeadershipRequest = TransferLeadershipRequestIn;
+/** `registry.v1.TransferLeadershipResponse`. */
+export type TransferLeadershipResponse = TransferLeadershipResponse__Output;
 /** `registry.v1.StatusRequest` (no fields). */
-export type StatusRequest = Record<string, never>;
+export type StatusRequest = StatusRequestIn;
 /** `registry.v1.Member`. */
-export interface WireMember {
-  id: string;
-  address: string;
-  voter: boolean;
-}
+export type WireMember = Member__Output;
 /** `registry.v1.StatusResponse`. Term and indexes are uint64 as Number. */
-export interface StatusResponse {
-  node_id: string;
-  leader_id: string;
-  term: number;
-  commit_index: number;
-  applied_index: number;
-  role: WireRole;
-  members: WireMember[];
-  /** Index of the latest snapshot (0: none). */
-  snapshot_index?: number;
-  /** First index still in the log. */
-  first_index?: number;
-}
+export type StatusResponse = StatusResponse__Output;
+/** `registry.v1.BackupRequest` (no fields). */
+export type BackupRequest = BackupRequestIn;
+/** `registry.v1.BackupChunk`. */
+export type BackupChunk = BackupChunk__Output;
 
 // ---------------------------------------------------------------------------------------------
-// Service definitions.
+// Service definitions (generated): request types are what the server decodes (`__Output`),
+// response types what its serializer accepts.
 
 /** The methods of `registry.v1.Registry`, typed. */
-export type RegistryServiceDefinition = {
-  readonly Register: grpc.MethodDefinition<RegisterRequest, RegisterResponse>;
-  readonly Get: grpc.MethodDefinition<GetRequest, GetResponse>;
-  readonly Find: grpc.MethodDefinition<FindRequest, FindResponse>;
-  readonly Deregister: grpc.MethodDefinition<DeregisterRequest, DeregisterResponse>;
-  readonly Heartbeat: grpc.MethodDefinition<HeartbeatRequest, HeartbeatResponse>;
-  readonly Watch: grpc.MethodDefinition<WatchRequest, WireWatchEvent>;
-};
+export type RegistryServiceDefinition = RegistryDefinition;
 /** The methods of `registry.v1.Cluster`, typed. */
-export type ClusterServiceDefinition = {
-  readonly Status: grpc.MethodDefinition<StatusRequest, StatusResponse>;
-  readonly TransferLeadership: grpc.MethodDefinition<TransferLeadershipRequest, TransferLeadershipResponse>;
-  readonly AddMember: grpc.MethodDefinition<AddMemberRequest, MemberListResponse>;
-  readonly RemoveMember: grpc.MethodDefinition<RemoveMemberRequest, MemberListResponse>;
-  readonly PromoteMember: grpc.MethodDefinition<PromoteMemberRequest, MemberListResponse>;
-  readonly Snapshot: grpc.MethodDefinition<Record<string, never>, { data: Uint8Array }>;
-};
-
+export type ClusterServiceDefinition = ClusterDefinition;
 /** Server-side handlers of `registry.v1.Registry`, for `server.addService(RegistryService, handlers)`. */
-export type RegistryHandlers = {
-  Register: grpc.handleUnaryCall<RegisterRequest, RegisterResponse>;
-  Get: grpc.handleUnaryCall<GetRequest, GetResponse>;
-  Find: grpc.handleUnaryCall<FindRequest, FindResponse>;
-  Deregister: grpc.handleUnaryCall<DeregisterRequest, DeregisterResponse>;
-  Heartbeat: grpc.handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
-  Watch: grpc.handleServerStreamingCall<WatchRequest, WireWatchEvent>;
-};
-/** Server-side handlers of `registry.v1.Cluster`. */
-export type ClusterHandlers = {
-  Status: grpc.handleUnaryCall<StatusRequest, StatusResponse>;
-  TransferLeadership: grpc.handleUnaryCall<TransferLeadershipRequest, TransferLeadershipResponse>;
-  AddMember: grpc.handleUnaryCall<AddMemberRequest, MemberListResponse>;
-  RemoveMember: grpc.handleUnaryCall<RemoveMemberRequest, MemberListResponse>;
-  PromoteMember: grpc.handleUnaryCall<PromoteMemberRequest, MemberListResponse>;
-  Snapshot: grpc.handleServerStreamingCall<Record<string, never>, { data: Uint8Array }>;
-};
+export type { RegistryHandlers, ClusterHandlers };
 
 /** Client constructor of `registry.v1.Registry` (methods untyped; see {@link RegistryService} for typed paths). */
-export const RegistryGrpcClient: grpc.ServiceClientConstructor = loaded.registry.v1.Registry;
+export const RegistryGrpcClient = loaded.registry.v1.Registry as unknown as grpc.ServiceClientConstructor;
 /** Client constructor of `registry.v1.Cluster`. */
-export const ClusterGrpcClient: grpc.ServiceClientConstructor = loaded.registry.v1.Cluster;
+export const ClusterGrpcClient = loaded.registry.v1.Cluster as unknown as grpc.ServiceClientConstructor;
 /** Service definition of `registry.v1.Registry` (paths, serializers) for servers and generic clients. */
-export const RegistryService = RegistryGrpcClient.service as unknown as RegistryServiceDefinition & grpc.ServiceDefinition;
+export const RegistryService: RegistryServiceDefinition = loaded.registry.v1.Registry.service;
 /** Service definition of `registry.v1.Cluster`. */
-export const ClusterService = ClusterGrpcClient.service as unknown as ClusterServiceDefinition & grpc.ServiceDefinition;
+export const ClusterService: ClusterServiceDefinition = loaded.registry.v1.Cluster.service;
+
+// ---------------------------------------------------------------------------------------------
+// Enum values as the loaded proto defines them.
+
+/**
+ * The name of value `v` of enum `registry.v1.<enumName>` (given by name, or by number as a
+ * sender may encode it), or `undefined` when the enum has no such value. Names come from the
+ * generated enum object, numbers from the loaded definition.
+ */
+function enumNameOf<N extends string>(enumName: string, names: Readonly<Record<N, N>>, v: unknown): N | undefined {
+  if (typeof v === 'string') return Object.hasOwn(names, v) ? (v as N) : undefined;
+  if (typeof v === 'number') {
+    const name = enumNumbers(enumName).get(v);
+    return name !== undefined && Object.hasOwn(names, name) ? (name as N) : undefined;
+  }
+  return undefined;
+}
+
+const enumNumberCache = new Map<string, ReadonlyMap<number, string>>();
+
+/** Number → name of the values of enum `registry.v1.<enumName>`, from the loaded descriptor. */
+function enumNumbers(enumName: string): ReadonlyMap<number, string> {
+  let m = enumNumberCache.get(enumName);
+  if (m === undefined) {
+    const def = packageDefinition[`registry.v1.${enumName}`] as protoLoader.EnumTypeDefinition | undefined;
+    const values = (def?.type as { value?: unknown } | undefined)?.value;
+    if (!Array.isArray(values)) throw new Error(`registry.v1.${enumName} is not an enum of ${PROTO_RELATIVE_PATH}`);
+    m = new Map((values as { name: string; number: number }[]).map((x) => [x.number, x.name]));
+    enumNumberCache.set(enumName, m);
+  }
+  return m;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Domain types of the API that the registry types do not cover.
@@ -285,6 +221,8 @@ export interface ClusterMember {
   readonly address: string;
   /** True for a voter, false for a learner. */
   readonly voter: boolean;
+  /** HTTP/JSON address, `host:port`, as the member last reported it (absent while unknown). */
+  readonly httpAddress?: string;
 }
 
 /** A node's view of the cluster (`Cluster.Status`). Term and indexes are plain numbers. */
@@ -301,6 +239,8 @@ export interface ClusterStatus {
   readonly snapshotIndex: number;
   /** First index still in the log (entries before it are in the snapshot). */
   readonly firstIndex: number;
+  /** This node's HTTP/JSON address, `host:port` ('' without one). */
+  readonly httpAddress: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -314,11 +254,12 @@ export function agentToWire(agent: Agent): WireAgent {
     mod_revision: agent.modRevision,
     health: healthToWire(agent.health),
     lease_ttl_seconds: agent.ttlSeconds,
+    lease_expires_unix_ms: 0,
   };
 }
 
 /** The proto enum name of a health value (`serving` → `HEALTH_SERVING`). */
-export function healthToWire(h: Health): string {
+export function healthToWire(h: Health): WireHealth {
   switch (h) {
     case 'unspecified':
       return 'HEALTH_UNSPECIFIED';
@@ -357,6 +298,7 @@ export function specToWire(spec: AgentSpec): WireAgent {
     mod_revision: 0,
     health: 'HEALTH_UNSPECIFIED',
     lease_ttl_seconds: 0,
+    lease_expires_unix_ms: 0,
   };
 }
 
@@ -387,7 +329,7 @@ export function agentFromWire(w: WireAgent): Agent {
  * @throws ValidationError naming the field (`agent` when unset, `agent.id`, …): answer
  *   `INVALID_ARGUMENT` with its message.
  */
-export function specFromWire(w: WireAgent | null | undefined, path = 'agent'): AgentSpec {
+export function specFromWire(w: AgentIn | null | undefined, path = 'agent'): AgentSpec {
   if (w === null || w === undefined) throw new ValidationError(path, 'is required');
   return validateAgentSpec(
     {
@@ -419,27 +361,27 @@ export function consistencyToWire(c: Consistency | undefined): WireConsistency {
 }
 
 /**
- * Decodes a consistency; unspecified means linearizable.
+ * Decodes a consistency (by name, or by number as a sender may encode it); unspecified means
+ * linearizable.
  * @throws ValidationError (field `consistency`) on an unknown value.
  */
-export function consistencyFromWire(w: WireConsistency | string | number | undefined): Consistency {
-  switch (w) {
-    case undefined:
-    case 0:
-    case 1:
+export function consistencyFromWire(w: ConsistencyInput | string | undefined): Consistency {
+  const name = w === undefined ? 'CONSISTENCY_UNSPECIFIED' : enumNameOf('Consistency', CONSISTENCY_NAMES, w);
+  switch (name) {
     case 'CONSISTENCY_UNSPECIFIED':
     case 'CONSISTENCY_LINEARIZABLE':
       return 'linearizable';
-    case 2:
     case 'CONSISTENCY_SERIALIZABLE':
       return 'serializable';
-    default:
+    case undefined:
       throw new ValidationError('consistency', `must be CONSISTENCY_LINEARIZABLE or CONSISTENCY_SERIALIZABLE, got ${String(w)}`);
+    default:
+      return assertNever(name);
   }
 }
 
-/** Encodes a find query (with its consistency) as a `FindRequest`. Absent filters become empty. */
-export function findQueryToWire(q: FindQuery, consistency?: Consistency): FindRequest {
+/** Encodes a find query (with its consistency) as a complete `FindRequest`. Absent filters become empty. */
+export function findQueryToWire(q: FindQuery, consistency?: Consistency): FindRequest__Output {
   return {
     capability: q.capability ?? '',
     kind: q.kind ?? '',
@@ -488,24 +430,29 @@ export function roleToWire(role: Role | 'learner'): WireRole {
   }
 }
 
-/** Decodes a node role; an unknown value is `unspecified`. */
-export function roleFromWire(w: WireRole | string | number | undefined): NodeRole {
-  switch (w) {
+/** Decodes a node role (by name or number); an unknown value is `unspecified`. */
+export function roleFromWire(w: RoleInput | string | undefined): NodeRole {
+  const name = enumNameOf('Role', ROLE_NAMES, w);
+  switch (name) {
     case 'ROLE_FOLLOWER':
-    case 1:
       return 'follower';
     case 'ROLE_CANDIDATE':
-    case 2:
       return 'candidate';
     case 'ROLE_LEADER':
-    case 3:
       return 'leader';
     case 'ROLE_LEARNER':
-    case 4:
       return 'learner';
-    default:
+    case 'ROLE_UNSPECIFIED':
+    case undefined:
       return 'unspecified';
+    default:
+      return assertNever(name);
   }
+}
+
+/** Encodes a cluster member; an unknown HTTP address is `''`. */
+export function memberToWire(m: ClusterMember): WireMember {
+  return { id: m.id, address: m.address, voter: m.voter, http_address: m.httpAddress ?? '' };
 }
 
 /** Encodes a node's status (server side). */
@@ -519,6 +466,7 @@ export function statusToWire(s: {
   members: readonly ClusterMember[];
   snapshotIndex?: number;
   firstIndex?: number;
+  httpAddress?: string;
 }): StatusResponse {
   return {
     node_id: s.nodeId,
@@ -527,9 +475,10 @@ export function statusToWire(s: {
     commit_index: s.commitIndex,
     applied_index: s.appliedIndex,
     role: roleToWire(s.role),
-    members: s.members.map((m) => ({ id: m.id, address: m.address, voter: m.voter })),
+    members: s.members.map(memberToWire),
     snapshot_index: s.snapshotIndex ?? 0,
     first_index: s.firstIndex ?? 0,
+    http_address: s.httpAddress ?? '',
   };
 }
 
@@ -542,9 +491,10 @@ export function statusFromWire(w: StatusResponse): ClusterStatus {
     commitIndex: Number(w.commit_index ?? 0),
     appliedIndex: Number(w.applied_index ?? 0),
     role: roleFromWire(w.role),
-    members: (w.members ?? []).map((m) => ({ id: m.id ?? '', address: m.address ?? '', voter: Boolean(m.voter) })),
+    members: (w.members ?? []).map((m) => ({ id: m.id ?? '', address: m.address ?? '', voter: Boolean(m.voter), ...(m.http_address ? { httpAddress: m.http_address } : {}) })),
     snapshotIndex: Number(w.snapshot_index ?? 0),
     firstIndex: Number(w.first_index ?? 0),
+    httpAddress: w.http_address ?? '',
   };
 }
 

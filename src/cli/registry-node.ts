@@ -3,14 +3,19 @@
  * `registry-node`: runs one node of a registry cluster.
  *
  *   registry-node --id n1 --listen 127.0.0.1:7001 \
- *     --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 --data-dir ./data/n1
+ *     --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 --data-dir ./data/n1 \
+ *     --http-listen 127.0.0.1:8001
  *
  * SIGTERM or SIGINT stops it cleanly (exit 0); a restart with the same data dir resumes.
  * Exit codes: 0 clean stop, 1 fatal error (corrupt data, broken invariant), 2 bad arguments.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { createLogger } from '../log.js';
+import { DEFAULT_ELECTION_TICKS, DEFAULT_HEARTBEAT_TICKS } from '../raft/raft.js';
 import { RegistryNode } from '../server/node.js';
+import { DEFAULT_TICK_MS } from '../server/raft-node.js';
+import { DEFAULT_SNAPSHOT_TAIL_ENTRIES, DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES } from '../server/snapshots.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/snapshot-stream.js';
 
 /** Parses `n1=host:port,n2=host:port` into a map, rejecting malformed or duplicate entries. */
 export function parsePeers(value: string): Record<string, string> {
@@ -43,14 +48,16 @@ const program = new Command()
   .option('--join', 'start empty and wait to be added to an existing cluster (registry member add)', false)
   .option('--restore <file>', 'seed a new node from a backup (registry snapshot save); the data dir must be empty')
   .requiredOption('--data-dir <dir>', 'directory of this node\'s data')
-  .option('--tick-ms <ms>', 'length of a Raft tick in ms', positiveInt('--tick-ms'), 100)
-  .option('--election-ticks <n>', 'minimum election timeout in ticks', positiveInt('--election-ticks'), 10)
-  .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', positiveInt('--heartbeat-ticks'), 1)
-  .option('--snapshot-threshold <entries>', 'snapshot after this many applied entries', positiveInt('--snapshot-threshold'), 10_000)
-  .option('--snapshot-tail <entries>', 'entries kept in the log behind a snapshot', positiveInt('--snapshot-tail'), 5_000)
-  .option('--snapshot-chunk-bytes <bytes>', 'chunk size of snapshot files and transfers', positiveInt('--snapshot-chunk-bytes'), 1024 * 1024)
+  .option('--tick-ms <ms>', 'length of a Raft tick in ms', positiveInt('--tick-ms'), DEFAULT_TICK_MS)
+  .option('--election-ticks <n>', 'minimum election timeout in ticks', positiveInt('--election-ticks'), DEFAULT_ELECTION_TICKS)
+  .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', positiveInt('--heartbeat-ticks'), DEFAULT_HEARTBEAT_TICKS)
+  .option('--snapshot-threshold <entries>', 'snapshot after this many applied entries', positiveInt('--snapshot-threshold'), DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES)
+  .option('--snapshot-tail <entries>', 'entries kept in the log behind a snapshot', positiveInt('--snapshot-tail'), DEFAULT_SNAPSHOT_TAIL_ENTRIES)
+  .option('--snapshot-chunk-bytes <bytes>', 'chunk size of snapshot files and transfers', positiveInt('--snapshot-chunk-bytes'), DEFAULT_SNAPSHOT_CHUNK_BYTES)
   .option('--log-level <level>', 'pino log level', process.env.LOG_LEVEL ?? 'info')
   .option('--timeline', 'log every stage of every replicated entry (for measuring write latency)', false)
+  .option('--http-listen <host:port>', 'address of the HTTP/JSON API, /health, /metrics and the dashboard (none when absent)')
+  .option('--cors-origin <origins>', 'browser origins allowed to call the HTTP API besides the cluster\'s own, comma-separated (* for any)', (v) => v.split(',').map((o) => o.trim()).filter((o) => o !== ''))
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.parse();
@@ -73,6 +80,8 @@ const opts = program.opts<{
   snapshotChunkBytes: number;
   logLevel: string;
   timeline: boolean;
+  httpListen?: string;
+  corsOrigin?: string[];
 }>();
 
 const logger = createLogger({ node: opts.id }, opts.logLevel);
@@ -93,6 +102,8 @@ async function main(): Promise<void> {
     snapshotTailEntries: opts.snapshotTail,
     snapshotChunkBytes: opts.snapshotChunkBytes,
     timeline: opts.timeline,
+    ...(opts.httpListen ? { httpListen: opts.httpListen } : {}),
+    ...(opts.corsOrigin ? { corsOrigins: opts.corsOrigin } : {}),
     logger,
     onFatal: (err) => {
       logger.fatal({ err }, 'stopping on a fatal error');

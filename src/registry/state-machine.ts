@@ -62,6 +62,7 @@ import {
   sessionKey,
   MEMBERS_KEY,
 } from './keys.js';
+import { AgentTally, MAX_COUNTED_AGENT_KINDS, type AgentCount } from './agent-counts.js';
 import type { LeaseRecord } from './lease-types.js';
 import type { Agent, AgentSpec, ClientSession, Command, CommandResult, FindPage, FindQuery, Health, Member, MemberChange, WatchEvent } from './types.js';
 
@@ -214,6 +215,18 @@ interface PendingApply {
   readonly sessions: Map<string, SessionResult>;
   /** Watch events staged in this batch, in revision order. */
   readonly events: WatchEvent[];
+  /** How the batch changes the agent counts (only kept once counts are asked for). */
+  readonly tally: AgentTally;
+}
+
+/** The agent counts as {@link RegistryStateMachine.agentCounts} reports them. */
+export interface AgentCounts {
+  /** Every non-zero count by kind and health (kinds beyond `MAX_COUNTED_AGENT_KINDS` merged). */
+  counts(): Iterable<AgentCount>;
+  /** Agents in all. */
+  readonly total: number;
+  /** Agents holding a lease. */
+  readonly leased: number;
 }
 
 /** What is kept of a write's first result to answer its retries. */
@@ -261,6 +274,14 @@ export class RegistryStateMachine {
   private readonly eventHistoryRevisions: number;
   /** Events of committed batches not yet taken by {@link takeCommittedEvents}, in order. */
   private committedEvents: WatchEvent[] = [];
+  /** Whether agent counts were asked for ({@link keepAgentCounts}): kept, and made again after every open. */
+  private countAgentsWanted = false;
+  /** The agent counts, once counted. */
+  private agentTally: AgentTally | undefined;
+  /** While a count runs: the changes committed since it started, added to it when it ends. */
+  private tallySinceCount: AgentTally | undefined;
+  /** Bumped by every {@link open}: a count started before it is stale. */
+  private generation = 0;
 
   /**
    * Wraps `store`; logs through a child of `logger` with `component: 'state-machine'`. Throws
@@ -301,6 +322,74 @@ export class RegistryStateMachine {
     this.pending = [];
     this.stagedMembers = undefined;
     this.opened = true;
+    this.generation++;
+    this.agentTally = undefined;
+    this.tallySinceCount = undefined;
+    this.maybeCountAgents();
+  }
+
+  /**
+   * Starts keeping counts of the agents by kind and health, and of those holding a lease (for
+   * metrics): one background pass over the agent records now (and after every later
+   * {@link open}, e.g. a snapshot install), then the changes of every committed batch. Until the
+   * pass ends {@link agentCounts} is `undefined`. Idempotent; the pass costs one read of every
+   * record, once, and keeping the counts a few map updates per write.
+   */
+  keepAgentCounts(): void {
+    if (this.countAgentsWanted) return;
+    this.countAgentsWanted = true;
+    this.maybeCountAgents();
+  }
+
+  /**
+   * The agents as of the durable applied index, counted by kind and health: O(kinds) to read.
+   * `undefined` before {@link keepAgentCounts}, while its pass runs, or when the pass failed.
+   */
+  agentCounts(): AgentCounts | undefined {
+    return this.agentTally;
+  }
+
+  /**
+   * Starts the pass that counts the agents, when counts are wanted and none is kept or running,
+   * and nothing is staged and not committed: then the records the pass reads (a view of the
+   * store taken as it starts) are exactly the committed state, and every batch committed later
+   * is added to the count.
+   */
+  private maybeCountAgents(): void {
+    if (!this.countAgentsWanted || !this.opened || this.agentTally !== undefined || this.tallySinceCount !== undefined || this.pending.length > 0) return;
+    const generation = this.generation;
+    const since = new AgentTally();
+    this.tallySinceCount = since;
+    const records = this.store.kv.range(AGENT_PREFIX, prefixEnd(AGENT_PREFIX))[Symbol.asyncIterator]();
+    // Asking for the first record starts the iteration, and takes its view, now.
+    const first = records.next();
+    void (async () => {
+      const tally = new AgentTally(MAX_COUNTED_AGENT_KINDS);
+      try {
+        for (let r = await first; r.done !== true; r = await records.next()) {
+          let d: { kind?: unknown; health?: unknown; ttlSeconds?: unknown } | undefined;
+          try {
+            d = registryPackr.unpack(r.value[1]) as typeof d;
+          } catch {
+            d = undefined;
+          }
+          if (d === null || typeof d !== 'object') continue;
+          const health = (HEALTH_VALUES as readonly unknown[]).includes(d.health) ? (d.health as Health) : 'unspecified';
+          tally.add(typeof d.kind === 'string' ? d.kind : '', health, typeof d.ttlSeconds === 'number' && d.ttlSeconds > 0, 1);
+        }
+      } catch (err) {
+        if (generation === this.generation) {
+          this.tallySinceCount = undefined;
+          this.log.warn({ err }, 'counting the agents failed; agent counts are not available');
+        }
+        return;
+      }
+      if (generation !== this.generation) return;
+      tally.addAll(since);
+      this.agentTally = tally;
+      this.tallySinceCount = undefined;
+      this.log.debug({ agents: tally.total }, 'agents counted');
+    })();
   }
 
   /** The last applied log index whose batch is durable (committed with {@link commitApplied}). */
@@ -427,7 +516,11 @@ export class RegistryStateMachine {
     if (batch === undefined) this.durableApplied = this.stagedApplied;
     if (at < 0) return;
     if (batch !== undefined) this.durableApplied = (this.pending[at] as PendingApply).appliedIndex;
-    for (const p of this.pending.splice(0, at + 1)) for (const e of p.events) this.committedEvents.push(e);
+    for (const p of this.pending.splice(0, at + 1)) {
+      for (const e of p.events) this.committedEvents.push(e);
+      if (!p.tally.empty) (this.agentTally ?? this.tallySinceCount)?.addAll(p.tally);
+    }
+    this.maybeCountAgents();
     const excess = this.committedEvents.length - MAX_UNTAKEN_EVENTS;
     if (excess > 0) {
       this.committedEvents.splice(0, excess);
@@ -672,7 +765,7 @@ export class RegistryStateMachine {
     if (this.pending.some((p) => p.batch === batch)) {
       throw new Error('applyEntries into an older batch after a newer one: batches are written in order');
     }
-    const created: PendingApply = { batch, appliedIndex: this.stagedApplied, changes: new Map(), sessions: new Map(), events: [] };
+    const created: PendingApply = { batch, appliedIndex: this.stagedApplied, changes: new Map(), sessions: new Map(), events: [], tally: new AgentTally() };
     this.pending.push(created);
     return created;
   }
@@ -860,6 +953,10 @@ export class RegistryStateMachine {
     }
     batch.put(agentKey(agent.id), encodeAgentRecord(agent));
     changes.set(agent.id, agent);
+    if (this.countAgentsWanted) {
+      if (existing !== undefined) pending.tally.record(existing, -1);
+      pending.tally.record(agent, 1);
+    }
   }
 
   /** Stages the deletion of `existing`: its record and every index key. */
@@ -867,6 +964,7 @@ export class RegistryStateMachine {
     for (const key of indexKeysOf(existing)) pending.batch.del(key);
     pending.batch.del(agentKey(existing.id));
     pending.changes.set(existing.id, null);
+    if (this.countAgentsWanted) pending.tally.record(existing, -1);
   }
 }
 

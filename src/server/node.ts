@@ -21,8 +21,11 @@ import { RaftNode } from './raft-node.js';
 import { restoreBackup } from './backup.js';
 import { WatchHub } from './watch-hub.js';
 import { LeaseManager } from '../registry/lease-manager.js';
-import { systemClock } from './ports.js';
+import { combineObservers, systemClock } from './ports.js';
 import { timelineObserver } from './timeline.js';
+import { NodeMetrics } from './metrics.js';
+import { addHealthAndReflection, type HealthAndReflection } from '../api/grpc-health.js';
+import { HttpFrontEnd } from '../http/server.js';
 
 /** Folder of the snapshot files inside a node's data dir. */
 export const SNAPSHOT_DIR = 'snapshots';
@@ -64,6 +67,10 @@ export interface NodeOptions {
   readonly snapshotChunkBytes?: number;
   /** Log the write timeline (every stage of every entry; see `timeline.ts`). */
   readonly timeline?: boolean;
+  /** `host:port` of the HTTP/JSON front end (`src/http/`); none when absent. Port 0 picks one. */
+  readonly httpListen?: string;
+  /** Browser origins allowed to call the HTTP front end besides the cluster's own (`['*']`: any). */
+  readonly corsOrigins?: readonly string[];
 }
 
 /**
@@ -91,6 +98,11 @@ export class RegistryNode {
     private readonly api: RegistryApi,
     private readonly store: NodeStore,
     private readonly log: Logger,
+    /** The Prometheus metrics of this node (served by the HTTP front end at `/metrics`). */
+    readonly metrics: NodeMetrics,
+    private readonly health: HealthAndReflection,
+    /** The HTTP/JSON front end, when the node serves one. */
+    readonly http?: HttpFrontEnd,
   ) {}
 
   /**
@@ -119,12 +131,17 @@ export class RegistryNode {
       const peerAddresses = { ...opts.peers, ...Object.fromEntries(members.map((m) => [m.id, m.address])) };
       const transport = new GrpcTransport({ id, peers: peerAddresses, logger: log, advertiseAddress: opts.listen });
       const watchHub = new WatchHub(stateMachine, log.child({ component: 'watch' }));
+      const leases = new LeaseManager();
+      const metrics = new NodeMetrics({ id, transport, stateMachine, leases, watchHub });
       const raft = await RaftNode.start({
         id,
         bootstrap,
-        leases: new LeaseManager(),
-        ...(opts.timeline ? { observer: timelineObserver(log) } : {}),
-        onEvents: (events) => watchHub.publish(events),
+        leases,
+        observer: combineObservers(metrics.observer, opts.timeline ? timelineObserver(log) : undefined),
+        onEvents: (events) => {
+          watchHub.publish(events);
+          metrics.onEvents(events);
+        },
         onRestored: () => watchHub.resync(),
         store,
         stateMachine,
@@ -139,23 +156,45 @@ export class RegistryNode {
         ...(opts.heartbeatTicks !== undefined ? { heartbeatTicks: opts.heartbeatTicks } : {}),
         ...(opts.onFatal ? { onFatal: opts.onFatal } : {}),
       });
+      metrics.attachRaft(raft);
       raft.on('members', (next: readonly Member[]) => {
         members = next;
       });
       const apiLog = log.child({ component: 'api' });
-      const api = new RegistryApi({ id, store, watchHub, raft, stateMachine, members: () => members, clock: systemClock, leaderLink: new GrpcLeaderLink(), logger: apiLog });
+      // The HTTP address is known once its port is bound, after the API exists.
+      let httpAddress = '';
+      const api = new RegistryApi({
+        id,
+        store,
+        watchHub,
+        raft,
+        stateMachine,
+        members: () => members,
+        clock: systemClock,
+        leaderLink: new GrpcLeaderLink(),
+        logger: apiLog,
+        get httpAddress() {
+          return httpAddress;
+        },
+      });
       const server = new grpc.Server(PEER_SERVER_OPTIONS);
       transport.addToServer(server);
-      server.addService(RegistryServiceDefinition, registryHandlers(api, apiLog) as unknown as grpc.UntypedServiceImplementation);
-      server.addService(ClusterService, clusterHandlers(api, apiLog) as unknown as grpc.UntypedServiceImplementation);
+      const observeRequest = (method: string, code: string, seconds: number): void => metrics.observeRequest('grpc', method, code, seconds);
+      server.addService(RegistryServiceDefinition, registryHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
+      server.addService(ClusterService, clusterHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
+      const health = addHealthAndReflection(server, raft, log.child({ component: 'health' }));
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
       );
       disableNagle(server);
       const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
       const address = `${host}:${port}`;
-      log.info({ address, peers: opts.peers, dataDir: opts.dataDir }, 'node serving');
-      return new RegistryNode(id, address, raft, server, transport, api, store, log);
+      const http = opts.httpListen
+        ? await HttpFrontEnd.start({ listen: opts.httpListen, api, raft, metrics, logger: log, ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}) })
+        : undefined;
+      httpAddress = http?.address ?? '';
+      log.info({ address, ...(http ? { http: http.address } : {}), peers: opts.peers, dataDir: opts.dataDir }, 'node serving');
+      return new RegistryNode(id, address, raft, server, transport, api, store, log, metrics, health, http);
     } catch (err) {
       await store.close().catch(() => undefined);
       throw err;
@@ -164,7 +203,10 @@ export class RegistryNode {
 
   /** Stops serving, stops Raft, closes peer streams and the store. Safe to call twice. */
   async stop(): Promise<void> {
+    this.health.close();
+    await this.http?.close().catch((err: unknown) => this.log.warn({ err }, 'closing the HTTP front end failed'));
     await this.raft.stop();
+    this.metrics.close();
     this.api.close();
     await this.transport.close();
     await new Promise<void>((resolve) => {

@@ -9,6 +9,7 @@
  */
 import { NO_NODE, ProposalDroppedError, RawNode, type Entry, type LogIndex, type NodeId, type Term } from '../raft/index.js';
 import type { CommandResult } from '../registry/types.js';
+import type { ProposalFailure } from './ports.js';
 
 /** Most proposals folded into one log append (and one synced write). */
 export const MAX_PROPOSALS_PER_BATCH = 4096;
@@ -55,6 +56,14 @@ export class Proposals {
   private queue: PendingProposal[] = [];
   private readonly proposed = new Map<number, ProposedWaiter>();
 
+  /** `onFailed` hears of every proposal rejected here, by reason (for metrics). */
+  constructor(private readonly onFailed: (reason: ProposalFailure, count: number) => void = () => undefined) {}
+
+  /** Proposals queued or appended and not yet answered. */
+  get pending(): number {
+    return this.queue.length + this.proposed.size;
+  }
+
   /** Proposals waiting for the next append. */
   get queued(): number {
     return this.queue.length;
@@ -65,7 +74,10 @@ export class Proposals {
    * {@link MAX_PENDING_PROPOSALS} are already queued.
    */
   enqueue(data: Uint8Array): Promise<CommandResult | undefined> {
-    if (this.queue.length >= MAX_PENDING_PROPOSALS) return Promise.reject(new UnavailableError('too many pending proposals; retry'));
+    if (this.queue.length >= MAX_PENDING_PROPOSALS) {
+      this.onFailed('queue_full', 1);
+      return Promise.reject(new UnavailableError('too many pending proposals; retry'));
+    }
     return new Promise((resolve, reject) => this.queue.push({ data, resolve, reject }));
   }
 
@@ -87,7 +99,7 @@ export class Proposals {
     if (raft.role === 'leader' && raft.leadTransferee !== NO_NODE) return;
     if (raft.role !== 'leader') {
       if (raft.leaderId === NO_NODE) return;
-      this.rejectQueued(new NotLeaderError(raft.leaderId));
+      this.rejectQueued(new NotLeaderError(raft.leaderId), 'not_leader');
       return;
     }
     while (this.queue.length > 0) {
@@ -105,7 +117,9 @@ export class Proposals {
         // The core takes no proposals now (e.g. a leader removing itself): the callers retry.
         if (!(err instanceof ProposalDroppedError)) throw err;
         const unavailable = new UnavailableError(err.message);
-        for (const p of [...batch, ...this.queue.splice(0)]) p.reject(unavailable);
+        const failed = [...batch, ...this.queue.splice(0)];
+        this.onFailed('dropped', failed.length);
+        for (const p of failed) p.reject(unavailable);
         return;
       }
       const { firstIndex, lastIndex, term } = r;
@@ -131,7 +145,10 @@ export class Proposals {
       if (!w) continue;
       this.proposed.delete(e.index);
       if (e.term === w.term) w.resolve(results.get(e.index));
-      else w.reject(new UnavailableError(`entry ${e.index} was replaced by a new leader (term ${e.term}); retry`));
+      else {
+        this.onFailed('replaced', 1);
+        w.reject(new UnavailableError(`entry ${e.index} was replaced by a new leader (term ${e.term}); retry`));
+      }
     }
   }
 
@@ -143,19 +160,22 @@ export class Proposals {
     for (const [i, w] of this.proposed) {
       if (i > index) continue;
       this.proposed.delete(i);
+      this.onFailed('snapshot', 1);
       w.reject(new UnavailableError(`entry ${i} was covered by a snapshot before it was applied here; its outcome is unknown`));
     }
   }
 
-  private rejectQueued(err: Error): void {
+  private rejectQueued(err: Error, reason: ProposalFailure): void {
     const q = this.queue;
     this.queue = [];
+    if (q.length > 0) this.onFailed(reason, q.length);
     for (const p of q) p.reject(err);
   }
 
   /** Rejects everything queued or waiting with `err` (the node stops). */
   rejectAll(err: Error): void {
-    this.rejectQueued(err);
+    this.rejectQueued(err, 'stopping');
+    if (this.proposed.size > 0) this.onFailed('stopping', this.proposed.size);
     for (const w of this.proposed.values()) w.reject(err);
     this.proposed.clear();
   }

@@ -58,13 +58,16 @@ import type { NodeStore, SnapshotStore, WriteBatch } from '../storage/types.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/snapshot-stream.js';
 import type { SnapshotTransport, Transport } from '../transport/types.js';
 import { LeasePolicy } from './lease-policy.js';
-import { systemClock, systemEntropy, type Clock, type Entropy, type RaftNodeObserver } from './ports.js';
+import { systemClock, systemEntropy, type Clock, type Entropy, type ProposalFailure, type RaftNodeObserver } from './ports.js';
 import { NotLeaderError, Proposals, ReadRounds, UnavailableError } from './proposals.js';
 import { DEFAULT_SNAPSHOT_TAIL_ENTRIES, DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES, SnapshotManager } from './snapshots.js';
 
 export { NotLeaderError, UnavailableError } from './proposals.js';
 export { MAX_PENDING_PROPOSALS, MAX_PENDING_READS, MAX_PROPOSAL_BATCH_BYTES, MAX_PROPOSALS_PER_BATCH } from './proposals.js';
 export { DEFAULT_SNAPSHOT_TAIL_ENTRIES, DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES, SNAPSHOTS_RETAINED } from './snapshots.js';
+
+/** Milliseconds per second, for the durations (seconds) the observer hears of. */
+const MS_PER_SECOND = 1_000;
 
 /** Default length of one tick, in ms: heartbeat 1 tick = 100 ms, election 10-20 ticks = 1-2 s. */
 export const DEFAULT_TICK_MS = 100;
@@ -174,7 +177,7 @@ export class RaftNode extends EventEmitter {
   readonly leases: LeaseKeeper;
   private readonly leasePolicy: LeasePolicy;
   private readonly snapshotManager: SnapshotManager;
-  private readonly proposals = new Proposals();
+  private readonly proposals = new Proposals((reason, count) => this.observer.onProposalFailed?.(this.id, reason, count));
   private readonly reads: ReadRounds;
   private readonly applyWaiters: { index: number; resolve: () => void }[] = [];
   private readonly onEvents: (events: readonly WatchEvent[]) => void;
@@ -382,9 +385,10 @@ export class RaftNode extends EventEmitter {
    * entry was overwritten by a new leader or the queue is full.
    */
   propose(data: Uint8Array): Promise<CommandResult | undefined> {
-    if (this.stopped) return Promise.reject(new UnavailableError('node is stopping'));
+    this.observer.onProposalSubmitted?.(this.id);
+    if (this.stopped) return this.refuseProposal('stopping', new UnavailableError('node is stopping'));
     const st = this.rawNode.raft;
-    if (st.role !== 'leader') return Promise.reject(new NotLeaderError(st.leaderId));
+    if (st.role !== 'leader') return this.refuseProposal('not_leader', new NotLeaderError(st.leaderId));
     const p = this.proposals.enqueue(data);
     this.schedule();
     return p;
@@ -434,18 +438,30 @@ export class RaftNode extends EventEmitter {
    * refuses it for now (a change still pending, no entry of this term committed yet).
    */
   proposeMemberChange(change: MemberChange): Promise<CommandResult | undefined> {
-    if (this.stopped) return Promise.reject(new UnavailableError('node is stopping'));
+    this.observer.onProposalSubmitted?.(this.id);
+    if (this.stopped) return this.refuseProposal('stopping', new UnavailableError('node is stopping'));
     const raft = this.rawNode.raft;
-    if (raft.role !== 'leader') return Promise.reject(new NotLeaderError(raft.leaderId));
+    if (raft.role !== 'leader') return this.refuseProposal('not_leader', new NotLeaderError(raft.leaderId));
     let r: { index: LogIndex; term: Term };
     try {
       r = this.rawNode.proposeConfChange(encodeMemberChange(change), { type: change.type, nodeId: nodeId(change.nodeId) });
     } catch (err) {
-      if (err instanceof ProposalDroppedError) return Promise.reject(new UnavailableError(err.message));
+      if (err instanceof ProposalDroppedError) return this.refuseProposal('dropped', new UnavailableError(err.message));
       return Promise.reject(err);
     }
     this.schedule();
     return this.proposals.await(r.index, r.term);
+  }
+
+  /** Tells the observer a proposal failed for `reason`, and rejects with `err`. */
+  private refuseProposal(reason: ProposalFailure, err: Error): Promise<never> {
+    this.observer.onProposalFailed?.(this.id, reason, 1);
+    return Promise.reject(err);
+  }
+
+  /** Proposals queued or appended and not yet answered (commands and membership changes). */
+  get pendingProposals(): number {
+    return this.proposals.pending;
   }
 
   /** The term of the entry at `index` if the log still holds it, else the current term. */
@@ -576,9 +592,14 @@ export class RaftNode extends EventEmitter {
     const batch = this.store.batch();
     if (hardState && !rd.snapshot) batch.setHardState(hardState);
     if (rd.entries.length > 0) batch.appendEntries(rd.entries);
-    if (!withApplies && !batch.empty) await batch.write({ sync });
+    let writeSeconds: number | undefined;
+    if (!withApplies && !batch.empty) {
+      const started = this.clock.now();
+      await batch.write({ sync });
+      writeSeconds = (this.clock.now() - started) / MS_PER_SECOND;
+    }
     if (rd.hardState && !this.knobs.freezeDurableTerm && rd.hardState.currentTerm > this.durableTerm) this.durableTerm = rd.hardState.currentTerm;
-    if (!withApplies) this.observer.onPersisted?.(this.id, rd, sync);
+    if (!withApplies) this.observer.onPersisted?.(this.id, rd, sync, writeSeconds);
     if (rd.snapshot) {
       this.proposals.forgetThrough(rd.snapshot.metadata.index);
       this.onRestored(rd.snapshot.metadata.index);
@@ -619,11 +640,14 @@ export class RaftNode extends EventEmitter {
    */
   private async applyCommitted(entries: readonly Entry[], batch: WriteBatch | undefined, rd: Ready, sync: boolean): Promise<void> {
     if (this.stopped) return;
+    const started = this.clock.now();
     const b = batch ?? this.store.batch();
     const results = await this.sm.applyEntries(entries, b);
-    if (!b.empty) await b.write({ sync: batch !== undefined && sync });
+    const written = !b.empty;
+    if (written) await b.write({ sync: batch !== undefined && sync });
     this.sm.commitApplied(b);
-    if (batch) this.observer.onPersisted?.(this.id, rd, sync);
+    const seconds = (this.clock.now() - started) / MS_PER_SECOND;
+    if (batch) this.observer.onPersisted?.(this.id, rd, sync, written ? seconds : undefined);
     if (this.stopped) return;
     // Membership changes take effect in Raft and in the transport once applied (etcd's rule).
     for (const e of entries) {
@@ -637,7 +661,7 @@ export class RaftNode extends EventEmitter {
       this.log.info({ change: r.change, members: r.members.map((m) => `${m.id}${m.voter ? '' : '(learner)'}`) }, 'membership changed');
       this.emit('members', r.members);
     }
-    this.observer.onApplied?.(this.id, entries);
+    this.observer.onApplied?.(this.id, entries, seconds);
     // Leases follow the committed writes; watchers see the batch once it is durable.
     const events = this.sm.takeCommittedEvents();
     this.leasePolicy.onApplied(events);

@@ -32,6 +32,9 @@ import { UnavailableError } from './proposals.js';
 export const DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES = 10_000;
 /** Default: entries kept in the log behind a snapshot, so a briefly lagging follower catches up from the log. */
 export const DEFAULT_SNAPSHOT_TAIL_ENTRIES = 5_000;
+/** Milliseconds per second, for the durations (seconds) the observer hears of. */
+const MS_PER_SECOND = 1_000;
+
 /** Snapshot files kept on disk (the newest and the one before, which a transfer may still read). */
 export const SNAPSHOTS_RETAINED = 2;
 
@@ -114,7 +117,7 @@ export class SnapshotManager {
         // A snapshot installed from the leader meanwhile may be newer: then this one is only a file.
         if (rawNode.raft.raftLog.storage.snapshot().metadata.index < index && index <= rawNode.raft.raftLog.applied) {
           rawNode.setSnapshot(metadata);
-          this.ctx.observer.onSnapshotTaken?.(this.ctx.id, metadata);
+          this.ctx.observer.onSnapshotTaken?.(this.ctx.id, metadata, { seconds: (this.ctx.clock.now() - started) / MS_PER_SECOND, sizeBytes: file.sizeBytes });
           this.planCompaction(index);
         }
         this.ctx.log.info({ index, term: t, sizeBytes: file.sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot written');
@@ -180,10 +183,12 @@ export class SnapshotManager {
     this.ctx.transport.sendSnapshot(m, this.ctx.snapshots.read(file, this.ctx.chunkBytes)).then(
       () => {
         this.ctx.log.info({ to, index: file.index, sizeBytes: file.sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot sent');
+        this.ctx.observer.onSnapshotSent?.(this.ctx.id, to, true, (this.ctx.clock.now() - started) / MS_PER_SECOND);
         this.afterSend(to, true);
       },
       (err: unknown) => {
         this.ctx.log.warn({ to, index: file.index, err }, 'snapshot send failed; will retry');
+        this.ctx.observer.onSnapshotSent?.(this.ctx.id, to, false, (this.ctx.clock.now() - started) / MS_PER_SECOND);
         this.afterSend(to, false);
       },
     );
@@ -240,7 +245,7 @@ export class SnapshotManager {
     if (sm.appliedIndex !== meta.index) {
       throw new Error(`installed snapshot ${meta.index} but the state machine says applied ${sm.appliedIndex}`);
     }
-    this.ctx.observer.onSnapshotInstalled?.(this.ctx.id, meta);
+    this.ctx.observer.onSnapshotInstalled?.(this.ctx.id, meta, { seconds: (this.ctx.clock.now() - started) / MS_PER_SECOND, sizeBytes: file.sizeBytes });
     this.ctx.log.info({ index: meta.index, term: meta.term, sizeBytes: file.sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot installed');
     await this.prune();
   }

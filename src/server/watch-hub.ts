@@ -72,9 +72,24 @@ class Watcher {
     readonly filter: WatchFilter,
     private readonly sink: WatchSink,
     startRevision: number,
-    private readonly onClose: (w: Watcher) => void,
+    private readonly onClose: (w: Watcher, err: WatchError | undefined) => void,
   ) {
     this.nextRevision = startRevision;
+  }
+
+  /** Events accepted or held and not yet handed to the sink. */
+  get buffered(): number {
+    return this.queue.length + this.held.length;
+  }
+
+  /**
+   * The revision of the oldest event not yet handed to the sink, or `undefined` when nothing is
+   * waiting and the watcher is live (it is caught up).
+   */
+  get oldestUndelivered(): number | undefined {
+    const queued = this.queue[0] ?? this.held[0];
+    if (queued !== undefined) return queued.revision;
+    return this.live ? undefined : this.nextRevision;
   }
 
   /**
@@ -128,14 +143,36 @@ class Watcher {
     this.closed = true;
     this.queue.length = 0;
     this.held.length = 0;
-    this.onClose(this);
+    this.onClose(this, err);
     if (err) this.sink.fail(err);
   }
+}
+
+/** What {@link WatchHub.stats} reports. */
+export interface WatchStats {
+  /** Open watchers. */
+  readonly watchers: number;
+  /** Events buffered for all watchers, not yet handed to their consumers. */
+  readonly bufferedEvents: number;
+  /** The most events buffered for one watcher (it is cut off past `MAX_WATCHER_BUFFERED_EVENTS`). */
+  readonly maxBufferedEvents: number;
+  /**
+   * How far the furthest-behind watcher trails the applied index, in revisions: the applied index
+   * plus one minus the revision of its oldest undelivered event; 0 when every watcher is caught up.
+   */
+  readonly maxLagRevisions: number;
+  /**
+   * Live watchers this hub ended with an error since start, by reason: `resource_exhausted` (too
+   * slow), `out_of_range` (the history no longer reached back after a snapshot), `unavailable`
+   * (shutdown, or a failed catch-up). A watch refused at its start is not counted.
+   */
+  readonly ended: Readonly<Record<WatchError['kind'], number>>;
 }
 
 /** Fans the events of each applied batch out to the watchers of this node. */
 export class WatchHub {
   private readonly watchers = new Set<Watcher>();
+  private readonly ended: Record<WatchError['kind'], number> = { out_of_range: 0, resource_exhausted: 0, unavailable: 0 };
 
   constructor(
     private readonly sm: RegistryStateMachine,
@@ -145,6 +182,22 @@ export class WatchHub {
   /** Number of open watchers. */
   get size(): number {
     return this.watchers.size;
+  }
+
+  /** Counts of the watchers and of what they buffer: O(watchers), at most {@link MAX_WATCHERS}. */
+  stats(): WatchStats {
+    let bufferedEvents = 0;
+    let maxBufferedEvents = 0;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const w of this.watchers) {
+      const b = w.buffered;
+      bufferedEvents += b;
+      if (b > maxBufferedEvents) maxBufferedEvents = b;
+      const r = w.oldestUndelivered;
+      if (r !== undefined && r < oldest) oldest = r;
+    }
+    const maxLagRevisions = Number.isFinite(oldest) ? Math.max(0, this.sm.appliedIndex + 1 - oldest) : 0;
+    return { watchers: this.watchers.size, bufferedEvents, maxBufferedEvents, maxLagRevisions, ended: { ...this.ended } };
   }
 
   /** Publishes the events of a batch just made durable, in revision order. */
@@ -161,7 +214,10 @@ export class WatchHub {
   async watch(startRevision: number, filter: WatchFilter, sink: WatchSink): Promise<() => void> {
     if (this.watchers.size >= MAX_WATCHERS) throw new WatchError('resource_exhausted', `this node already serves ${MAX_WATCHERS} watchers`);
     const start = startRevision === 0 ? this.sm.appliedIndex + 1 : startRevision;
-    const w = new Watcher(filter, sink, start, (x) => this.watchers.delete(x));
+    const w = new Watcher(filter, sink, start, (x, err) => {
+      this.watchers.delete(x);
+      if (err) this.ended[err.kind]++;
+    });
     // Registered before the history is read, so nothing applied meanwhile is missed: it is held
     // and accepted after the history, revisions already replayed being dropped.
     this.watchers.add(w);

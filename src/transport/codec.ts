@@ -14,6 +14,15 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
+import type { Entry__Output } from '../gen/raft/v1/Entry.js';
+import type { EntryType__Output } from '../gen/raft/v1/EntryType.js';
+import type { Message__Output } from '../gen/raft/v1/Message.js';
+import type { MessageBatch as MessageBatchIn } from '../gen/raft/v1/MessageBatch.js';
+import type { Snapshot__Output } from '../gen/raft/v1/Snapshot.js';
+import type { SnapshotAck as SnapshotAckIn, SnapshotAck__Output } from '../gen/raft/v1/SnapshotAck.js';
+import type { SnapshotChunk as SnapshotChunkIn, SnapshotChunk__Output } from '../gen/raft/v1/SnapshotChunk.js';
+import type { StreamAck as StreamAckIn } from '../gen/raft/v1/StreamAck.js';
+import { PROTO_LOADER_OPTIONS } from '../util/proto-options.js';
 import {
   assertNever,
   logIndex,
@@ -42,16 +51,6 @@ export const RAFT_INSTALL_SNAPSHOT_METHOD_PATH = '/raft.v1.Raft/InstallSnapshot'
 /** How many directories {@link resolveRaftProtoPath} climbs before giving up. */
 const MAX_PROTO_SEARCH_DEPTH_DIRS = 8;
 
-/** proto-loader options: field names as in the .proto, uint64 as numbers, enums as names. */
-const PROTO_LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  arrays: true,
-  oneofs: true,
-};
-
 /**
  * Thrown by {@link fromWire}, {@link decodeWireBatch}, {@link decodeSnapshotChunk} and
  * {@link SnapshotChunkSequence} on malformed input. `field` is the dotted path of the offending
@@ -71,71 +70,44 @@ export class WireDecodeError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Wire shapes: what proto-loader's serializer accepts and its deserializer returns.
+// Wire shapes: derived from the types generated from raft.proto into `src/gen/raft/`
+// (`npm run gen:proto`), never restated here.
 // ---------------------------------------------------------------------------------------------
 
-/** Wire form of `EntryType` (`raft.v1.EntryType`). */
-export type WireEntryType = 'ENTRY_TYPE_NORMAL' | 'ENTRY_TYPE_CONFIG';
+/**
+ * What {@link toWire} and the encoders build from a generated `__Output` type: the same complete
+ * object (every field present, uint64 as number, enums by name), with bytes as any `Uint8Array`
+ * (the core's bytes are not Buffers) and nested messages never `null`. It is a subtype of the
+ * generated permissive type the serializer takes (checked in {@link loadRaftProto}).
+ */
+export type Sent<T> = T extends Buffer
+  ? Uint8Array
+  : T extends readonly (infer E)[]
+    ? Sent<E>[]
+    : T extends object
+      ? { [K in keyof T]: Sent<Exclude<T[K], null>> }
+      : T;
+
+/** Wire form of `EntryType` (`raft.v1.EntryType`) as sent: never `ENTRY_TYPE_UNSPECIFIED`. */
+export type WireEntryType = Exclude<EntryType__Output, 'ENTRY_TYPE_UNSPECIFIED'>;
 
 /** Wire form of an `Entry` (`raft.v1.Entry`). */
-export interface WireEntry {
-  term: number;
-  index: number;
-  type: WireEntryType;
-  data: Uint8Array;
-}
+export type WireEntry = Sent<Entry__Output> & { type: WireEntryType };
 
 /** Wire form of a `Snapshot` (`raft.v1.Snapshot`). */
-export interface WireSnapshot {
-  metadata: { index: number; term: number; conf_state: { voters: string[]; learners: string[] } };
-  data: Uint8Array;
-}
+export type WireSnapshot = Sent<Snapshot__Output>;
 
-/** The body of a wire message: exactly one member of the `body` oneof of `raft.v1.Message`. */
-export type WireBody =
-  | {
-      append_entries: {
-        prev_log_index: number;
-        prev_log_term: number;
-        entries: WireEntry[];
-        leader_commit: number;
-      };
-    }
-  | {
-      append_entries_response: {
-        success: boolean;
-        match_index: number;
-        conflict_index: number;
-        conflict_term: number;
-      };
-    }
-  | { request_vote: { last_log_index: number; last_log_term: number; pre_vote: boolean; transfer: boolean } }
-  | { request_vote_response: { vote_granted: boolean; pre_vote: boolean } }
-  | { heartbeat: { leader_commit: number; context: Uint8Array } }
-  | { heartbeat_response: { context: Uint8Array } }
-  | { install_snapshot: { snapshot: WireSnapshot } }
-  | { timeout_now: Record<string, never> }
-  | { read_index: { context: Uint8Array } }
-  | { read_index_response: { context: Uint8Array; index: number; success: boolean } };
+/** Names of the members of the `body` oneof of `raft.v1.Message`, one per {@link MessageType}. */
+export type WireBodyField = NonNullable<Message__Output['body']>;
 
-/** Names of the members of the `body` oneof, one per {@link MessageType}. */
-export type WireBodyField =
-  | 'append_entries'
-  | 'append_entries_response'
-  | 'request_vote'
-  | 'request_vote_response'
-  | 'heartbeat'
-  | 'heartbeat_response'
-  | 'install_snapshot'
-  | 'timeout_now'
-  | 'read_index'
-  | 'read_index_response';
+/** The body of a wire message: exactly one member of the `body` oneof, named by `body`. */
+export type WireBody = { [F in WireBodyField]: { body: F } & { [K in F]: Sent<NonNullable<Message__Output[K]>> } }[WireBodyField];
 
-/** Wire form of a `Message` (`raft.v1.Message`): the envelope plus one body field. */
-export type WireMessage = { from: string; to: string; term: number; body: WireBodyField } & WireBody;
+/** Wire form of a `Message` (`raft.v1.Message`): the envelope plus exactly one body field. */
+export type WireMessage = Sent<Pick<Message__Output, 'from' | 'to' | 'term'>> & WireBody;
 
 /** The oneof member that carries each message type. */
-export const WIRE_BODY_FIELD: Readonly<Record<MessageType, WireBodyField>> = {
+export const WIRE_BODY_FIELD = {
   AppendEntries: 'append_entries',
   AppendEntriesResponse: 'append_entries_response',
   RequestVote: 'request_vote',
@@ -146,7 +118,11 @@ export const WIRE_BODY_FIELD: Readonly<Record<MessageType, WireBodyField>> = {
   TimeoutNow: 'timeout_now',
   ReadIndex: 'read_index',
   ReadIndexResponse: 'read_index_response',
-};
+} as const satisfies Readonly<Record<MessageType, WireBodyField>>;
+
+/** Compile-time check: every member of the proto's `body` oneof carries some message type. */
+const EVERY_BODY_FIELD_MAPPED: [Exclude<WireBodyField, (typeof WIRE_BODY_FIELD)[MessageType]>] extends [never] ? true : never = true;
+void EVERY_BODY_FIELD_MAPPED;
 
 const WIRE_BODY_FIELDS: readonly WireBodyField[] = Object.values(WIRE_BODY_FIELD);
 
@@ -180,7 +156,7 @@ export interface RaftProto {
   /** Decodes `raft.v1.MessageBatch` bytes (throws on bytes that are not one). */
   readonly deserializeBatch: protoLoader.Deserialize<unknown>;
   /** Encodes a `raft.v1.StreamAck`. */
-  readonly serializeAck: protoLoader.Serialize<object>;
+  readonly serializeAck: protoLoader.Serialize<Sent<StreamAckIn>>;
   /** Decodes a `raft.v1.StreamAck`. */
   readonly deserializeAck: protoLoader.Deserialize<unknown>;
   /** Encodes a `raft.v1.SnapshotChunk` object (throws on a value of the wrong shape). */
@@ -208,15 +184,21 @@ export function loadRaftProto(): RaftProto {
   if (service === undefined || stream === undefined || install === undefined) {
     throw new Error(`${RAFT_SERVICE_NAME}/Stream or /InstallSnapshot is missing from ${RAFT_PROTO_RELATIVE_PATH}`);
   }
+  // The serializers take the generated permissive types; assigning them to the narrower fields of
+  // RaftProto checks at compile time that what we send (WireMessage, ...) is such a value.
+  const serializeBatch: protoLoader.Serialize<MessageBatchIn> = stream.requestSerialize;
+  const serializeAck: protoLoader.Serialize<StreamAckIn> = stream.responseSerialize;
+  const serializeSnapshotChunk: protoLoader.Serialize<SnapshotChunkIn> = install.requestSerialize;
+  const serializeSnapshotAck: protoLoader.Serialize<SnapshotAckIn> = install.responseSerialize;
   loaded = {
     service,
-    serializeBatch: stream.requestSerialize as protoLoader.Serialize<{ messages: WireMessage[] }>,
+    serializeBatch,
     deserializeBatch: stream.requestDeserialize as protoLoader.Deserialize<unknown>,
-    serializeAck: stream.responseSerialize,
+    serializeAck,
     deserializeAck: stream.responseDeserialize as protoLoader.Deserialize<unknown>,
-    serializeSnapshotChunk: install.requestSerialize as protoLoader.Serialize<WireSnapshotChunk>,
+    serializeSnapshotChunk,
     deserializeSnapshotChunk: install.requestDeserialize as protoLoader.Deserialize<unknown>,
-    serializeSnapshotAck: install.responseSerialize as protoLoader.Serialize<WireSnapshotAck>,
+    serializeSnapshotAck,
     deserializeSnapshotAck: install.responseDeserialize as protoLoader.Deserialize<unknown>,
   };
   return loaded;
@@ -226,10 +208,13 @@ export function loadRaftProto(): RaftProto {
 // Message -> wire.
 // ---------------------------------------------------------------------------------------------
 
-const toWireEntryType = (t: EntryType): WireEntryType => (t === 'normal' ? 'ENTRY_TYPE_NORMAL' : 'ENTRY_TYPE_CONFIG');
+/** The wire name of each core entry type. */
+const WIRE_ENTRY_TYPE: Readonly<Record<EntryType, WireEntryType>> = { normal: 'ENTRY_TYPE_NORMAL', config: 'ENTRY_TYPE_CONFIG' };
+/** The core entry type of each wire name that may be received (UNSPECIFIED is malformed). */
+const ENTRY_TYPE_OF_WIRE: ReadonlyMap<unknown, EntryType> = new Map(Object.entries(WIRE_ENTRY_TYPE).map(([core, wire]) => [wire, core as EntryType]));
 
 function toWireEntry(e: Entry): WireEntry {
-  return { term: e.term, index: e.index, type: toWireEntryType(e.type), data: e.data };
+  return { term: e.term, index: e.index, type: WIRE_ENTRY_TYPE[e.type], data: e.data };
 }
 
 function toWireSnapshot(s: Snapshot): WireSnapshot {
@@ -389,14 +374,9 @@ function arrayAt(o: Obj, key: string, path: string): readonly unknown[] {
 
 function entryTypeAt(o: Obj, key: string, path: string): EntryType {
   const v = o[key];
-  switch (v) {
-    case 'ENTRY_TYPE_NORMAL':
-      return 'normal';
-    case 'ENTRY_TYPE_CONFIG':
-      return 'config';
-    default:
-      throw new WireDecodeError(`${path}${key}`, v === undefined ? 'missing' : `unknown entry type ${describeValue(v)}`);
-  }
+  const t = ENTRY_TYPE_OF_WIRE.get(v);
+  if (t === undefined) throw new WireDecodeError(`${path}${key}`, v === undefined ? 'missing' : `unknown entry type ${describeValue(v)}`);
+  return t;
 }
 
 function entryOf(v: unknown, path: string): Entry {
@@ -584,18 +564,10 @@ export function decodeBatch(bytes: Uint8Array): { messages: Message[]; errors: W
 // ---------------------------------------------------------------------------------------------
 
 /** Wire form of a `SnapshotChunk` (`raft.v1.SnapshotChunk`). `header` is null when absent. */
-export interface WireSnapshotChunk {
-  header: WireMessage | null;
-  offset: number;
-  data: Uint8Array;
-  done: boolean;
-  total_bytes: number;
-}
+export type WireSnapshotChunk = Sent<Omit<SnapshotChunk__Output, 'header'>> & { header: WireMessage | null };
 
 /** Wire form of a `SnapshotAck` (`raft.v1.SnapshotAck`). */
-export interface WireSnapshotAck {
-  received_bytes: number;
-}
+export type WireSnapshotAck = Sent<SnapshotAck__Output>;
 
 /**
  * One message of a chunked snapshot transfer, decoded. `header` is set on the first chunk only;

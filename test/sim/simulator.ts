@@ -214,6 +214,7 @@ const agentOf = (key: string, version: string): WireAgent => ({
   mod_revision: 0,
   health: 'HEALTH_UNSPECIFIED',
   lease_ttl_seconds: 0,
+  lease_expires_unix_ms: 0,
 });
 
 /** Whether an error means the call was never accepted (it cannot have taken effect). */

@@ -1,0 +1,562 @@
+/**
+ * The HTTP/JSON front end of a node (`registry-node --http-listen HOST:PORT`): every client call
+ * of the gRPC API as a route over the same {@link RegistryApi} handlers (validation, forwarding
+ * to the leader, consistency and errors live there, once), bodies in the proto3 JSON mapping
+ * (`proto-json.ts`), errors as `google.rpc.Status` JSON with grpc-gateway's HTTP statuses.
+ * Besides: the watch as Server-Sent Events and over WebSocket, `/health` probes, `/metrics`,
+ * `/openapi.json` generated from the route schemas, and the dashboard (`web/`).
+ *
+ * Routes (ids contain `/`, so an id is the rest of the path, percent-decoded):
+ *
+ *   POST   /v1/agents                        Register (body: RegisterRequest)
+ *   GET    /v1/agents?capability=&kind=&label=k=v&health=&namePrefix=&pageSize=&pageToken=&consistency=
+ *   GET    /v1/agents/{id}                   Get (?consistency=)
+ *   DELETE /v1/agents/{id}                   Deregister (?expectedRevision=&clientId=&sequence=)
+ *   POST   /v1/agents/{id}/heartbeat         Heartbeat (body: {"health": ...}, optional)
+ *   GET    /v1/watch                         Watch as SSE (Last-Event-ID resumes)
+ *   GET    /v1/watch/ws                      Watch over WebSocket, one JSON event per message
+ *   GET    /v1/cluster/status, /v1/cluster/members
+ *   POST   /v1/cluster/members               AddMember;  DELETE /v1/cluster/members/{id}
+ *   POST   /v1/cluster/members/{id}/promote  PromoteMember
+ *   POST   /v1/cluster/leader                TransferLeadership (body: {"targetId": ...})
+ *   GET    /v1/snapshot                      a backup file (`registry snapshot save`)
+ *   GET    /health[?ready|?live], /metrics, /openapi.json, / (dashboard), /ui/* (its assets)
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fastifyCors from '@fastify/cors';
+import fastifyStatic from '@fastify/static';
+import fastifySwagger from '@fastify/swagger';
+import fastifyWebsocket from '@fastify/websocket';
+import { Ajv } from 'ajv';
+import type { WebSocket } from 'ws';
+import { budgetFrom, type CallContext, type RegistryApi, type WatchStream } from '../api/handlers.js';
+import { nodeHealth } from '../api/health.js';
+import type { FindRequest, HeartbeatRequest, WatchRequest, WireWatchEvent } from '../api/registry-proto.js';
+import { ApiError, Code } from '../api/status.js';
+import type { Logger } from '../log.js';
+import { BackupError } from '../server/backup.js';
+import type { RaftNode } from '../server/raft-node.js';
+import { codeNameOfStatus, httpApiError, httpStatusOf, RETRY_AFTER_SECONDS, STATUS_BODY_SCHEMA, statusBody } from './errors.js';
+import { enumNames, fromJson, messageSchema, responseSchema, toJson } from './proto-json.js';
+
+/** Largest request body accepted, in bytes: an agent's 64 KiB limit plus its envelope. */
+export const MAX_HTTP_BODY_BYTES = 128 * 1024;
+/** Interval of the SSE keep-alive comment, in ms (below common proxy idle timeouts). */
+export const SSE_KEEPALIVE_MS = 15_000;
+/** WebSocket watch messages in flight before the stream pauses for the client to read. */
+export const WS_MAX_PENDING_MESSAGES = 256;
+/** Largest `pageSize` the HTTP front end passes on (the handlers apply the registry's own limit). */
+const MAX_PAGE_SIZE_PARAM = 100_000;
+/** Header carrying a call's time budget, in ms (the HTTP counterpart of a gRPC deadline). */
+export const TIMEOUT_HEADER = 'x-request-timeout-ms';
+
+/** What the front end needs of the metrics (see `src/server/metrics.ts`). */
+export interface HttpMetrics {
+  readonly registry: { metrics(): Promise<string>; readonly contentType: string };
+  observeRequest(api: 'grpc' | 'http', method: string, code: string, seconds: number): void;
+}
+
+/** Settings of the HTTP front end. */
+export interface HttpFrontEndOptions {
+  /** `host:port` to listen on; port 0 picks a free one. */
+  readonly listen: string;
+  readonly api: RegistryApi;
+  /** The node's Raft driver, for `/health`. */
+  readonly raft: RaftNode;
+  readonly logger: Logger;
+  /**
+   * Origins allowed to call from a browser besides the cluster's own dashboards (the HTTP
+   * origins of its members are always allowed); `['*']` allows any. Default none.
+   */
+  readonly corsOrigins?: readonly string[];
+  readonly metrics?: HttpMetrics;
+  /** Folder of the dashboard's files (default: `web/` of the package, if present). */
+  readonly webDir?: string;
+}
+
+/** `web/` of the package: two levels above `src/http/`, three above `dist/src/http/`. */
+function defaultWebDir(): string | undefined {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const up of ['../..', '../../..']) {
+    const dir = join(here, up, 'web');
+    if (existsSync(join(dir, 'index.html'))) return dir;
+  }
+  return undefined;
+}
+
+/** The {@link CallContext} of an HTTP request: its budget from {@link TIMEOUT_HEADER}. */
+function contextOf(req: FastifyRequest): CallContext {
+  const raw = req.headers[TIMEOUT_HEADER];
+  const ms = typeof raw === 'string' && raw !== '' ? Number(raw) : undefined;
+  return { budgetMs: budgetFrom(ms !== undefined && Number.isFinite(ms) && ms > 0 ? ms : undefined) };
+}
+
+const CONSISTENCY_VALUES = [...enumNames('Consistency'), 'linearizable', 'serializable'];
+const HEALTH_VALUES = [...enumNames('Health'), 'serving', 'degraded', 'not_serving'];
+
+/** `linearizable` / `CONSISTENCY_LINEARIZABLE` → the enum name. */
+function consistencyOf(v: string | undefined): FindRequest['consistency'] {
+  if (v === undefined || v === '') return 'CONSISTENCY_UNSPECIFIED';
+  return (v.startsWith('CONSISTENCY_') ? v : `CONSISTENCY_${v.toUpperCase()}`) as FindRequest['consistency'];
+}
+
+function healthOf(v: string | undefined): FindRequest['health'] {
+  if (v === undefined || v === '') return 'HEALTH_UNSPECIFIED';
+  return (v.startsWith('HEALTH_') ? v : `HEALTH_${v.toUpperCase()}`) as FindRequest['health'];
+}
+
+const string = { type: 'string' } as const;
+const uint64Param = { type: 'string', pattern: '^[0-9]{1,16}$' } as const;
+const errorResponses = { '4xx': STATUS_BODY_SCHEMA, '5xx': STATUS_BODY_SCHEMA };
+
+/** Query of `GET /v1/agents`. */
+const FIND_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    capability: string,
+    kind: string,
+    label: { type: 'array', items: { type: 'string', pattern: '^[^=]+=', description: 'key=value; repeat for several' } },
+    health: { type: 'string', enum: HEALTH_VALUES },
+    namePrefix: string,
+    pageSize: { type: 'integer', minimum: 0, maximum: MAX_PAGE_SIZE_PARAM },
+    pageToken: string,
+    consistency: { type: 'string', enum: CONSISTENCY_VALUES },
+  },
+} as const;
+
+/** Query of the watch routes. */
+const WATCH_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { startRevision: uint64Param, idPrefix: string, capability: string, kind: string },
+} as const;
+
+interface FindQuery {
+  capability?: string;
+  kind?: string;
+  label?: string[];
+  health?: string;
+  namePrefix?: string;
+  pageSize?: number;
+  pageToken?: string;
+  consistency?: string;
+}
+interface WatchQuery {
+  startRevision?: string;
+  idPrefix?: string;
+  capability?: string;
+  kind?: string;
+}
+
+/** `a=b` pairs (repeated `label`) as a map; a key given twice is refused. */
+function labelsOf(pairs: readonly string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of pairs ?? []) {
+    const at = p.indexOf('=');
+    const key = p.slice(0, at);
+    if (key in out) throw new ApiError(Code.INVALID_ARGUMENT, `query.label: ${JSON.stringify(key)} is given twice`);
+    out[key] = p.slice(at + 1);
+  }
+  return out;
+}
+
+/** The watch request of a query (with `Last-Event-ID`, resuming after that revision). */
+function watchRequestOf(q: WatchQuery, lastEventId: string | undefined): WatchRequest {
+  let start = q.startRevision === undefined ? 0 : Number(q.startRevision);
+  if (lastEventId !== undefined && lastEventId !== '') {
+    const last = Number(lastEventId);
+    if (!Number.isSafeInteger(last) || last < 0) throw new ApiError(Code.INVALID_ARGUMENT, 'header.last-event-id: must be a revision');
+    start = last + 1;
+  }
+  if (!Number.isSafeInteger(start)) throw new ApiError(Code.INVALID_ARGUMENT, 'query.startRevision: must be an integer within 2^53');
+  return { start_revision: start, id_prefix: q.idPrefix ?? '', capability: q.capability ?? '', kind: q.kind ?? '' };
+}
+
+/** A running HTTP front end. */
+export class HttpFrontEnd {
+  private constructor(
+    private readonly app: FastifyInstance,
+    /** The bound `host:port`. */
+    readonly address: string,
+  ) {}
+
+  /** Builds the routes and listens on `opts.listen`; throws if the port is taken. */
+  static async start(opts: HttpFrontEndOptions): Promise<HttpFrontEnd> {
+    const app = await buildApp(opts);
+    const at = opts.listen.lastIndexOf(':');
+    const host = opts.listen.slice(0, at);
+    await app.listen({ host, port: Number(opts.listen.slice(at + 1)) });
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : Number(opts.listen.slice(at + 1));
+    return new HttpFrontEnd(app, `${host}:${port}`);
+  }
+
+  /** Stops listening and closes open streams (watches end). */
+  async close(): Promise<void> {
+    await this.app.close();
+  }
+}
+
+/** The Fastify app with every route, not yet listening (tests may `inject` into it). */
+export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstance> {
+  const log = opts.logger;
+  const { api, raft, metrics } = opts;
+  const app = Fastify({
+    loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: MAX_HTTP_BODY_BYTES,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+  });
+
+  // Unknown fields are refused, never silently dropped. Query strings and paths are text, so
+  // their values are coerced (`?pageSize=10`, a repeated `label`); a JSON body never is (an id
+  // of 5 is a wrong type, not "5").
+  const strict = new Ajv({ removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, strict: false });
+  const coercing = new Ajv({ removeAdditional: false, coerceTypes: 'array', useDefaults: false, allErrors: false, strict: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
+
+  const apiCodes = new WeakMap<FastifyRequest, number>();
+  app.setErrorHandler((err, req, reply) => {
+    const e = httpApiError(err, log, MAX_HTTP_BODY_BYTES);
+    apiCodes.set(req, e.code);
+    const status = httpStatusOf(e.code);
+    if (status === 503 || status === 429) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    void reply.code(status).send(statusBody(e));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    apiCodes.set(req, Code.NOT_FOUND);
+    void reply.code(404).send(statusBody(new ApiError(Code.NOT_FOUND, `no route ${req.method} ${req.url.split('?')[0]}`)));
+  });
+  if (metrics) {
+    app.addHook('onResponse', async (req, reply) => {
+      const route = req.routeOptions.url ?? 'unmatched';
+      metrics.observeRequest('http', `${req.method} ${route}`, codeNameOfStatus(reply.statusCode, apiCodes.get(req)), reply.elapsedTime / 1000);
+    });
+  }
+
+  // Browsers: the cluster's own dashboards may call every member; other origins only as set.
+  const extra = new Set(opts.corsOrigins ?? []);
+  const originAllowed = (origin: string): boolean => {
+    if (extra.has('*') || extra.has(origin)) return true;
+    return api.status().members.some((m) => m.http_address !== '' && `http://${m.http_address}` === origin);
+  };
+  await app.register(fastifyCors, {
+    origin: (origin, cb) => cb(null, origin !== undefined && originAllowed(origin)),
+    methods: ['GET', 'POST', 'DELETE'],
+    exposedHeaders: ['retry-after'],
+  });
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'registry.v1 over HTTP/JSON',
+        version: '1',
+        description: 'The registry API of every node, in the proto3 JSON mapping. Errors are google.rpc.Status JSON; a follower forwards writes to the leader.',
+      },
+    },
+  });
+  await app.register(fastifyWebsocket, { options: { maxPayload: MAX_HTTP_BODY_BYTES } });
+
+  // --- registry.v1.Registry -------------------------------------------------------------------
+
+  app.post('/v1/agents', {
+    schema: { summary: 'Register an agent', tags: ['registry'], body: messageSchema('RegisterRequest'), response: { 200: responseSchema('RegisterResponse'), ...errorResponses } },
+  }, async (req) => toJson('RegisterResponse', await api.register(fromJson('RegisterRequest', req.body), contextOf(req))));
+
+  app.get('/v1/agents', {
+    schema: { summary: 'Find agents, one page at a time', tags: ['registry'], querystring: FIND_QUERY, response: { 200: responseSchema('FindResponse'), ...errorResponses } },
+  }, async (req) => {
+    const q = req.query as FindQuery;
+    const request: FindRequest = {
+      capability: q.capability ?? '',
+      kind: q.kind ?? '',
+      labels: labelsOf(q.label),
+      page_size: q.pageSize ?? 0,
+      page_token: q.pageToken ?? '',
+      consistency: consistencyOf(q.consistency),
+      health: healthOf(q.health),
+      name_prefix: q.namePrefix ?? '',
+    };
+    return toJson('FindResponse', await api.find(request, contextOf(req)));
+  });
+
+  const idParams = { type: 'object', properties: { '*': { type: 'string', description: 'the agent id (may contain /)' } } } as const;
+  app.get('/v1/agents/*', {
+    schema: {
+      summary: 'Get one agent by id',
+      tags: ['registry'],
+      params: idParams,
+      querystring: { type: 'object', additionalProperties: false, properties: { consistency: { type: 'string', enum: CONSISTENCY_VALUES } } },
+      response: { 200: responseSchema('GetResponse'), ...errorResponses },
+    },
+  }, async (req) => {
+    const id = (req.params as { '*': string })['*'];
+    const q = req.query as { consistency?: string };
+    return toJson('GetResponse', await api.get({ id, consistency: consistencyOf(q.consistency) }, contextOf(req)));
+  });
+
+  app.delete('/v1/agents/*', {
+    schema: {
+      summary: 'Deregister an agent',
+      tags: ['registry'],
+      params: idParams,
+      querystring: { type: 'object', additionalProperties: false, properties: { expectedRevision: uint64Param, clientId: string, sequence: uint64Param } },
+      response: { 200: responseSchema('DeregisterResponse'), ...errorResponses },
+    },
+  }, async (req) => {
+    const id = (req.params as { '*': string })['*'];
+    const q = req.query as { expectedRevision?: string; clientId?: string; sequence?: string };
+    const res = await api.deregister({ id, client_id: q.clientId ?? '', sequence: Number(q.sequence ?? 0), expected_revision: Number(q.expectedRevision ?? 0) }, contextOf(req));
+    return toJson('DeregisterResponse', res);
+  });
+
+  const heartbeatBody = { type: 'object', additionalProperties: false, properties: { health: (messageSchema('HeartbeatRequest').properties as Record<string, unknown>).health } };
+  app.post('/v1/agents/*', {
+    schema: {
+      summary: 'Renew the lease of an agent: POST /v1/agents/{id}/heartbeat',
+      tags: ['registry'],
+      params: idParams,
+      body: { anyOf: [{ type: 'null' }, heartbeatBody] },
+      response: { 200: responseSchema('HeartbeatResponse'), ...errorResponses },
+    },
+  }, async (req) => {
+    const rest = (req.params as { '*': string })['*'];
+    if (!rest.endsWith('/heartbeat')) throw new ApiError(Code.NOT_FOUND, `no route POST /v1/agents/${rest} (heartbeat is POST /v1/agents/{id}/heartbeat)`);
+    const id = rest.slice(0, -'/heartbeat'.length);
+    const body = (req.body ?? {}) as { health?: HeartbeatRequest['health'] };
+    return toJson('HeartbeatResponse', await api.heartbeat({ id, health: body.health ?? 'HEALTH_UNSPECIFIED' }, contextOf(req)));
+  });
+  // A heartbeat with no body at all: Fastify would refuse an empty JSON body.
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: MAX_HTTP_BODY_BYTES }, (_req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, null);
+    try {
+      done(null, JSON.parse(text));
+    } catch (e) {
+      done(new ApiError(Code.INVALID_ARGUMENT, `body: not valid JSON (${(e as Error).message})`), undefined);
+    }
+  });
+
+  // --- watch ----------------------------------------------------------------------------------
+
+  const eventJson = (e: WireWatchEvent): string => JSON.stringify(toJson('WatchEvent', e));
+
+  app.get('/v1/watch', {
+    schema: {
+      summary: 'Watch changes as Server-Sent Events (id = revision; Last-Event-ID resumes after it)',
+      tags: ['registry'],
+      querystring: WATCH_QUERY,
+      produces: ['text/event-stream'],
+      response: { 200: { description: 'event: put|delete, data: a WatchEvent as JSON', type: 'string' }, ...errorResponses },
+    },
+  }, async (req, reply) => {
+    const lastId = req.headers['last-event-id'];
+    const request = watchRequestOf(req.query as WatchQuery, typeof lastId === 'string' ? lastId : undefined);
+    const res = reply.raw;
+    let started = false;
+    const head = (): void => {
+      if (started) return;
+      started = true;
+      reply.hijack();
+      res.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+      res.write(': watching\n\n');
+    };
+    let keepalive: NodeJS.Timeout | undefined;
+    const stream: WatchStream = {
+      write: (e) => {
+        head();
+        return res.write(`id: ${e.revision}\nevent: ${e.type === 'EVENT_TYPE_DELETE' ? 'delete' : 'put'}\ndata: ${eventJson(e)}\n\n`);
+      },
+      onDrain: (resume) => res.once('drain', resume),
+      fail: (err) => {
+        head();
+        res.end(`event: error\ndata: ${JSON.stringify(statusBody(err))}\n\n`);
+      },
+    };
+    const cancel = await api.watch(request, stream); // a bad request throws here, before any byte is sent
+    head();
+    keepalive = setInterval(() => res.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
+    keepalive.unref();
+    const stop = (): void => {
+      clearInterval(keepalive);
+      cancel();
+    };
+    res.on('close', stop);
+    if (res.destroyed) stop();
+    return reply;
+  });
+
+  app.get('/v1/watch/ws', { websocket: true, schema: { hide: true } }, (socket: WebSocket, req: FastifyRequest) => {
+    let pending = 0;
+    let resumeWhenDrained: (() => void) | undefined;
+    const sent = (): void => {
+      pending--;
+      if (resumeWhenDrained && pending <= WS_MAX_PENDING_MESSAGES / 2) {
+        const r = resumeWhenDrained;
+        resumeWhenDrained = undefined;
+        r();
+      }
+    };
+    const failWith = (err: ApiError): void => {
+      if (socket.readyState !== socket.OPEN) return;
+      socket.send(JSON.stringify({ error: statusBody(err) }), () => socket.close(1011, err.message.slice(0, 120)));
+    };
+    const stream: WatchStream = {
+      write: (e) => {
+        pending++;
+        socket.send(eventJson(e), sent);
+        return pending < WS_MAX_PENDING_MESSAGES;
+      },
+      onDrain: (resume) => {
+        resumeWhenDrained = resume;
+      },
+      fail: failWith,
+    };
+    // Browsers apply no CORS to WebSockets, so the same origins are checked here.
+    const origin = req.headers.origin;
+    if (origin !== undefined && !originAllowed(origin)) {
+      failWith(new ApiError(Code.PERMISSION_DENIED, `origin ${origin} may not watch this node (registry-node --cors-origin)`));
+      return;
+    }
+    let request: WatchRequest;
+    try {
+      request = watchRequestOf(parseWatchQuery(req.query), undefined);
+    } catch (err) {
+      failWith(httpApiError(err, log, MAX_HTTP_BODY_BYTES));
+      return;
+    }
+    api.watch(request, stream).then(
+      (cancel) => {
+        socket.on('close', cancel);
+        if (socket.readyState !== socket.OPEN) cancel();
+      },
+      (err: unknown) => failWith(httpApiError(err, log, MAX_HTTP_BODY_BYTES)),
+    );
+  });
+
+  // --- registry.v1.Cluster --------------------------------------------------------------------
+
+  app.get('/v1/cluster/status', {
+    schema: { summary: "This node's view of the cluster", tags: ['cluster'], response: { 200: responseSchema('StatusResponse') } },
+  }, async () => toJson('StatusResponse', api.status()));
+
+  app.get('/v1/cluster/members', {
+    schema: { summary: 'The members as this node knows them', tags: ['cluster'], response: { 200: responseSchema('MemberListResponse') } },
+  }, async () => toJson('MemberListResponse', { members: api.status().members, revision: raft.appliedIndex }));
+
+  app.post('/v1/cluster/members', {
+    schema: { summary: 'Add a member (a learner, promoted once caught up unless learner=true)', tags: ['cluster'], body: messageSchema('AddMemberRequest'), response: { 200: responseSchema('MemberListResponse'), ...errorResponses } },
+  }, async (req) => toJson('MemberListResponse', await api.addMember(fromJson('AddMemberRequest', req.body), contextOf(req))));
+
+  const memberParams = { type: 'object', properties: { id: string } } as const;
+  app.delete('/v1/cluster/members/:id', {
+    schema: { summary: 'Remove a member', tags: ['cluster'], params: memberParams, response: { 200: responseSchema('MemberListResponse'), ...errorResponses } },
+  }, async (req) => toJson('MemberListResponse', await api.removeMember({ id: (req.params as { id: string }).id }, contextOf(req))));
+
+  app.post('/v1/cluster/members/:id/promote', {
+    schema: { summary: 'Promote a caught-up learner to voter', tags: ['cluster'], params: memberParams, response: { 200: responseSchema('MemberListResponse'), ...errorResponses } },
+  }, async (req) => toJson('MemberListResponse', await api.promoteMember({ id: (req.params as { id: string }).id }, contextOf(req))));
+
+  app.post('/v1/cluster/leader', {
+    schema: { summary: 'Hand leadership to another voter', tags: ['cluster'], body: messageSchema('TransferLeadershipRequest'), response: { 200: responseSchema('TransferLeadershipResponse'), ...errorResponses } },
+  }, async (req) => toJson('TransferLeadershipResponse', await api.transferLeadership(fromJson('TransferLeadershipRequest', req.body), contextOf(req))));
+
+  app.get('/v1/snapshot', {
+    schema: { summary: "A consistent backup of this node's state (registry-node --restore FILE)", tags: ['cluster'], produces: ['application/octet-stream'], response: { 200: { type: 'string', format: 'binary' }, ...errorResponses } },
+  }, async (req, reply) => {
+    const chunks = api.backup();
+    let first: IteratorResult<Uint8Array>;
+    try {
+      first = await chunks.next();
+    } catch (err) {
+      throw err instanceof BackupError ? new ApiError(Code.FAILED_PRECONDITION, err.message) : err;
+    }
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), 'content-type': 'application/octet-stream', 'content-disposition': `attachment; filename="registry-${Date.now()}.backup"` });
+    try {
+      if (!first.done) res.write(first.value);
+      for await (const chunk of chunks) {
+        if (res.destroyed) break;
+        if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+      }
+      res.end();
+    } catch (err) {
+      log.warn({ err }, 'backup download failed midway');
+      res.destroy(err as Error);
+    } finally {
+      await chunks.return(undefined);
+    }
+    return reply;
+  });
+
+  // --- probes, metrics, documents, dashboard --------------------------------------------------
+
+  app.get('/health', {
+    schema: {
+      summary: 'Health: 200 with a leader known and the committed log applied; ?live only asks that the node runs',
+      tags: ['operations'],
+      querystring: { type: 'object', additionalProperties: false, properties: { ready: string, live: string } },
+    },
+  }, async (req, reply) => {
+    const h = nodeHealth(raft);
+    const liveOnly = (req.query as { live?: string }).live !== undefined;
+    const ok = liveOnly ? h.live : h.ready;
+    if (!ok) void reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS));
+    return {
+      status: ok ? 'SERVING' : 'NOT_SERVING',
+      reason: liveOnly && h.live ? '' : h.reason,
+      leaderId: h.leaderId,
+      term: String(h.term),
+      commitIndex: String(h.commitIndex),
+      appliedIndex: String(h.appliedIndex),
+    };
+  });
+
+  if (metrics) {
+    app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format)', tags: ['operations'], produces: ['text/plain'] } }, async (_req, reply) => {
+      void reply.header('content-type', metrics.registry.contentType);
+      return metrics.registry.metrics();
+    });
+  }
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const webDir = opts.webDir ?? defaultWebDir();
+  if (webDir) {
+    await app.register(fastifyStatic, { root: webDir, prefix: '/ui/', index: false });
+    app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.sendFile('index.html'));
+  }
+
+  await app.ready();
+  return app;
+}
+
+/** The watch query of a WebSocket upgrade (no schema runs on it), checked by hand. */
+function parseWatchQuery(q: unknown): WatchQuery {
+  const query = (q ?? {}) as Record<string, unknown>;
+  const out: WatchQuery = {};
+  for (const [k, v] of Object.entries(query)) {
+    if (typeof v !== 'string') throw new ApiError(Code.INVALID_ARGUMENT, `query.${k}: must be given once`);
+    switch (k) {
+      case 'startRevision':
+        if (!/^[0-9]{1,16}$/.test(v)) throw new ApiError(Code.INVALID_ARGUMENT, 'query.startRevision: must be a revision');
+        out.startRevision = v;
+        break;
+      case 'idPrefix':
+      case 'capability':
+      case 'kind':
+        out[k] = v;
+        break;
+      default:
+        throw new ApiError(Code.INVALID_ARGUMENT, `query.${k}: unknown field`);
+    }
+  }
+  return out;
+}
+
+export type { FastifyReply };
