@@ -24,76 +24,40 @@
  * revisions: {@link RegistryStateMachine.eventsSince} replays them,
  * {@link RegistryStateMachine.takeCommittedEvents} hands the newly durable ones to live
  * watchers. The key layout is in `keys.ts`.
+ *
+ * The apply of one entry is a list of steps, each in a file of its own: decode the command;
+ * answer a retried client write from its session (`sessions.ts`); apply the command to the
+ * records, with every index in {@link RECORD_INDEXES} (`records.ts`); stage its watch events
+ * (`event-history.ts`) and the session result; for a `config` entry, the membership
+ * (`members.ts`). Reads: `queries.ts`.
  */
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { assertNever, type Entry } from '../raft/types.js';
-import { compareUtf8 } from '../storage/staging.js';
-import { CorruptionError, type KeyValueReader, type NodeStore, type WriteBatch } from '../storage/types.js';
-import {
-  agentSpecFields,
-  CommandDecodeError,
-  decodeCommand,
-  decodeMemberChange,
-  HEALTH_VALUES,
-  parseAgentSpec,
-  registryPackr,
-} from './commands.js';
-import {
-  AGENT_PREFIX,
-  APPLIED_INDEX_KEY,
-  agentKey,
-  capIndexPrefix,
-  EVENT_PREFIX,
-  eventKey,
-  healthIndexKey,
-  healthIndexPrefix,
-  indexKeysOf,
-  KEY_SEPARATOR,
-  kindIndexPrefix,
-  labelIndexPrefix,
-  LEASE_INDEX_PREFIX,
-  leaseIndexKey,
-  leaseIndexValue,
-  NAME_INDEX_PREFIX,
-  nameIndexKey,
-  prefixEnd,
-  prefixEndAny,
-  sessionKey,
-  MEMBERS_KEY,
-} from './keys.js';
+import { CorruptionError, type NodeStore, type WriteBatch } from '../storage/types.js';
+import { agentSpecFields, CommandDecodeError, decodeCommand, decodeMemberChange, HEALTH_VALUES, registryPackr } from './commands.js';
+import { AGENT_PREFIX, APPLIED_INDEX_KEY, agentKey, eventKey, MEMBERS_KEY, prefixEnd, sessionKey } from './keys.js';
 import { AgentTally, MAX_COUNTED_AGENT_KINDS, type AgentCount } from './agent-counts.js';
+import { EVENT_HISTORY_REVISIONS, encodeEvents, readEvents } from './event-history.js';
 import type { LeaseRecord } from './lease-types.js';
-import type { Agent, AgentSpec, ClientSession, Command, CommandResult, FindPage, FindQuery, Health, Member, MemberChange, WatchEvent } from './types.js';
+import { decodeMembers, encodeMembers, nextMembers } from './members.js';
+import { findAgents, QueryError } from './queries.js';
+import { decodeAgentRecord, readLeases, secondaryIndexes, stageRecord, type RecordIndex } from './records.js';
+import { type CommandOutcome, decodeSessionResult, duplicateResult, type SessionResult, sessionOf, sessionResultOf, stageSessionResult } from './sessions.js';
+import type { Agent, Command, CommandResult, FindPage, FindQuery, Health, Member, MemberChange, WatchEvent } from './types.js';
+
+// The concepts this file ties together live in files of their own; their public names are
+// re-exported here for the callers that know the state machine as one module.
+export { DEFAULT_PAGE_SIZE, FIND_INTERSECT_CHUNK_KEYS, MAX_PAGE_SIZE, QueryError } from './queries.js';
+export { EVENT_HISTORY_REVISIONS } from './event-history.js';
+export { decodeAgentRecord, encodeAgentRecord } from './records.js';
+export { SESSION_WINDOW_SEQUENCES } from './sessions.js';
 
 /**
- * How many of a client's most recent writes keep their result for exactly-once retries
- * (thesis §6.3). Writing sequence `n` forgets the result of `n - SESSION_WINDOW_SEQUENCES`, so
- * a client must never have more writes than this outstanding at once.
+ * The indexes kept beside the records, in the batch of every record write and delete, in
+ * order (see `records.ts`). Every node must keep the same list: the indexes travel in snapshots.
  */
-export const SESSION_WINDOW_SEQUENCES = 4096;
-
-/** Milliseconds per second, to turn a lease's `ttlSeconds` into the lease manager's `ttlMs`. */
-const MS_PER_SECOND = 1000;
-
-/** Results per page of a find when the query gives 0 or nothing. */
-export const DEFAULT_PAGE_SIZE = 100;
-/** Largest page size a find accepts; more is refused with a {@link QueryError}. */
-export const MAX_PAGE_SIZE = 1000;
-
-/**
- * How many revisions of watch events are kept (etcd's event history, bounded like its
- * compaction): applying entry `i` deletes the events of revision `i - EVENT_HISTORY_REVISIONS`.
- * Every node must use the same value (the history travels in snapshots, and each old key is
- * deleted exactly once, when its revision leaves the window).
- */
-export const EVENT_HISTORY_REVISIONS = 10_000;
-
-/**
- * Index keys read per range read when a find intersects two index ranges (health and a
- * capability, kind or label): a seek past the keys read so far starts a new read.
- */
-export const FIND_INTERSECT_CHUNK_KEYS = 64;
+export const RECORD_INDEXES: readonly RecordIndex[] = [secondaryIndexes];
 
 /**
  * Most committed events kept for {@link RegistryStateMachine.takeCommittedEvents} between two
@@ -106,104 +70,6 @@ export const MAX_UNTAKEN_EVENTS = 100_000;
 export interface StateMachineOptions {
   /** Revisions of watch events kept; {@link EVENT_HISTORY_REVISIONS} by default (tests use fewer). */
   readonly eventHistoryRevisions?: number;
-}
-
-/** The value of every secondary index key: the key is the information. */
-const EMPTY_VALUE = new Uint8Array(0);
-
-/**
- * A find was given a bad argument (gRPC `INVALID_ARGUMENT`); `field` names it in the API's
- * snake_case: `page_size`, `page_token`, `capability`, `kind`, `labels`, `health` or
- * `name_prefix`.
- */
-export class QueryError extends Error {
-  override readonly name = 'QueryError';
-  /** The request field at fault, e.g. `page_size`. */
-  readonly field: string;
-
-  constructor(field: string, message: string) {
-    super(`${field}: ${message}`);
-    this.field = field;
-  }
-}
-
-/** The fields of a stored record, in a fixed order (so encodings are stable). */
-function agentRecordFields(agent: Agent): Record<string, unknown> {
-  return {
-    ...agentSpecFields(agent),
-    createRevision: agent.createRevision,
-    modRevision: agent.modRevision,
-    ttlSeconds: agent.ttlSeconds,
-    health: agent.health,
-  };
-}
-
-/** Encodes a stored record (an {@link Agent}) with msgpackr, fields in a fixed order. */
-export function encodeAgentRecord(agent: Agent): Uint8Array {
-  return registryPackr.pack(agentRecordFields(agent));
-}
-
-/**
- * Decodes a record written by {@link encodeAgentRecord}, stored at `key`. A record written before
- * leases and health existed decodes with `ttlSeconds` 0 and health `unspecified`. Throws
- * {@link CorruptionError} naming the key when it does not decode or has the wrong shape.
- */
-export function decodeAgentRecord(value: Uint8Array, key: string): Agent {
-  let decoded: unknown;
-  try {
-    decoded = registryPackr.unpack(value);
-  } catch (err) {
-    throw new CorruptionError(`record ${JSON.stringify(key)} does not decode: ${(err as Error).message}`);
-  }
-  return parseAgentRecord(decoded, `record ${JSON.stringify(key)}`);
-}
-
-/** Checks the shape of a decoded record; `what` names it in the {@link CorruptionError}. */
-function parseAgentRecord(decoded: unknown, what: string): Agent {
-  let spec: AgentSpec;
-  try {
-    spec = parseAgentSpec(decoded, 'record');
-  } catch (err) {
-    throw new CorruptionError(`${what} does not decode: ${(err as Error).message}`);
-  }
-  const { createRevision, modRevision, ttlSeconds = 0, health = 'unspecified' } = decoded as Record<string, unknown>;
-  if (!isPositiveInteger(createRevision) || !isPositiveInteger(modRevision) || modRevision < createRevision) {
-    throw new CorruptionError(`${what} has bad revisions`);
-  }
-  if (typeof ttlSeconds !== 'number' || !Number.isSafeInteger(ttlSeconds) || ttlSeconds < 0) {
-    throw new CorruptionError(`${what} has a bad ttlSeconds`);
-  }
-  if (typeof health !== 'string' || !(HEALTH_VALUES as readonly string[]).includes(health)) {
-    throw new CorruptionError(`${what} has a bad health`);
-  }
-  return { ...spec, createRevision, modRevision, ttlSeconds, health: health as Health };
-}
-
-/** Encodes the events of one revision: `[[type, record, expired], ...]` (the revision is in the key). */
-function encodeEvents(events: readonly WatchEvent[]): Uint8Array {
-  return registryPackr.pack(events.map((e) => [e.type, agentRecordFields(e.agent), e.expired]));
-}
-
-/** Decodes the events stored at `key` for `revision`; throws {@link CorruptionError}. */
-function decodeEvents(value: Uint8Array, key: string, revision: number): WatchEvent[] {
-  let decoded: unknown;
-  try {
-    decoded = registryPackr.unpack(value);
-  } catch (err) {
-    throw new CorruptionError(`events ${JSON.stringify(key)} do not decode: ${(err as Error).message}`);
-  }
-  if (!Array.isArray(decoded)) throw new CorruptionError(`events ${JSON.stringify(key)} are not an array`);
-  return decoded.map((raw: unknown, i): WatchEvent => {
-    if (!Array.isArray(raw) || raw.length !== 3 || (raw[0] !== 'put' && raw[0] !== 'delete') || typeof raw[2] !== 'boolean') {
-      throw new CorruptionError(`event ${i} of ${JSON.stringify(key)} is malformed`);
-    }
-    const agent = parseAgentRecord(raw[1], `event ${i} of ${JSON.stringify(key)}`);
-    return { type: raw[0] as 'put' | 'delete', agent, revision, expired: raw[2] as boolean };
-  });
-}
-
-function isPositiveInteger(x: unknown): x is number {
-  return typeof x === 'number' && Number.isSafeInteger(x) && x > 0;
 }
 
 /** Changes applied into one batch that is not yet durable: id → new record, or `null` if deleted. */
@@ -227,24 +93,6 @@ export interface AgentCounts {
   readonly total: number;
   /** Agents holding a lease. */
   readonly leased: number;
-}
-
-/** What is kept of a write's first result to answer its retries. */
-type SessionResult =
-  | { readonly t: 'register'; readonly revision: number; readonly createRevision: number; readonly health: Health }
-  | { readonly t: 'deregister'; readonly revision: number; readonly deleted: boolean }
-  | { readonly t: 'conflict'; readonly revision: number; readonly currentRevision: number; readonly reason: string };
-
-/** The result of a command (a `config` entry is not a command). */
-type CommandOutcome = Exclude<CommandResult, { type: 'config' }>;
-
-/** The filters of a find, checked and normalized (empty strings and `unspecified` health dropped). */
-interface Filters {
-  readonly capability: string | undefined;
-  readonly kind: string | undefined;
-  readonly labels: readonly (readonly [string, string])[];
-  readonly health: Health | undefined;
-  readonly namePrefix: string | undefined;
 }
 
 /**
@@ -561,15 +409,7 @@ export class RegistryStateMachine {
     if (!Number.isSafeInteger(fromRevision) || fromRevision < 0) throw new RangeError(`fromRevision must be a non-negative integer, got ${String(fromRevision)}`);
     if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${String(limit)}`);
     const lastRevision = this.durableApplied;
-    const start = Math.max(1, fromRevision);
-    const events: WatchEvent[] = [];
-    if (start <= lastRevision) {
-      for await (const [key, value] of this.store.kv.range(eventKey(start), eventKey(lastRevision + 1))) {
-        const revision = Number.parseInt(key.slice(EVENT_PREFIX.length), 16);
-        for (const e of decodeEvents(value, key, revision)) events.push(e);
-        if (events.length >= limit) break;
-      }
-    }
+    const events = await readEvents(this.store.kv, Math.max(1, fromRevision), lastRevision, limit);
     const oldestRevision = Math.max(1, this.stagedApplied - this.eventHistoryRevisions + 1);
     return { events, oldestRevision, lastRevision };
   }
@@ -581,20 +421,7 @@ export class RegistryStateMachine {
    * takes office. Rejects with {@link CorruptionError} on a damaged lease key.
    */
   async leases(): Promise<LeaseRecord[]> {
-    const out: LeaseRecord[] = [];
-    for await (const [key, value] of this.store.kv.range(LEASE_INDEX_PREFIX, prefixEnd(LEASE_INDEX_PREFIX))) {
-      let decoded: unknown;
-      try {
-        decoded = registryPackr.unpack(value);
-      } catch {
-        decoded = undefined;
-      }
-      if (!Array.isArray(decoded) || !isPositiveInteger(decoded[0]) || !isPositiveInteger(decoded[1])) {
-        throw new CorruptionError(`lease ${JSON.stringify(key)} does not decode`);
-      }
-      out.push({ id: key.slice(LEASE_INDEX_PREFIX.length), ttlMs: decoded[0] * MS_PER_SECOND, modRevision: decoded[1] });
-    }
-    return out;
+    return readLeases(this.store.kv);
   }
 
   /**
@@ -620,142 +447,12 @@ export class RegistryStateMachine {
   }
 
   /**
-   * One page of the agents matching every filter of `query`, ordered by id (UTF-8 byte order).
-   * All filters must hold (AND); empty strings, empty maps and health `unspecified` mean "any".
-   *
-   * Reads indexes so the cost grows with the scanned ranges, not with the number of records:
-   * the capability's index if given, else the kind's, else the first label's; with a health
-   * filter too, that index and the health index are intersected (both are ordered by id: each
-   * skips ahead to the other's next id, so the cost follows the shorter range, or the page when
-   * matches are dense); with only a health filter (and maybe a name prefix), the health index;
-   * with only a name prefix, the name index (`idx/name/<prefix>`, read whole, matching ids
-   * sorted: the cost grows with the matches); with no filter, every record. Every filter is
-   * checked on each record. Stops after `pageSize` matches plus one to know
-   * whether another page follows; `nextPageToken` (base64url of the last id returned) resumes
-   * strictly after that id, at any later revision. Each record is read when scanned, so a page
-   * reflects every write before it started and possibly some after.
-   *
-   * Throws {@link QueryError} with `field` `page_size` (not an integer in
-   * `[0, MAX_PAGE_SIZE]`), `page_token` (not a token this method returned), `capability`,
-   * `kind`, `labels`, `name_prefix` (not strings) or `health` (not a {@link Health}).
+   * One page of the agents matching every filter of `query`, ordered by id, as written to the
+   * store (see {@link findAgents} for the index used and the cost). Throws {@link QueryError}
+   * naming the field at fault.
    */
   async find(query: FindQuery): Promise<FindPage> {
-    const filters = parseFilters(query);
-    const pageSize = parsePageSize(query.pageSize);
-    const after = parsePageToken(query.pageToken);
-
-    const [firstLabel] = filters.labels;
-    let prefix: string | undefined;
-    if (filters.capability !== undefined) prefix = capIndexPrefix(filters.capability);
-    else if (filters.kind !== undefined) prefix = kindIndexPrefix(filters.kind);
-    else if (firstLabel !== undefined) prefix = labelIndexPrefix(firstLabel[0], firstLabel[1]);
-    const health = filters.health === undefined ? undefined : healthIndexPrefix(filters.health);
-    let found: Agent[];
-    if (prefix !== undefined && health !== undefined) found = await this.scanIntersection(prefix, health, filters, pageSize, after);
-    else if (prefix !== undefined || health !== undefined) found = await this.scanIndex((prefix ?? health) as string, filters, pageSize, after);
-    else if (filters.namePrefix !== undefined) found = await this.scanNames(filters, pageSize, after);
-    else found = await this.scanRecords(filters, pageSize, after);
-    if (found.length <= pageSize) return { agents: found, nextPageToken: '' };
-    const agents = found.slice(0, pageSize);
-    return { agents, nextPageToken: encodePageToken((agents[agents.length - 1] as Agent).id) };
-  }
-
-  /**
-   * Intersects two id-ordered index ranges after `after` (a leapfrog join: the cursor behind
-   * seeks to the other's id), resolving common ids to records a chunk at a time; up to
-   * `pageSize + 1` matches.
-   */
-  private async scanIntersection(a: string, b: string, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
-    const x = new IndexCursor(this.store.kv, a);
-    const y = new IndexCursor(this.store.kv, b);
-    await x.load(resumeKey(a, after));
-    await y.load(resumeKey(b, after));
-    const found: Agent[] = [];
-    let chunk: string[] = [];
-    for (let xid = x.id, yid = y.id; xid !== undefined && yid !== undefined; xid = x.id, yid = y.id) {
-      const order = compareUtf8(xid, yid);
-      if (order < 0) await x.seek(yid);
-      else if (order > 0) await y.seek(xid);
-      else {
-        chunk.push(xid);
-        if (chunk.length >= pageSize + 1 - found.length) {
-          await this.resolve(chunk, filters, pageSize, found);
-          chunk = [];
-          if (found.length > pageSize) break;
-        }
-        await x.next();
-        await y.next();
-      }
-    }
-    if (chunk.length > 0) await this.resolve(chunk, filters, pageSize, found);
-    return found;
-  }
-
-  /** Scans every record after `after`; up to `pageSize + 1` matches. */
-  private async scanRecords(filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
-    const found: Agent[] = [];
-    for await (const [key, value] of this.store.kv.range(resumeKey(AGENT_PREFIX, after), prefixEnd(AGENT_PREFIX))) {
-      const agent = decodeAgentRecord(value, key);
-      if (agent.id === key.slice(AGENT_PREFIX.length) && matches(agent, filters)) found.push(agent);
-      if (found.length > pageSize) break;
-    }
-    return found;
-  }
-
-  /**
-   * Scans the id-ordered index range `prefix` after `after`, resolving hits to records a chunk at
-   * a time (one getMany per chunk); up to `pageSize + 1` matches.
-   */
-  private async scanIndex(prefix: string, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
-    const found: Agent[] = [];
-    let chunk: string[] = [];
-    for await (const [key] of this.store.kv.range(resumeKey(prefix, after), prefixEnd(prefix))) {
-      // An index key may outlive its record between two reads, and a separator inside a value
-      // can make a key look like another prefix's: the record itself decides.
-      chunk.push(key.slice(prefix.length));
-      if (chunk.length >= pageSize + 1 - found.length) {
-        await this.resolve(chunk, filters, pageSize, found);
-        chunk = [];
-        if (found.length > pageSize) break;
-      }
-    }
-    if (chunk.length > 0) await this.resolve(chunk, filters, pageSize, found);
-    return found;
-  }
-
-  /**
-   * Finds by name prefix alone: reads every `idx/name/<prefix>` key (ordered by name), keeps the
-   * ids after `after`, sorts them by id and resolves them in order; up to `pageSize + 1` matches.
-   */
-  private async scanNames(filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
-    const base = NAME_INDEX_PREFIX + (filters.namePrefix ?? '');
-    const ids: string[] = [];
-    for await (const [key] of this.store.kv.range(base, prefixEndAny(base))) {
-      // Ids never contain the separator; a name might (if written around validation).
-      const id = key.slice(key.lastIndexOf(KEY_SEPARATOR) + 1);
-      if (after === undefined || compareUtf8(id, after) > 0) ids.push(id);
-    }
-    ids.sort(compareUtf8);
-    const found: Agent[] = [];
-    let next = 0;
-    while (next < ids.length && found.length <= pageSize) {
-      const chunk = ids.slice(next, next + pageSize + 1 - found.length);
-      next += chunk.length;
-      await this.resolve(chunk, filters, pageSize, found);
-    }
-    return found;
-  }
-
-  /** Reads the records of `ids` (one getMany) and appends those matching `filters` to `found`, up to `pageSize + 1`. */
-  private async resolve(ids: readonly string[], filters: Filters, pageSize: number, found: Agent[]): Promise<void> {
-    const keys = ids.map(agentKey);
-    const values = await this.store.kv.getMany(keys);
-    ids.forEach((id, i) => {
-      const v = values[i];
-      if (v === undefined || found.length > pageSize) return;
-      const agent = decodeAgentRecord(v, keys[i] as string);
-      if (agent.id === id && matches(agent, filters) && found[found.length - 1]?.id !== id) found.push(agent);
-    });
+    return findAgents(this.store.kv, query);
   }
 
   /** The pending changes of `batch`, starting them when it is not the newest batch staged into. */
@@ -802,12 +499,8 @@ export class RegistryStateMachine {
     const kept = sessionResultOf(result);
     if (kept === undefined) return result;
     pending.sessions.set(key, kept);
-    pending.batch.put(key, registryPackr.pack(kept));
-    if (session.sequence > SESSION_WINDOW_SEQUENCES) {
-      const old = sessionKey(session.clientId, session.sequence - SESSION_WINDOW_SEQUENCES);
-      pending.batch.del(old);
-      pending.sessions.delete(old);
-    }
+    const forgotten = stageSessionResult(pending.batch, session, kept);
+    if (forgotten !== undefined) pending.sessions.delete(forgotten);
     return result;
   }
 
@@ -832,27 +525,9 @@ export class RegistryStateMachine {
       this.log.warn({ index: entry.index, field: err.field, err: err.message }, 'skipping config entry that does not decode');
       return undefined;
     }
-    const current = await this.members();
-    const others = current.filter((m) => m.id !== change.nodeId);
-    const existing = current.find((m) => m.id === change.nodeId);
-    let next: Member[];
-    switch (change.type) {
-      case 'addLearner':
-        next = existing ? current : [...current, { id: change.nodeId, address: change.address, voter: false }];
-        break;
-      case 'addVoter':
-        next = existing
-          ? current.map((m) => (m.id === change.nodeId ? { id: m.id, address: change.address || m.address, voter: true } : m))
-          : [...current, { id: change.nodeId, address: change.address, voter: true }];
-        break;
-      case 'removeNode':
-        next = others;
-        break;
-      default:
-        return assertNever(change.type);
-    }
+    const next = nextMembers(await this.members(), change);
     this.stagedMembers = next;
-    pending.batch.put(MEMBERS_KEY, registryPackr.pack(next.map((m) => [m.id, m.address, m.voter])));
+    pending.batch.put(MEMBERS_KEY, encodeMembers(next));
     return { type: 'config', change, members: next, revision: entry.index };
   }
 
@@ -933,26 +608,12 @@ export class RegistryStateMachine {
   }
 
   /**
-   * Stages `agent` as the record of its id, replacing `existing`: index keys of the old record
-   * that the new one lacks are deleted, new ones written. The lease key is always written (its
-   * value holds the `modRevision`), and so are the health and name keys: a record written before
-   * those indexes existed has none, and rewriting it is how it enters them.
+   * Stages `agent` as the record of its id, replacing `existing`, with every index of
+   * {@link RECORD_INDEXES} (see `records.ts`), and keeps the staged change and the counts.
    */
   private writeRecord(pending: PendingApply, existing: Agent | undefined, agent: Agent): void {
-    const { batch, changes } = pending;
-    const oldKeys = new Set(existing === undefined ? [] : indexKeysOf(existing));
-    const newKeys = indexKeysOf(agent);
-    const lease = agent.ttlSeconds > 0 ? leaseIndexKey(agent.id) : undefined;
-    const health = healthIndexKey(agent.health, agent.id);
-    const name = nameIndexKey(agent.name, agent.id);
-    const kept = new Set(newKeys);
-    for (const key of oldKeys) if (!kept.has(key)) batch.del(key);
-    for (const key of newKeys) {
-      if (key === lease) batch.put(key, registryPackr.pack(leaseIndexValue(agent)));
-      else if (!oldKeys.has(key) || key === health || key === name) batch.put(key, EMPTY_VALUE);
-    }
-    batch.put(agentKey(agent.id), encodeAgentRecord(agent));
-    changes.set(agent.id, agent);
+    stageRecord(pending.batch, RECORD_INDEXES, existing, agent);
+    pending.changes.set(agent.id, agent);
     if (this.countAgentsWanted) {
       if (existing !== undefined) pending.tally.record(existing, -1);
       pending.tally.record(agent, 1);
@@ -961,8 +622,7 @@ export class RegistryStateMachine {
 
   /** Stages the deletion of `existing`: its record and every index key. */
   private deleteRecord(pending: PendingApply, existing: Agent): void {
-    for (const key of indexKeysOf(existing)) pending.batch.del(key);
-    pending.batch.del(agentKey(existing.id));
+    stageRecord(pending.batch, RECORD_INDEXES, existing, undefined);
     pending.changes.set(existing.id, null);
     if (this.countAgentsWanted) pending.tally.record(existing, -1);
   }
@@ -983,204 +643,9 @@ function idsOf(cmd: Command): string[] {
   }
 }
 
-/** The exactly-once session of a command, if it carries one (only client writes do). */
-function sessionOf(cmd: Command): ClientSession | undefined {
-  return cmd.type === 'register' || cmd.type === 'deregister' ? cmd.session : undefined;
-}
-
-/** What a session keeps of a client write's first result; `undefined` for other results. */
-function sessionResultOf(result: CommandOutcome): SessionResult | undefined {
-  switch (result.type) {
-    case 'register':
-      return { t: 'register', revision: result.revision, createRevision: result.agent.createRevision, health: result.agent.health };
-    case 'deregister':
-      return { t: 'deregister', revision: result.revision, deleted: result.deleted };
-    case 'conflict':
-      return { t: 'conflict', revision: result.revision, currentRevision: result.currentRevision, reason: result.reason };
-    default:
-      return undefined;
-  }
-}
-
 /** The reason of a failed `expectedRevision` condition. */
 function revisionMismatch(id: string, current: number, expected: number): string {
   return current === 0
     ? `agent ${id} does not exist (expected mod_revision ${expected})`
     : `agent ${id} has mod_revision ${current}, expected ${expected}`;
-}
-
-/**
- * A position in an id-ordered index range (`<prefix><id>` keys), read
- * {@link FIND_INTERSECT_CHUNK_KEYS} keys at a time. `id` is `undefined` once the range is
- * exhausted.
- */
-class IndexCursor {
-  private ids: string[] = [];
-  private at = 0;
-  /** Whether the range holds nothing after the ids read. */
-  private ended = false;
-  private readonly end: string;
-
-  constructor(
-    private readonly kv: KeyValueReader,
-    private readonly prefix: string,
-  ) {
-    this.end = prefixEnd(prefix);
-  }
-
-  /** The id at the cursor, or `undefined` past the end. */
-  get id(): string | undefined {
-    return this.ids[this.at];
-  }
-
-  /** Reads the ids from key `gte` on (one chunk) and moves the cursor to the first. */
-  async load(gte: string): Promise<void> {
-    this.ids = [];
-    this.at = 0;
-    for await (const [key] of this.kv.range(gte, this.end, FIND_INTERSECT_CHUNK_KEYS)) this.ids.push(key.slice(this.prefix.length));
-    this.ended = this.ids.length < FIND_INTERSECT_CHUNK_KEYS;
-  }
-
-  /** Moves to the next id. */
-  async next(): Promise<void> {
-    const current = this.ids[this.at];
-    this.at++;
-    if (this.at >= this.ids.length && !this.ended && current !== undefined) await this.load(this.prefix + current + KEY_SEPARATOR);
-  }
-
-  /** Moves to the first id at or after `id` (UTF-8 byte order, the order of the keys). */
-  async seek(id: string): Promise<void> {
-    const last = this.ids[this.ids.length - 1];
-    if (last !== undefined && compareUtf8(last, id) >= 0) {
-      while (compareUtf8(this.ids[this.at] as string, id) < 0) this.at++;
-      return;
-    }
-    if (this.ended) {
-      this.at = this.ids.length;
-      return;
-    }
-    await this.load(this.prefix + id);
-  }
-}
-
-/** The first key of a scan of `prefix` that resumes strictly after id `after`. */
-function resumeKey(prefix: string, after: string | undefined): string {
-  return after === undefined ? prefix : prefix + after + KEY_SEPARATOR;
-}
-
-/** The answer to a retried write, rebuilt from its stored first result. */
-function duplicateResult(cmd: Command, first: SessionResult): CommandResult | undefined {
-  if ((cmd.type === 'register' || cmd.type === 'deregister') && first.t === 'conflict') {
-    return { type: 'conflict', revision: first.revision, currentRevision: first.currentRevision, reason: first.reason };
-  }
-  if (cmd.type === 'register' && first.t === 'register') {
-    const agent: Agent = {
-      ...agentSpecFields(cmd.agent),
-      createRevision: first.createRevision,
-      modRevision: first.revision,
-      ttlSeconds: cmd.ttlSeconds ?? 0,
-      health: first.health,
-    };
-    return { type: 'register', agent, revision: first.revision, duplicate: true };
-  }
-  if (cmd.type === 'deregister' && first.t === 'deregister') {
-    return { type: 'deregister', deleted: first.deleted, revision: first.revision, duplicate: true };
-  }
-  // The client reused a sequence number for a different kind of write: nothing is applied and
-  // there is no result to give (the server answers FAILED_PRECONDITION).
-  return undefined;
-}
-
-/** Decodes the membership record; throws {@link CorruptionError}. */
-function decodeMembers(v: Uint8Array): Member[] {
-  const raw = registryPackr.unpack(v) as unknown;
-  if (!Array.isArray(raw)) throw new CorruptionError(`${MEMBERS_KEY} does not decode`);
-  return raw.map((m: unknown) => {
-    if (!Array.isArray(m) || typeof m[0] !== 'string' || typeof m[1] !== 'string' || typeof m[2] !== 'boolean') {
-      throw new CorruptionError(`${MEMBERS_KEY} holds a malformed member`);
-    }
-    return { id: m[0], address: m[1], voter: m[2] };
-  });
-}
-
-/** Decodes a stored session result; throws {@link CorruptionError} naming the key. */
-function decodeSessionResult(value: Uint8Array, key: string): SessionResult {
-  const r = registryPackr.unpack(value) as Partial<Record<string, unknown>>;
-  if (r?.t === 'register' && typeof r.revision === 'number' && typeof r.createRevision === 'number') {
-    // Results stored before health existed carry none.
-    const health = typeof r.health === 'string' && (HEALTH_VALUES as readonly string[]).includes(r.health) ? (r.health as Health) : 'unspecified';
-    return { t: 'register', revision: r.revision, createRevision: r.createRevision, health };
-  }
-  if (r?.t === 'conflict' && typeof r.revision === 'number' && typeof r.currentRevision === 'number' && typeof r.reason === 'string') {
-    return { t: 'conflict', revision: r.revision, currentRevision: r.currentRevision, reason: r.reason };
-  }
-  if (r?.t === 'deregister' && typeof r.revision === 'number' && typeof r.deleted === 'boolean') {
-    return { t: 'deregister', revision: r.revision, deleted: r.deleted };
-  }
-  throw new CorruptionError(`session result ${JSON.stringify(key)} does not decode`);
-}
-
-/** Whether `agent` satisfies every filter (labels match exactly, key and value). */
-function matches(agent: Agent, filters: Filters): boolean {
-  if (filters.capability !== undefined && !agent.capabilities.includes(filters.capability)) return false;
-  if (filters.kind !== undefined && agent.kind !== filters.kind) return false;
-  if (filters.health !== undefined && agent.health !== filters.health) return false;
-  if (filters.namePrefix !== undefined && !agent.name.startsWith(filters.namePrefix)) return false;
-  for (const [key, value] of filters.labels) {
-    if (!Object.hasOwn(agent.labels, key) || agent.labels[key] !== value) return false;
-  }
-  return true;
-}
-
-function parseFilters(query: FindQuery): Filters {
-  if (typeof query !== 'object' || query === null) throw new QueryError('query', 'must be an object');
-  const { capability, kind, labels, health, namePrefix } = query;
-  if (capability !== undefined && typeof capability !== 'string') throw new QueryError('capability', 'must be a string');
-  if (kind !== undefined && typeof kind !== 'string') throw new QueryError('kind', 'must be a string');
-  if (namePrefix !== undefined && typeof namePrefix !== 'string') throw new QueryError('name_prefix', 'must be a string');
-  if (health !== undefined && !(HEALTH_VALUES as readonly unknown[]).includes(health)) {
-    throw new QueryError('health', `must be one of ${HEALTH_VALUES.join(', ')}`);
-  }
-  const labelFilters: [string, string][] = [];
-  if (labels !== undefined) {
-    if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) {
-      throw new QueryError('labels', 'must be a map of strings');
-    }
-    for (const [key, value] of Object.entries(labels)) {
-      if (typeof value !== 'string') throw new QueryError('labels', `value of ${JSON.stringify(key)} must be a string`);
-      labelFilters.push([key, value]);
-    }
-  }
-  return {
-    capability: capability === undefined || capability === '' ? undefined : capability,
-    kind: kind === undefined || kind === '' ? undefined : kind,
-    labels: labelFilters,
-    // `unspecified` is the proto default: no health filter, like an empty string.
-    health: health === undefined || health === 'unspecified' ? undefined : health,
-    namePrefix: namePrefix === undefined || namePrefix === '' ? undefined : namePrefix,
-  };
-}
-
-function parsePageSize(pageSize: number | undefined): number {
-  if (pageSize === undefined || pageSize === 0) return DEFAULT_PAGE_SIZE;
-  if (typeof pageSize !== 'number' || !Number.isInteger(pageSize) || pageSize < 0 || pageSize > MAX_PAGE_SIZE) {
-    throw new QueryError('page_size', `must be an integer in [0, ${MAX_PAGE_SIZE}], got ${String(pageSize)}`);
-  }
-  return pageSize;
-}
-
-/** The page token of a page ending at `id`: base64url of its UTF-8 bytes. */
-function encodePageToken(id: string): string {
-  return Buffer.from(id, 'utf8').toString('base64url');
-}
-
-/** The id a page token resumes after, or `undefined` for the first page. */
-function parsePageToken(token: string | undefined): string | undefined {
-  if (token === undefined || token === '') return undefined;
-  if (typeof token !== 'string' || !/^[A-Za-z0-9_-]+$/.test(token)) {
-    throw new QueryError('page_token', 'malformed page token');
-  }
-  const id = Buffer.from(token, 'base64url').toString('utf8');
-  if (id.length === 0 || encodePageToken(id) !== token) throw new QueryError('page_token', 'malformed page token');
-  return id;
 }

@@ -1,0 +1,321 @@
+/**
+ * Finding agents: one page of the agents matching every filter of a {@link FindQuery}, read
+ * from the indexes of `keys.ts` so the cost grows with the scanned ranges, not with the agents
+ * stored; the filters and page tokens checked and normalized.
+ */
+import { compareUtf8 } from '../storage/staging.js';
+import type { KeyValueReader } from '../storage/types.js';
+import { HEALTH_VALUES } from './commands.js';
+import {
+  AGENT_PREFIX,
+  agentKey,
+  capIndexPrefix,
+  healthIndexPrefix,
+  KEY_SEPARATOR,
+  kindIndexPrefix,
+  labelIndexPrefix,
+  NAME_INDEX_PREFIX,
+  prefixEnd,
+  prefixEndAny,
+} from './keys.js';
+import { decodeAgentRecord } from './records.js';
+import type { Agent, FindPage, FindQuery, Health } from './types.js';
+
+/** Results per page of a find when the query gives 0 or nothing. */
+export const DEFAULT_PAGE_SIZE = 100;
+/** Largest page size a find accepts; more is refused with a {@link QueryError}. */
+export const MAX_PAGE_SIZE = 1000;
+
+/**
+ * Index keys read per range read when a find intersects two index ranges (health and a
+ * capability, kind or label): a seek past the keys read so far starts a new read.
+ */
+export const FIND_INTERSECT_CHUNK_KEYS = 64;
+
+/**
+ * A find was given a bad argument (gRPC `INVALID_ARGUMENT`); `field` names it in the API's
+ * snake_case: `page_size`, `page_token`, `capability`, `kind`, `labels`, `health` or
+ * `name_prefix`.
+ */
+export class QueryError extends Error {
+  override readonly name = 'QueryError';
+  /** The request field at fault, e.g. `page_size`. */
+  readonly field: string;
+
+  constructor(field: string, message: string) {
+    super(`${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+/** The filters of a find, checked and normalized (empty strings and `unspecified` health dropped). */
+export interface Filters {
+  readonly capability: string | undefined;
+  readonly kind: string | undefined;
+  readonly labels: readonly (readonly [string, string])[];
+  readonly health: Health | undefined;
+  readonly namePrefix: string | undefined;
+}
+
+/**
+ * One page of the agents matching every filter of `query`, ordered by id (UTF-8 byte order).
+ * All filters must hold (AND); empty strings, empty maps and health `unspecified` mean "any".
+ *
+ * Reads indexes so the cost grows with the scanned ranges, not with the number of records:
+ * the capability's index if given, else the kind's, else the first label's; with a health
+ * filter too, that index and the health index are intersected (both are ordered by id: each
+ * skips ahead to the other's next id, so the cost follows the shorter range, or the page when
+ * matches are dense); with only a health filter (and maybe a name prefix), the health index;
+ * with only a name prefix, the name index (`idx/name/<prefix>`, read whole, matching ids
+ * sorted: the cost grows with the matches); with no filter, every record. Every filter is
+ * checked on each record. Stops after `pageSize` matches plus one to know
+ * whether another page follows; `nextPageToken` (base64url of the last id returned) resumes
+ * strictly after that id, at any later revision. Each record is read when scanned, so a page
+ * reflects every write before it started and possibly some after.
+ *
+ * Throws {@link QueryError} with `field` `page_size` (not an integer in
+ * `[0, MAX_PAGE_SIZE]`), `page_token` (not a token this method returned), `capability`,
+ * `kind`, `labels`, `name_prefix` (not strings) or `health` (not a {@link Health}).
+ */
+export async function findAgents(kv: KeyValueReader, query: FindQuery): Promise<FindPage> {
+  const filters = parseFilters(query);
+  const pageSize = parsePageSize(query.pageSize);
+  const after = parsePageToken(query.pageToken);
+
+  const [firstLabel] = filters.labels;
+  let prefix: string | undefined;
+  if (filters.capability !== undefined) prefix = capIndexPrefix(filters.capability);
+  else if (filters.kind !== undefined) prefix = kindIndexPrefix(filters.kind);
+  else if (firstLabel !== undefined) prefix = labelIndexPrefix(firstLabel[0], firstLabel[1]);
+  const health = filters.health === undefined ? undefined : healthIndexPrefix(filters.health);
+  let found: Agent[];
+  if (prefix !== undefined && health !== undefined) found = await scanIntersection(kv, prefix, health, filters, pageSize, after);
+  else if (prefix !== undefined || health !== undefined) found = await scanIndex(kv, (prefix ?? health) as string, filters, pageSize, after);
+  else if (filters.namePrefix !== undefined) found = await scanNames(kv, filters, pageSize, after);
+  else found = await scanRecords(kv, filters, pageSize, after);
+  if (found.length <= pageSize) return { agents: found, nextPageToken: '' };
+  const agents = found.slice(0, pageSize);
+  return { agents, nextPageToken: encodePageToken((agents[agents.length - 1] as Agent).id) };
+}
+
+/**
+ * Intersects two id-ordered index ranges after `after` (a leapfrog join: the cursor behind
+ * seeks to the other's id), resolving common ids to records a chunk at a time; up to
+ * `pageSize + 1` matches.
+ */
+async function scanIntersection(kv: KeyValueReader, a: string, b: string, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
+  const x = new IndexCursor(kv, a);
+  const y = new IndexCursor(kv, b);
+  await x.load(resumeKey(a, after));
+  await y.load(resumeKey(b, after));
+  const found: Agent[] = [];
+  let chunk: string[] = [];
+  for (let xid = x.id, yid = y.id; xid !== undefined && yid !== undefined; xid = x.id, yid = y.id) {
+    const order = compareUtf8(xid, yid);
+    if (order < 0) await x.seek(yid);
+    else if (order > 0) await y.seek(xid);
+    else {
+      chunk.push(xid);
+      if (chunk.length >= pageSize + 1 - found.length) {
+        await resolve(kv, chunk, filters, pageSize, found);
+        chunk = [];
+        if (found.length > pageSize) break;
+      }
+      await x.next();
+      await y.next();
+    }
+  }
+  if (chunk.length > 0) await resolve(kv, chunk, filters, pageSize, found);
+  return found;
+}
+
+/** Scans every record after `after`; up to `pageSize + 1` matches. */
+async function scanRecords(kv: KeyValueReader, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
+  const found: Agent[] = [];
+  for await (const [key, value] of kv.range(resumeKey(AGENT_PREFIX, after), prefixEnd(AGENT_PREFIX))) {
+    const agent = decodeAgentRecord(value, key);
+    if (agent.id === key.slice(AGENT_PREFIX.length) && matches(agent, filters)) found.push(agent);
+    if (found.length > pageSize) break;
+  }
+  return found;
+}
+
+/**
+ * Scans the id-ordered index range `prefix` after `after`, resolving hits to records a chunk at
+ * a time (one getMany per chunk); up to `pageSize + 1` matches.
+ */
+async function scanIndex(kv: KeyValueReader, prefix: string, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
+  const found: Agent[] = [];
+  let chunk: string[] = [];
+  for await (const [key] of kv.range(resumeKey(prefix, after), prefixEnd(prefix))) {
+    // An index key may outlive its record between two reads, and a separator inside a value
+    // can make a key look like another prefix's: the record itself decides.
+    chunk.push(key.slice(prefix.length));
+    if (chunk.length >= pageSize + 1 - found.length) {
+      await resolve(kv, chunk, filters, pageSize, found);
+      chunk = [];
+      if (found.length > pageSize) break;
+    }
+  }
+  if (chunk.length > 0) await resolve(kv, chunk, filters, pageSize, found);
+  return found;
+}
+
+/**
+ * Finds by name prefix alone: reads every `idx/name/<prefix>` key (ordered by name), keeps the
+ * ids after `after`, sorts them by id and resolves them in order; up to `pageSize + 1` matches.
+ */
+async function scanNames(kv: KeyValueReader, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
+  const base = NAME_INDEX_PREFIX + (filters.namePrefix ?? '');
+  const ids: string[] = [];
+  for await (const [key] of kv.range(base, prefixEndAny(base))) {
+    // Ids never contain the separator; a name might (if written around validation).
+    const id = key.slice(key.lastIndexOf(KEY_SEPARATOR) + 1);
+    if (after === undefined || compareUtf8(id, after) > 0) ids.push(id);
+  }
+  ids.sort(compareUtf8);
+  const found: Agent[] = [];
+  let next = 0;
+  while (next < ids.length && found.length <= pageSize) {
+    const chunk = ids.slice(next, next + pageSize + 1 - found.length);
+    next += chunk.length;
+    await resolve(kv, chunk, filters, pageSize, found);
+  }
+  return found;
+}
+
+/** Reads the records of `ids` (one getMany) and appends those matching `filters` to `found`, up to `pageSize + 1`. */
+async function resolve(kv: KeyValueReader, ids: readonly string[], filters: Filters, pageSize: number, found: Agent[]): Promise<void> {
+  const keys = ids.map(agentKey);
+  const values = await kv.getMany(keys);
+  ids.forEach((id, i) => {
+    const v = values[i];
+    if (v === undefined || found.length > pageSize) return;
+    const agent = decodeAgentRecord(v, keys[i] as string);
+    if (agent.id === id && matches(agent, filters) && found[found.length - 1]?.id !== id) found.push(agent);
+  });
+}
+
+/**
+ * A position in an id-ordered index range (`<prefix><id>` keys), read
+ * {@link FIND_INTERSECT_CHUNK_KEYS} keys at a time. `id` is `undefined` once the range is
+ * exhausted.
+ */
+export class IndexCursor {
+  private ids: string[] = [];
+  private at = 0;
+  /** Whether the range holds nothing after the ids read. */
+  private ended = false;
+  private readonly end: string;
+
+  constructor(
+    private readonly kv: KeyValueReader,
+    private readonly prefix: string,
+  ) {
+    this.end = prefixEnd(prefix);
+  }
+
+  /** The id at the cursor, or `undefined` past the end. */
+  get id(): string | undefined {
+    return this.ids[this.at];
+  }
+
+  /** Reads the ids from key `gte` on (one chunk) and moves the cursor to the first. */
+  async load(gte: string): Promise<void> {
+    this.ids = [];
+    this.at = 0;
+    for await (const [key] of this.kv.range(gte, this.end, FIND_INTERSECT_CHUNK_KEYS)) this.ids.push(key.slice(this.prefix.length));
+    this.ended = this.ids.length < FIND_INTERSECT_CHUNK_KEYS;
+  }
+
+  /** Moves to the next id. */
+  async next(): Promise<void> {
+    const current = this.ids[this.at];
+    this.at++;
+    if (this.at >= this.ids.length && !this.ended && current !== undefined) await this.load(this.prefix + current + KEY_SEPARATOR);
+  }
+
+  /** Moves to the first id at or after `id` (UTF-8 byte order, the order of the keys). */
+  async seek(id: string): Promise<void> {
+    const last = this.ids[this.ids.length - 1];
+    if (last !== undefined && compareUtf8(last, id) >= 0) {
+      while (compareUtf8(this.ids[this.at] as string, id) < 0) this.at++;
+      return;
+    }
+    if (this.ended) {
+      this.at = this.ids.length;
+      return;
+    }
+    await this.load(this.prefix + id);
+  }
+}
+
+/** The first key of a scan of `prefix` that resumes strictly after id `after`. */
+export function resumeKey(prefix: string, after: string | undefined): string {
+  return after === undefined ? prefix : prefix + after + KEY_SEPARATOR;
+}
+
+/** Whether `agent` satisfies every filter (labels match exactly, key and value). */
+export function matches(agent: Agent, filters: Filters): boolean {
+  if (filters.capability !== undefined && !agent.capabilities.includes(filters.capability)) return false;
+  if (filters.kind !== undefined && agent.kind !== filters.kind) return false;
+  if (filters.health !== undefined && agent.health !== filters.health) return false;
+  if (filters.namePrefix !== undefined && !agent.name.startsWith(filters.namePrefix)) return false;
+  for (const [key, value] of filters.labels) {
+    if (!Object.hasOwn(agent.labels, key) || agent.labels[key] !== value) return false;
+  }
+  return true;
+}
+
+export function parseFilters(query: FindQuery): Filters {
+  if (typeof query !== 'object' || query === null) throw new QueryError('query', 'must be an object');
+  const { capability, kind, labels, health, namePrefix } = query;
+  if (capability !== undefined && typeof capability !== 'string') throw new QueryError('capability', 'must be a string');
+  if (kind !== undefined && typeof kind !== 'string') throw new QueryError('kind', 'must be a string');
+  if (namePrefix !== undefined && typeof namePrefix !== 'string') throw new QueryError('name_prefix', 'must be a string');
+  if (health !== undefined && !(HEALTH_VALUES as readonly unknown[]).includes(health)) {
+    throw new QueryError('health', `must be one of ${HEALTH_VALUES.join(', ')}`);
+  }
+  const labelFilters: [string, string][] = [];
+  if (labels !== undefined) {
+    if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) {
+      throw new QueryError('labels', 'must be a map of strings');
+    }
+    for (const [key, value] of Object.entries(labels)) {
+      if (typeof value !== 'string') throw new QueryError('labels', `value of ${JSON.stringify(key)} must be a string`);
+      labelFilters.push([key, value]);
+    }
+  }
+  return {
+    capability: capability === undefined || capability === '' ? undefined : capability,
+    kind: kind === undefined || kind === '' ? undefined : kind,
+    labels: labelFilters,
+    // `unspecified` is the proto default: no health filter, like an empty string.
+    health: health === undefined || health === 'unspecified' ? undefined : health,
+    namePrefix: namePrefix === undefined || namePrefix === '' ? undefined : namePrefix,
+  };
+}
+
+export function parsePageSize(pageSize: number | undefined): number {
+  if (pageSize === undefined || pageSize === 0) return DEFAULT_PAGE_SIZE;
+  if (typeof pageSize !== 'number' || !Number.isInteger(pageSize) || pageSize < 0 || pageSize > MAX_PAGE_SIZE) {
+    throw new QueryError('page_size', `must be an integer in [0, ${MAX_PAGE_SIZE}], got ${String(pageSize)}`);
+  }
+  return pageSize;
+}
+
+/** The page token of a page ending at `id`: base64url of its UTF-8 bytes. */
+export function encodePageToken(id: string): string {
+  return Buffer.from(id, 'utf8').toString('base64url');
+}
+
+/** The id a page token resumes after, or `undefined` for the first page. */
+export function parsePageToken(token: string | undefined): string | undefined {
+  if (token === undefined || token === '') return undefined;
+  if (typeof token !== 'string' || !/^[A-Za-z0-9_-]+$/.test(token)) {
+    throw new QueryError('page_token', 'malformed page token');
+  }
+  const id = Buffer.from(token, 'base64url').toString('utf8');
+  if (id.length === 0 || encodePageToken(id) !== token) throw new QueryError('page_token', 'malformed page token');
+  return id;
+}
