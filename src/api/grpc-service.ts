@@ -74,7 +74,10 @@ export function registryHandlers(api: RegistryApi, log: Logger, observe?: Reques
     Register: unary('Register', (req, call) => api.register(req, call)),
     Deregister: unary('Deregister', (req, call) => api.deregister(req, call)),
     Get: unary('Get', (req, call) => api.get(req, call)),
+    ListVersions: unary('ListVersions', (req, call) => api.listVersions(req, call)),
     Find: unary('Find', (req, call) => api.find(req, call)),
+    Search: unary('Search', (req, call) => api.search(req, call)),
+    ListCapabilities: unary('ListCapabilities', (req, call) => api.listCapabilities(req, call)),
     Heartbeat: unary('Heartbeat', (req, call) => api.heartbeat(req, call)),
     Watch: (call) => {
       const fail = (err: ApiError): void => {

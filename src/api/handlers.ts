@@ -22,6 +22,7 @@ import { encodeCommand } from '../registry/commands.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
 import type { Agent, Command, CommandResult, Member, MemberChange } from '../registry/types.js';
 import { ValidationError, validateHealth, validateId, validateSession, validateTtlSeconds } from '../registry/validation.js';
+import { validateAgentRef, validateVersionsName, VersionCursorError, type VersionPageItem, type VersionPageQuery } from '../registry/versions.js';
 import { backupStream } from '../server/backup.js';
 import { sleep, type Clock } from '../server/ports.js';
 import { NotLeaderError, UnavailableError } from '../server/proposals.js';
@@ -32,7 +33,9 @@ import {
   agentToWire,
   consistencyFromWire,
   findQueryFromWire,
+  listCapabilitiesFromWire,
   memberToWire,
+  searchQueryFromWire,
   specFromWire,
   statusToWire,
   type AddMemberRequest,
@@ -44,6 +47,12 @@ import {
   type GetResponse,
   type HeartbeatRequest,
   type HeartbeatResponse,
+  type ListCapabilitiesRequest,
+  type ListCapabilitiesResponse,
+  type SearchRequest,
+  type SearchResponse,
+  type ListVersionsRequest,
+  type ListVersionsResponse,
   type MemberListResponse,
   type PromoteMemberRequest,
   type RegisterRequest,
@@ -272,14 +281,58 @@ export class RegistryApi {
     });
   }
 
-  /** `Registry.Get`: one agent; `NOT_FOUND` when absent. */
+  /**
+   * `Registry.Get`: one agent by id, or by version reference (`<name>@<version>`,
+   * `<name>@latest`, `<name>`) when no agent has that id; `NOT_FOUND` when none matches.
+   */
   get(req: GetRequest, call: CallContext): Promise<GetResponse> {
     return this.guard(async () => {
-      const id = validateId(req.id, 'id');
+      const id = validateAgentRef(req.id, 'id');
       const revision = await this.readBarrier(consistencyFromWire(req.consistency), call);
-      const agent = await this.ctx.stateMachine.get(id);
+      const agent = await this.ctx.stateMachine.getByRef(id);
       if (!agent) throw new ApiError(Code.NOT_FOUND, `agent ${JSON.stringify(id)} not found`);
       return { agent: this.toWire(agent), revision: Math.max(revision, agent.modRevision) };
+    });
+  }
+
+  /** `Registry.ListVersions`: every agent named `name`, latest first; `NOT_FOUND` when none. */
+  listVersions(req: ListVersionsRequest, call: CallContext): Promise<ListVersionsResponse> {
+    return this.guard(async () => {
+      const name = validateVersionsName(req.name, 'name');
+      const revision = await this.readBarrier(consistencyFromWire(req.consistency), call);
+      const agents = await this.ctx.stateMachine.versions(name);
+      if (agents.length === 0) throw new ApiError(Code.NOT_FOUND, `no agent is named ${JSON.stringify(name)}`);
+      return { agents: agents.map((a) => this.toWire(a, false)), latest_id: (agents[0] as Agent).id, revision };
+    });
+  }
+
+  /**
+   * The versions of one name as stored records, latest first (empty for an unknown name), after
+   * a linearizable read barrier: for front ends with their own response shape (the MCP
+   * registry's read API). Rejects with an {@link ApiError}.
+   */
+  versionsOf(name: string, call: CallContext): Promise<{ agents: Agent[]; revision: number }> {
+    return this.guard(async () => {
+      const checked = validateVersionsName(name, 'serverName');
+      const revision = await this.readBarrier('linearizable', call);
+      return { agents: await this.ctx.stateMachine.versions(checked), revision };
+    });
+  }
+
+  /**
+   * One page of the versions of every name, in name order, each with whether it is the latest
+   * of its name, after a linearizable read barrier (see `pageVersions` in `versions.ts`): for the
+   * MCP registry's read API. `INVALID_ARGUMENT` (field `cursor`) for a cursor it did not return.
+   */
+  versionPage(query: VersionPageQuery, call: CallContext): Promise<{ items: VersionPageItem[]; nextCursor: string; revision: number }> {
+    return this.guard(async () => {
+      const revision = await this.readBarrier('linearizable', call);
+      try {
+        return { ...(await this.ctx.stateMachine.versionPage(query)), revision };
+      } catch (err) {
+        if (err instanceof VersionCursorError) throw new ValidationError('cursor', err.message);
+        throw err;
+      }
     });
   }
 
@@ -289,7 +342,31 @@ export class RegistryApi {
       const { query, consistency } = findQueryFromWire(req);
       const revision = await this.readBarrier(consistency, call);
       const page = await this.ctx.stateMachine.find(query);
-      return { agents: page.agents.map((a) => this.toWire(a)), next_page_token: page.nextPageToken, revision };
+      return { agents: page.agents.map((a) => this.toWire(a, false)), next_page_token: page.nextPageToken, revision };
+    });
+  }
+
+  /** `Registry.Search`: one page of a keyword search, best first (BM25, then id). */
+  search(req: SearchRequest, call: CallContext): Promise<SearchResponse> {
+    return this.guard(async () => {
+      const { query, consistency } = searchQueryFromWire(req);
+      const revision = await this.readBarrier(consistency, call);
+      const page = await this.ctx.stateMachine.search(query);
+      return {
+        results: page.results.map((r) => ({ agent: this.toWire(r.agent, false), score: r.score })),
+        next_page_token: page.nextPageToken,
+        revision,
+      };
+    });
+  }
+
+  /** `Registry.ListCapabilities`: the capabilities (optionally by prefix) with their agent counts. */
+  listCapabilities(req: ListCapabilitiesRequest, call: CallContext): Promise<ListCapabilitiesResponse> {
+    return this.guard(async () => {
+      const { prefix, consistency } = listCapabilitiesFromWire(req);
+      const revision = await this.readBarrier(consistency, call);
+      const { capabilities } = await this.ctx.stateMachine.capabilities(prefix);
+      return { capabilities: capabilities.map((c) => ({ capability: c.capability, count: c.count })), revision };
     });
   }
 
@@ -340,7 +417,7 @@ export class RegistryApi {
           send: (e) =>
             stream.write({
               type: e.type === 'put' ? 'EVENT_TYPE_PUT' : 'EVENT_TYPE_DELETE',
-              agent: this.toWire(e.agent),
+              agent: this.toWire(e.agent, false),
               revision: e.revision,
               expired: e.expired,
             }),
@@ -519,8 +596,13 @@ export class RegistryApi {
   // Shared steps
 
   /** An agent for the wire, with its lease deadline as this node sees it (the leader's view; 0 elsewhere). */
-  private toWire(agent: Agent): WireAgent {
-    const w = agentToWire(agent);
+  /**
+   * An agent as answered. Lists (Find, Search, ListVersions, Watch) leave the card out
+   * (`withCard` false: `card` empty, `card_format` still says one is stored), so a page of 64 KiB
+   * cards never exceeds a client's message limit; Get and `GET /v1/agents/{id}/card` carry it.
+   */
+  private toWire(agent: Agent, withCard = true): WireAgent {
+    const w = withCard ? agentToWire(agent) : { ...agentToWire(agent), card: '' };
     const deadline = agent.ttlSeconds > 0 ? this.ctx.raft.leases.deadlineOf(agent.id) : undefined;
     const clock = this.ctx.clock;
     return { ...w, lease_expires_unix_ms: deadline === undefined ? 0 : Math.round(clock.wallNow() + (deadline - clock.now())) };
@@ -580,7 +662,10 @@ export class RegistryApi {
       const forwarded = await this.forwardIfFollower(method, wire, call, true);
       if (forwarded) return forwarded;
       try {
-        const res = toResponse(await this.proposeAndWait(cmd, call));
+        // The leader's wall clock dates a register (the record's created/updated times): data in
+        // the log, so every node applies the same time.
+        const stamped: Command = cmd.type === 'register' ? { ...cmd, timeMs: Math.max(0, Math.floor(this.ctx.clock.wallNow())) } : cmd;
+        const res = toResponse(await this.proposeAndWait(stamped, call));
         if (res === undefined) {
           throw new ApiError(Code.FAILED_PRECONDITION, 'sequence was already used by a different write of this client_id');
         }

@@ -17,13 +17,15 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Role } from '../raft/types.js';
-import type { Agent, AgentSpec, FindQuery, Health } from '../registry/types.js';
-import { ValidationError, validateAgentSpec, validateFindQuery, validateHealth } from '../registry/validation.js';
+import { specFromCard } from '../registry/formats/card.js';
+import type { Agent, AgentSpec, CardFormat, FindQuery, Health, SearchQuery } from '../registry/types.js';
+import { ValidationError, validateAgentSpec, validateCapabilityPrefix, validateFindQuery, validateHealth, validateSearchQuery } from '../registry/validation.js';
 import type { ProtoGrpcType } from '../gen/registry.js';
 import type { AddMemberRequest as AddMemberRequestIn } from '../gen/registry/v1/AddMemberRequest.js';
 import type { Agent as AgentIn, Agent__Output } from '../gen/registry/v1/Agent.js';
 import type { BackupChunk__Output } from '../gen/registry/v1/BackupChunk.js';
 import type { BackupRequest as BackupRequestIn } from '../gen/registry/v1/BackupRequest.js';
+import { CardFormat as CARD_FORMAT_NAMES, type CardFormat__Output } from '../gen/registry/v1/CardFormat.js';
 import type { ClusterDefinition, ClusterHandlers } from '../gen/registry/v1/Cluster.js';
 import { Consistency as CONSISTENCY_NAMES, type Consistency as ConsistencyInput, type Consistency__Output } from '../gen/registry/v1/Consistency.js';
 import type { DeregisterRequest as DeregisterRequestIn } from '../gen/registry/v1/DeregisterRequest.js';
@@ -31,8 +33,14 @@ import type { DeregisterResponse__Output } from '../gen/registry/v1/DeregisterRe
 import type { EventType__Output } from '../gen/registry/v1/EventType.js';
 import type { FindRequest as FindRequestIn, FindRequest__Output } from '../gen/registry/v1/FindRequest.js';
 import type { FindResponse__Output } from '../gen/registry/v1/FindResponse.js';
+import type { ListCapabilitiesRequest as ListCapabilitiesRequestIn, ListCapabilitiesRequest__Output } from '../gen/registry/v1/ListCapabilitiesRequest.js';
+import type { ListCapabilitiesResponse__Output } from '../gen/registry/v1/ListCapabilitiesResponse.js';
+import type { SearchRequest as SearchRequestIn, SearchRequest__Output } from '../gen/registry/v1/SearchRequest.js';
+import type { SearchResponse__Output } from '../gen/registry/v1/SearchResponse.js';
 import type { GetRequest as GetRequestIn } from '../gen/registry/v1/GetRequest.js';
 import type { GetResponse__Output } from '../gen/registry/v1/GetResponse.js';
+import type { ListVersionsRequest as ListVersionsRequestIn } from '../gen/registry/v1/ListVersionsRequest.js';
+import type { ListVersionsResponse__Output } from '../gen/registry/v1/ListVersionsResponse.js';
 import type { Health__Output } from '../gen/registry/v1/Health.js';
 import type { HeartbeatRequest as HeartbeatRequestIn } from '../gen/registry/v1/HeartbeatRequest.js';
 import type { HeartbeatResponse__Output } from '../gen/registry/v1/HeartbeatResponse.js';
@@ -100,6 +108,8 @@ const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as Proto
 export type WireConsistency = Consistency__Output;
 /** `registry.v1.Role` as an enum name. */
 export type WireRole = Role__Output;
+/** `registry.v1.CardFormat` as an enum name. */
+export type WireCardFormat = CardFormat__Output;
 /** `registry.v1.Health` as an enum name. */
 export type WireHealth = Health__Output;
 /** `registry.v1.EventType` as an enum name. */
@@ -114,10 +124,22 @@ export type RegisterResponse = RegisterResponse__Output;
 export type GetRequest = GetRequestIn;
 /** `registry.v1.GetResponse`. */
 export type GetResponse = GetResponse__Output;
+/** `registry.v1.ListVersionsRequest`. */
+export type ListVersionsRequest = ListVersionsRequestIn;
+/** `registry.v1.ListVersionsResponse`: the versions of one name, latest first. */
+export type ListVersionsResponse = ListVersionsResponse__Output;
 /** `registry.v1.FindRequest`. `page_size` is a uint32 count of agents. */
 export type FindRequest = FindRequestIn;
 /** `registry.v1.FindResponse`. */
 export type FindResponse = FindResponse__Output;
+/** `registry.v1.SearchRequest`. `page_size` is a uint32 count of results. */
+export type SearchRequest = SearchRequestIn;
+/** `registry.v1.SearchResponse`; each result's `score` is a BM25 score (double). */
+export type SearchResponse = SearchResponse__Output;
+/** `registry.v1.ListCapabilitiesRequest`. */
+export type ListCapabilitiesRequest = ListCapabilitiesRequestIn;
+/** `registry.v1.ListCapabilitiesResponse`; counts are uint64 as Number. */
+export type ListCapabilitiesResponse = ListCapabilitiesResponse__Output;
 /** `registry.v1.DeregisterRequest`. */
 export type DeregisterRequest = DeregisterRequestIn;
 /** `registry.v1.DeregisterResponse`. */
@@ -299,7 +321,43 @@ export function specToWire(spec: AgentSpec): WireAgent {
     health: 'HEALTH_UNSPECIFIED',
     lease_ttl_seconds: 0,
     lease_expires_unix_ms: 0,
+    card: spec.card ?? '',
+    card_format: cardFormatToWire(spec.card === undefined ? undefined : spec.cardFormat),
   };
+}
+
+/** The proto enum name of a card format; `undefined` (no card) is `CARD_FORMAT_UNSPECIFIED`. */
+export function cardFormatToWire(f: CardFormat | undefined): WireCardFormat {
+  switch (f) {
+    case undefined:
+      return 'CARD_FORMAT_UNSPECIFIED';
+    case 'a2aAgentCard':
+      return 'CARD_FORMAT_A2A_AGENT_CARD';
+    case 'mcpServerJson':
+      return 'CARD_FORMAT_MCP_SERVER_JSON';
+    default:
+      return assertNever(f);
+  }
+}
+
+/**
+ * A card format from the wire (by name or number); `CARD_FORMAT_UNSPECIFIED` is `undefined`.
+ * @throws ValidationError naming `field` for a value the enum does not have.
+ */
+export function cardFormatFromWire(w: unknown, field = 'agent.card_format'): CardFormat | undefined {
+  const name = w === undefined || w === null ? 'CARD_FORMAT_UNSPECIFIED' : enumNameOf('CardFormat', CARD_FORMAT_NAMES, w);
+  switch (name) {
+    case 'CARD_FORMAT_UNSPECIFIED':
+      return undefined;
+    case 'CARD_FORMAT_A2A_AGENT_CARD':
+      return 'a2aAgentCard';
+    case 'CARD_FORMAT_MCP_SERVER_JSON':
+      return 'mcpServerJson';
+    case undefined:
+      throw new ValidationError(field, `must be CARD_FORMAT_UNSPECIFIED, CARD_FORMAT_A2A_AGENT_CARD or CARD_FORMAT_MCP_SERVER_JSON, got ${String(w)}`);
+    default:
+      return assertNever(name);
+  }
 }
 
 /**
@@ -320,17 +378,37 @@ export function agentFromWire(w: WireAgent): Agent {
     modRevision: Number(w.mod_revision ?? 0),
     ttlSeconds: Number(w.lease_ttl_seconds ?? 0),
     health: agentHealthFromWire(w.health),
+    ...cardFromWire(w),
   };
+}
+
+/** The card of an agent from the wire (a response), without failing: an unknown format reads as no card. */
+function cardFromWire(w: WireAgent): Pick<Agent, 'card' | 'cardFormat'> {
+  if (!w.card) return {};
+  try {
+    const cardFormat = cardFormatFromWire(w.card_format);
+    return cardFormat === undefined ? {} : { card: w.card, cardFormat };
+  } catch {
+    return {};
+  }
 }
 
 /**
  * Decodes and validates the agent of a `RegisterRequest` (server side). Revisions are ignored.
+ * An agent with a `card` is the card's spec (`registry/formats/card.ts` `specFromCard`: checked
+ * against its official schema, indexed fields derived, given fields merged in).
  *
  * @throws ValidationError naming the field (`agent` when unset, `agent.id`, …): answer
  *   `INVALID_ARGUMENT` with its message.
  */
 export function specFromWire(w: AgentIn | null | undefined, path = 'agent'): AgentSpec {
   if (w === null || w === undefined) throw new ValidationError(path, 'is required');
+  const cardFormat = cardFormatFromWire(w.card_format, `${path}.card_format`);
+  if (w.card !== undefined && w.card !== '') {
+    // A native document: validated against its schema, the indexed fields derived from it.
+    return specFromCard({ ...w, card: w.card, ...(cardFormat ? { cardFormat } : {}) }, path);
+  }
+  if (cardFormat !== undefined) throw new ValidationError(`${path}.card`, 'is required when card_format is set');
   return validateAgentSpec(
     {
       id: w.id,
@@ -391,7 +469,58 @@ export function findQueryToWire(q: FindQuery, consistency?: Consistency): FindRe
     consistency: consistencyToWire(consistency),
     health: healthToWire(q.health ?? 'unspecified'),
     name_prefix: q.namePrefix ?? '',
+    capability_prefix: q.capabilityPrefix ?? '',
   };
+}
+
+/** Encodes a search query (with its consistency) as a complete `SearchRequest`. Absent filters become empty. */
+export function searchQueryToWire(q: SearchQuery, consistency?: Consistency): SearchRequest__Output {
+  const f = findQueryToWire(q, consistency);
+  return {
+    query: q.query,
+    capability: f.capability,
+    capability_prefix: f.capability_prefix,
+    kind: f.kind,
+    labels: f.labels,
+    health: f.health,
+    name_prefix: f.name_prefix,
+    page_size: f.page_size,
+    page_token: f.page_token,
+    consistency: f.consistency,
+  };
+}
+
+/**
+ * Decodes and validates a `SearchRequest` (server side); the page size is capped by the server.
+ *
+ * @throws ValidationError naming the field (`query.query`, `query.capability`, `consistency`…).
+ */
+export function searchQueryFromWire(req: SearchRequest): { query: Required<SearchQuery>; consistency: Consistency } {
+  const query = validateSearchQuery({
+    query: req.query ?? '',
+    capability: req.capability,
+    capabilityPrefix: req.capability_prefix ?? '',
+    kind: req.kind,
+    labels: req.labels,
+    pageSize: req.page_size,
+    pageToken: req.page_token,
+    health: req.health ?? 'HEALTH_UNSPECIFIED',
+    namePrefix: req.name_prefix ?? '',
+  });
+  return { query, consistency: consistencyFromWire(req.consistency) };
+}
+
+/** Encodes a `ListCapabilitiesRequest`. */
+export function listCapabilitiesToWire(prefix: string, consistency?: Consistency): ListCapabilitiesRequest__Output {
+  return { prefix, consistency: consistencyToWire(consistency) };
+}
+
+/**
+ * Decodes and validates a `ListCapabilitiesRequest` (server side).
+ * @throws ValidationError naming `prefix` or `consistency`.
+ */
+export function listCapabilitiesFromWire(req: ListCapabilitiesRequest): { prefix: string; consistency: Consistency } {
+  return { prefix: validateCapabilityPrefix(req.prefix ?? '', 'prefix'), consistency: consistencyFromWire(req.consistency) };
 }
 
 /**
@@ -409,6 +538,7 @@ export function findQueryFromWire(req: FindRequest): { query: Required<FindQuery
     pageToken: req.page_token,
     health: req.health ?? 'HEALTH_UNSPECIFIED',
     namePrefix: req.name_prefix ?? '',
+    capabilityPrefix: req.capability_prefix ?? '',
   });
   return { query, consistency: consistencyFromWire(req.consistency) };
 }

@@ -3,12 +3,16 @@
  * `registry`: the command-line client of a registry cluster.
  *
  *   registry [--endpoints a,b,c] [--json] [--timeout ms] <command>
- *     import FILE                    register every valid entry of an MCP registry seed file
- *     register --file agent.json [--ttl 30s] [--expected-revision R] [--create-only]
+ *     import FILE|DIR                register every valid entry: the MCP seed list, server.json documents or
+ *                                    A2A AgentCards (an object, an array or JSON Lines; the format is detected)
+ *     register --file agent.json | --card card.json [--id ID] [--ttl 30s] [--expected-revision R] [--create-only]
  *     heartbeat ID [--every 5s] [--health serving]
  *     watch [--capability C] [--kind K] [--prefix P] [--from REV]
  *     get ID [--serializable]        read one agent
- *     find [--capability C] [--kind K] [--label k=v]... [--limit N] [--serializable]
+ *     find [--capability C] [--capability-prefix P] [--kind K] [--label k=v]... [--limit N] [--serializable]
+ *     search QUERY [--capability C] [--capability-prefix P] [--kind K] [--label k=v]... [--limit N]
+ *                                    keyword search, best first (BM25)
+ *     capabilities [--prefix P]      the capabilities agents list, with their counts
  *     deregister ID                  remove one agent
  *     status                         every endpoint's role, term, leader and indexes
  *     leader transfer ID             hand leadership to member ID
@@ -19,7 +23,8 @@
  * Output is human-readable, or JSON with `--json`. Any error prints `error: <CODE> <message>` on
  * stderr (CODE a gRPC status name, or a system error code such as ENOENT) and exits non-zero.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
@@ -27,13 +32,16 @@ import cliProgress from 'cli-progress';
 import { RegistryClient, type RegistryClientOptions } from '../client/registry-client.js';
 import { RegistryError } from '../client/errors.js';
 import type { Agent, AgentSpec, Health } from '../registry/types.js';
-import { parseSeed } from '../registry/seed.js';
+import { specFromCard } from '../registry/formats/card.js';
+import { parseImportFiles } from '../registry/seed.js';
 import { ValidationError } from '../registry/validation.js';
 
 /** The endpoints of a local three-node cluster, used when neither flag nor environment names any. */
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003';
 /** The environment variable that may list the endpoints (comma-separated `host:port`). */
 export const ENDPOINTS_ENV = 'REGISTRY_ENDPOINTS';
+/** Results per request of `registry search` (at most the server's maximum page size). */
+export const SEARCH_CLI_PAGE_SIZE = 100;
 /** How many registrations `import` keeps in flight at once. */
 export const IMPORT_CONCURRENCY = 32;
 
@@ -132,15 +140,22 @@ export function buildProgram(ctx: CliContext): Command {
 
   program
     .command('import')
-    .description('register every valid entry of an MCP registry seed file (e.g. data/mcp-registry-seed-2025-05-16.json)')
-    .argument('<file>', 'the seed file (a JSON array of registry entries)')
+    .description(
+      'register every valid entry of a file or a directory of files: the MCP registry seed list (e.g. data/mcp-registry-seed-2025-05-16.json), ' +
+        'or MCP server.json documents / A2A AgentCards (one JSON object, a JSON array or JSON Lines); the format is detected',
+    )
+    .argument('<file>', 'the file, or a directory whose *.json and *.jsonl files are read in name order')
     .option('--concurrency <n>', 'registrations in flight at once', String(IMPORT_CONCURRENCY))
     .action(async (file: string, options: { concurrency: string }, command: Command) => {
       const concurrency = parsePositiveInt(options.concurrency, '--concurrency');
-      const seed = parseSeed(await readJson(file));
+      const files = await readImportFiles(file);
+      const seed = parseImportFiles(files);
       await withClient(command, async (client, json) => {
         if (!json) {
-          for (const x of seed.invalid) io.out(`invalid entry ${x.index} ${x.name === '' ? '(no name)' : x.name}: ${x.reason}`);
+          for (const x of seed.invalid) {
+            const where = files.length > 1 ? `${x.source}:${x.index}` : String(x.index);
+            io.out(`invalid entry ${where} ${x.name === '' ? '(no name)' : x.name}: ${x.reason}`);
+          }
         }
         const started = performance.now();
         const bar =
@@ -177,13 +192,19 @@ export function buildProgram(ctx: CliContext): Command {
 
   program
     .command('register')
-    .description('create or replace one agent')
-    .requiredOption('--file <path>', 'a JSON file holding one agent spec')
+    .description('create or replace one agent, from an agent spec (--file) or from its A2A AgentCard / MCP server.json (--card)')
+    .option('--file <path>', 'a JSON file holding one agent spec')
+    .option('--card <path>', 'a JSON file holding one A2A AgentCard or MCP server.json, stored as is; the indexed fields are derived from it')
+    .option('--id <id>', 'with --card: the agent id (default <name>@<version> of the card)')
     .option('--ttl <duration>', 'a lease (e.g. 30s, 5m): the agent disappears unless `registry heartbeat` renews it')
     .option('--expected-revision <rev>', 'compare-and-set: only if the agent is at this mod revision')
     .option('--create-only', 'only if the id is not registered yet')
-    .action(async (options: { file: string; ttl?: string; expectedRevision?: string; createOnly?: boolean }, command: Command) => {
-      const spec = (await readJson(options.file)) as AgentSpec;
+    .action(async (options: { file?: string; card?: string; id?: string; ttl?: string; expectedRevision?: string; createOnly?: boolean }, command: Command) => {
+      if ((options.file === undefined) === (options.card === undefined)) throw new ValidationError('--file', 'or --card is required (one of them)');
+      const spec =
+        options.card !== undefined
+          ? specFromCard({ card: await readFile(options.card, 'utf8'), ...(options.id !== undefined ? { id: options.id } : {}) }, 'agent', 'card')
+          : ((await readJson(options.file as string)) as AgentSpec);
       const ttlSeconds = options.ttl === undefined ? 0 : Math.round(parseDurationMs(options.ttl, '--ttl') / 1000);
       const expectedRevision = options.expectedRevision === undefined ? 0 : parsePositiveInt(options.expectedRevision, '--expected-revision');
       await withClient(command, async (client, json) => {
@@ -252,6 +273,7 @@ export function buildProgram(ctx: CliContext): Command {
     .command('find')
     .description('list agents matching every given filter, ordered by id')
     .option('--capability <c>', 'only agents with this capability')
+    .option('--capability-prefix <p>', 'only agents with a capability starting with this (e.g. tool:)')
     .option('--kind <k>', 'only agents of this kind')
     .option('--label <k=v>', 'only agents with this label (repeatable)', collectLabel, {} as Record<string, string>)
     .option('--limit <n>', 'stop after this many agents')
@@ -259,7 +281,7 @@ export function buildProgram(ctx: CliContext): Command {
     .option('--serializable', 'read the answering nodes\' local state (maybe stale)')
     .action(
       async (
-        options: { capability?: string; kind?: string; label: Record<string, string>; limit?: string; pageSize: string; serializable?: boolean },
+        options: { capability?: string; capabilityPrefix?: string; kind?: string; label: Record<string, string>; limit?: string; pageSize: string; serializable?: boolean },
         command: Command,
       ) => {
         const limit = options.limit === undefined ? Infinity : parsePositiveInt(options.limit, '--limit');
@@ -269,6 +291,7 @@ export function buildProgram(ctx: CliContext): Command {
           let revision = 0;
           const query = {
             ...(options.capability !== undefined ? { capability: options.capability } : {}),
+            ...(options.capabilityPrefix !== undefined ? { capabilityPrefix: options.capabilityPrefix } : {}),
             ...(options.kind !== undefined ? { kind: options.kind } : {}),
             labels: options.label,
             pageSize,
@@ -289,6 +312,73 @@ export function buildProgram(ctx: CliContext): Command {
         });
       },
     );
+
+  program
+    .command('search')
+    .description('keyword search over name, capabilities and description, best first (BM25)')
+    .argument('<query...>', 'the words to look for')
+    .option('--capability <c>', 'only agents with this capability')
+    .option('--capability-prefix <p>', 'only agents with a capability starting with this (e.g. tool:)')
+    .option('--kind <k>', 'only agents of this kind')
+    .option('--label <k=v>', 'only agents with this label (repeatable)', collectLabel, {} as Record<string, string>)
+    .option('--limit <n>', 'show this many results', '10')
+    .option('--serializable', 'read the answering node\'s local state (maybe stale)')
+    .action(
+      async (
+        words: string[],
+        options: { capability?: string; capabilityPrefix?: string; kind?: string; label: Record<string, string>; limit: string; serializable?: boolean },
+        command: Command,
+      ) => {
+        const limit = parsePositiveInt(options.limit, '--limit');
+        await withClient(command, async (client, json) => {
+          const results: { agent: Agent; score: number }[] = [];
+          let revision = 0;
+          let pageToken = '';
+          const consistency = options.serializable ? 'serializable' : 'linearizable';
+          do {
+            const page = await client.search(
+              {
+                query: words.join(' '),
+                ...(options.capability !== undefined ? { capability: options.capability } : {}),
+                ...(options.capabilityPrefix !== undefined ? { capabilityPrefix: options.capabilityPrefix } : {}),
+                ...(options.kind !== undefined ? { kind: options.kind } : {}),
+                labels: options.label,
+                pageSize: Math.min(limit - results.length, SEARCH_CLI_PAGE_SIZE),
+                pageToken,
+              },
+              { consistency },
+            );
+            revision = Math.max(revision, page.revision);
+            results.push(...page.results);
+            pageToken = page.nextPageToken;
+          } while (pageToken !== '' && results.length < limit);
+          if (json) {
+            io.out(JSON.stringify({ results, revision }, null, 2));
+            return;
+          }
+          const rows = results.map((r) => [r.score.toFixed(3), r.agent.id, r.agent.description.length > 60 ? `${r.agent.description.slice(0, 57)}...` : r.agent.description]);
+          for (const line of formatTable(['SCORE', 'ID', 'DESCRIPTION'], rows)) io.out(line);
+          io.out(`${results.length} result${results.length === 1 ? '' : 's'} (revision ${revision})`);
+        });
+      },
+    );
+
+  program
+    .command('capabilities')
+    .description('the capabilities agents list, with how many agents list each')
+    .option('--prefix <p>', 'only capabilities starting with this (e.g. tool:)', '')
+    .option('--serializable', 'read the answering node\'s local state (maybe stale)')
+    .action(async (options: { prefix: string; serializable?: boolean }, command: Command) => {
+      await withClient(command, async (client, json) => {
+        const res = await client.listCapabilities(options.prefix, { consistency: options.serializable ? 'serializable' : 'linearizable' });
+        if (json) {
+          io.out(JSON.stringify(res, null, 2));
+          return;
+        }
+        for (const line of formatTable(['CAPABILITY', 'AGENTS'], res.capabilities.map((c) => [c.capability, String(c.count)]))) io.out(line);
+        io.out(`${res.capabilities.length} capabilit${res.capabilities.length === 1 ? 'y' : 'ies'} (revision ${res.revision})`);
+      });
+    });
 
   program
     .command('deregister')
@@ -431,6 +521,17 @@ async function readJson(file: string): Promise<unknown> {
   } catch (e) {
     throw new ValidationError(file, `is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
   }
+}
+
+/** Extensions of the files a directory import reads. */
+const IMPORT_FILE_PATTERN = /\.(json|jsonl)$/;
+
+/** The files of an import: `path` itself, or the `*.json` / `*.jsonl` files of a directory in name order. */
+async function readImportFiles(path: string): Promise<{ source: string; text: string }[]> {
+  if (!(await stat(path)).isDirectory()) return [{ source: basename(path), text: await readFile(path, 'utf8') }];
+  const names = (await readdir(path)).filter((n) => IMPORT_FILE_PATTERN.test(n)).sort();
+  if (names.length === 0) throw new ValidationError(path, 'holds no *.json or *.jsonl file');
+  return Promise.all(names.map(async (n) => ({ source: n, text: await readFile(join(path, n), 'utf8') })));
 }
 
 /** Splits `a,b,c` into endpoints. @throws ValidationError (`--endpoints`) when none is left. */

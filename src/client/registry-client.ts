@@ -23,6 +23,8 @@ import {
   agentFromWire,
   consistencyToWire,
   findQueryToWire,
+  listCapabilitiesToWire,
+  searchQueryToWire,
   specToWire,
   statusFromWire,
   healthToWire,
@@ -32,8 +34,8 @@ import {
   type WireAgent,
   type WireWatchEvent,
 } from '../api/registry-proto.js';
-import type { Agent, AgentSpec, FindQuery, Health } from '../registry/types.js';
-import { ValidationError, validateAgentSpec, validateFindQuery, validateId } from '../registry/validation.js';
+import type { Agent, AgentSpec, CapabilityCount, FindQuery, Health, SearchQuery } from '../registry/types.js';
+import { ValidationError, validateAgentSpec, validateCapabilityPrefix, validateFindQuery, validateId, validateSearchQuery } from '../registry/validation.js';
 import { RegistryError, isServiceError, statusName } from './errors.js';
 
 /** Overall deadline of one client operation, retries included, in milliseconds. */
@@ -87,6 +89,13 @@ export interface GetResult {
 /** One page of a find: agents ordered by id, the token of the next page (`''` on the last), the revision. */
 export interface FindResult {
   readonly agents: Agent[];
+  readonly nextPageToken: string;
+  readonly revision: number;
+}
+
+/** One page of a search: results best first (BM25 score descending, then id), the next page's token (`''` on the last), the revision. */
+export interface SearchResult {
+  readonly results: { readonly agent: Agent; readonly score: number }[];
   readonly nextPageToken: string;
   readonly revision: number;
 }
@@ -237,6 +246,32 @@ export class RegistryClient {
       if (page.nextPageToken === '') return;
       pageToken = page.nextPageToken;
     }
+  }
+
+  /**
+   * Reads one page of a keyword search (`Registry.Search`): agents matching words of
+   * `query.query` and every given filter, best first.
+   * @throws RegistryError `INVALID_ARGUMENT` for an empty or oversized query, a bad filter, page size or page token.
+   */
+  async search(query: SearchQuery, options: ReadOptions = {}): Promise<SearchResult> {
+    const valid = guard(() => validateSearchQuery(query));
+    const res = await this.invoke('read', RegistryService.Search, searchQueryToWire(valid, options.consistency));
+    return {
+      results: (res.results ?? []).flatMap((r) => (r.agent ? [{ agent: agentFromWire(r.agent), score: Number(r.score) }] : [])),
+      nextPageToken: res.next_page_token ?? '',
+      revision: Number(res.revision),
+    };
+  }
+
+  /**
+   * The capabilities agents list, with how many list each, ordered by capability; only those
+   * starting with `prefix` when given (`Registry.ListCapabilities`).
+   * @throws RegistryError `INVALID_ARGUMENT` for a prefix over 128 characters.
+   */
+  async listCapabilities(prefix = '', options: ReadOptions = {}): Promise<{ capabilities: CapabilityCount[]; revision: number }> {
+    const valid = guard(() => validateCapabilityPrefix(prefix));
+    const res = await this.invoke('read', RegistryService.ListCapabilities, listCapabilitiesToWire(valid, options.consistency));
+    return { capabilities: (res.capabilities ?? []).map((c) => ({ capability: c.capability ?? '', count: Number(c.count) })), revision: Number(res.revision) };
   }
 
   /**

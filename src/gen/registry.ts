@@ -6,6 +6,7 @@ import type { AddMemberRequest as _registry_v1_AddMemberRequest, AddMemberReques
 import type { Agent as _registry_v1_Agent, Agent__Output as _registry_v1_Agent__Output } from './registry/v1/Agent.js';
 import type { BackupChunk as _registry_v1_BackupChunk, BackupChunk__Output as _registry_v1_BackupChunk__Output } from './registry/v1/BackupChunk.js';
 import type { BackupRequest as _registry_v1_BackupRequest, BackupRequest__Output as _registry_v1_BackupRequest__Output } from './registry/v1/BackupRequest.js';
+import type { CapabilityCount as _registry_v1_CapabilityCount, CapabilityCount__Output as _registry_v1_CapabilityCount__Output } from './registry/v1/CapabilityCount.js';
 import type { ClusterClient as _registry_v1_ClusterClient, ClusterDefinition as _registry_v1_ClusterDefinition } from './registry/v1/Cluster.js';
 import type { DeregisterRequest as _registry_v1_DeregisterRequest, DeregisterRequest__Output as _registry_v1_DeregisterRequest__Output } from './registry/v1/DeregisterRequest.js';
 import type { DeregisterResponse as _registry_v1_DeregisterResponse, DeregisterResponse__Output as _registry_v1_DeregisterResponse__Output } from './registry/v1/DeregisterResponse.js';
@@ -15,6 +16,10 @@ import type { GetRequest as _registry_v1_GetRequest, GetRequest__Output as _regi
 import type { GetResponse as _registry_v1_GetResponse, GetResponse__Output as _registry_v1_GetResponse__Output } from './registry/v1/GetResponse.js';
 import type { HeartbeatRequest as _registry_v1_HeartbeatRequest, HeartbeatRequest__Output as _registry_v1_HeartbeatRequest__Output } from './registry/v1/HeartbeatRequest.js';
 import type { HeartbeatResponse as _registry_v1_HeartbeatResponse, HeartbeatResponse__Output as _registry_v1_HeartbeatResponse__Output } from './registry/v1/HeartbeatResponse.js';
+import type { ListCapabilitiesRequest as _registry_v1_ListCapabilitiesRequest, ListCapabilitiesRequest__Output as _registry_v1_ListCapabilitiesRequest__Output } from './registry/v1/ListCapabilitiesRequest.js';
+import type { ListCapabilitiesResponse as _registry_v1_ListCapabilitiesResponse, ListCapabilitiesResponse__Output as _registry_v1_ListCapabilitiesResponse__Output } from './registry/v1/ListCapabilitiesResponse.js';
+import type { ListVersionsRequest as _registry_v1_ListVersionsRequest, ListVersionsRequest__Output as _registry_v1_ListVersionsRequest__Output } from './registry/v1/ListVersionsRequest.js';
+import type { ListVersionsResponse as _registry_v1_ListVersionsResponse, ListVersionsResponse__Output as _registry_v1_ListVersionsResponse__Output } from './registry/v1/ListVersionsResponse.js';
 import type { Member as _registry_v1_Member, Member__Output as _registry_v1_Member__Output } from './registry/v1/Member.js';
 import type { MemberListResponse as _registry_v1_MemberListResponse, MemberListResponse__Output as _registry_v1_MemberListResponse__Output } from './registry/v1/MemberListResponse.js';
 import type { PromoteMemberRequest as _registry_v1_PromoteMemberRequest, PromoteMemberRequest__Output as _registry_v1_PromoteMemberRequest__Output } from './registry/v1/PromoteMemberRequest.js';
@@ -22,6 +27,9 @@ import type { RegisterRequest as _registry_v1_RegisterRequest, RegisterRequest__
 import type { RegisterResponse as _registry_v1_RegisterResponse, RegisterResponse__Output as _registry_v1_RegisterResponse__Output } from './registry/v1/RegisterResponse.js';
 import type { RegistryClient as _registry_v1_RegistryClient, RegistryDefinition as _registry_v1_RegistryDefinition } from './registry/v1/Registry.js';
 import type { RemoveMemberRequest as _registry_v1_RemoveMemberRequest, RemoveMemberRequest__Output as _registry_v1_RemoveMemberRequest__Output } from './registry/v1/RemoveMemberRequest.js';
+import type { SearchRequest as _registry_v1_SearchRequest, SearchRequest__Output as _registry_v1_SearchRequest__Output } from './registry/v1/SearchRequest.js';
+import type { SearchResponse as _registry_v1_SearchResponse, SearchResponse__Output as _registry_v1_SearchResponse__Output } from './registry/v1/SearchResponse.js';
+import type { SearchResult as _registry_v1_SearchResult, SearchResult__Output as _registry_v1_SearchResult__Output } from './registry/v1/SearchResult.js';
 import type { StatusRequest as _registry_v1_StatusRequest, StatusRequest__Output as _registry_v1_StatusRequest__Output } from './registry/v1/StatusRequest.js';
 import type { StatusResponse as _registry_v1_StatusResponse, StatusResponse__Output as _registry_v1_StatusResponse__Output } from './registry/v1/StatusResponse.js';
 import type { TransferLeadershipRequest as _registry_v1_TransferLeadershipRequest, TransferLeadershipRequest__Output as _registry_v1_TransferLeadershipRequest__Output } from './registry/v1/TransferLeadershipRequest.js';
@@ -40,6 +48,8 @@ export interface ProtoGrpcType {
       Agent: MessageTypeDefinition<_registry_v1_Agent, _registry_v1_Agent__Output>
       BackupChunk: MessageTypeDefinition<_registry_v1_BackupChunk, _registry_v1_BackupChunk__Output>
       BackupRequest: MessageTypeDefinition<_registry_v1_BackupRequest, _registry_v1_BackupRequest__Output>
+      CapabilityCount: MessageTypeDefinition<_registry_v1_CapabilityCount, _registry_v1_CapabilityCount__Output>
+      CardFormat: EnumTypeDefinition
       /**
        * Reports the state of the cluster as one node sees it.
        */
@@ -55,6 +65,10 @@ export interface ProtoGrpcType {
       Health: EnumTypeDefinition
       HeartbeatRequest: MessageTypeDefinition<_registry_v1_HeartbeatRequest, _registry_v1_HeartbeatRequest__Output>
       HeartbeatResponse: MessageTypeDefinition<_registry_v1_HeartbeatResponse, _registry_v1_HeartbeatResponse__Output>
+      ListCapabilitiesRequest: MessageTypeDefinition<_registry_v1_ListCapabilitiesRequest, _registry_v1_ListCapabilitiesRequest__Output>
+      ListCapabilitiesResponse: MessageTypeDefinition<_registry_v1_ListCapabilitiesResponse, _registry_v1_ListCapabilitiesResponse__Output>
+      ListVersionsRequest: MessageTypeDefinition<_registry_v1_ListVersionsRequest, _registry_v1_ListVersionsRequest__Output>
+      ListVersionsResponse: MessageTypeDefinition<_registry_v1_ListVersionsResponse, _registry_v1_ListVersionsResponse__Output>
       Member: MessageTypeDefinition<_registry_v1_Member, _registry_v1_Member__Output>
       MemberListResponse: MessageTypeDefinition<_registry_v1_MemberListResponse, _registry_v1_MemberListResponse__Output>
       PromoteMemberRequest: MessageTypeDefinition<_registry_v1_PromoteMemberRequest, _registry_v1_PromoteMemberRequest__Output>
@@ -66,6 +80,9 @@ export interface ProtoGrpcType {
       Registry: SubtypeConstructor<typeof grpc.Client, _registry_v1_RegistryClient> & { service: _registry_v1_RegistryDefinition }
       RemoveMemberRequest: MessageTypeDefinition<_registry_v1_RemoveMemberRequest, _registry_v1_RemoveMemberRequest__Output>
       Role: EnumTypeDefinition
+      SearchRequest: MessageTypeDefinition<_registry_v1_SearchRequest, _registry_v1_SearchRequest__Output>
+      SearchResponse: MessageTypeDefinition<_registry_v1_SearchResponse, _registry_v1_SearchResponse__Output>
+      SearchResult: MessageTypeDefinition<_registry_v1_SearchResult, _registry_v1_SearchResult__Output>
       StatusRequest: MessageTypeDefinition<_registry_v1_StatusRequest, _registry_v1_StatusRequest__Output>
       StatusResponse: MessageTypeDefinition<_registry_v1_StatusResponse, _registry_v1_StatusResponse__Output>
       TransferLeadershipRequest: MessageTypeDefinition<_registry_v1_TransferLeadershipRequest, _registry_v1_TransferLeadershipRequest__Output>

@@ -10,7 +10,13 @@
  *
  *   POST   /v1/agents                        Register (body: RegisterRequest)
  *   GET    /v1/agents?capability=&kind=&label=k=v&health=&namePrefix=&pageSize=&pageToken=&consistency=
- *   GET    /v1/agents/{id}                   Get (?consistency=)
+ *   GET    /v1/agents/{id}                   Get (?consistency=); {id} may be <name>@<version>, <name>@latest, <name>
+ *   GET    /v1/agents/{id}/card              the agent's card exactly as registered (application/json, ETag,
+ *                                            304 on If-None-Match; 404 without a card). An id may itself end
+ *                                            in `/card`: the whole path is tried as an id first, and only when
+ *                                            no such agent exists is it the card of the agent `{id}`
+ *   GET    /v1/agents:versions?name=         ListVersions (?consistency=), latest first
+ *   GET    /v0.1/servers[/...]               the MCP registry's read API (`mcp-registry.ts`)
  *   DELETE /v1/agents/{id}                   Deregister (?expectedRevision=&clientId=&sequence=)
  *   POST   /v1/agents/{id}/heartbeat         Heartbeat (body: {"health": ...}, optional)
  *   GET    /v1/watch                         Watch as SSE (Last-Event-ID resumes)
@@ -22,6 +28,7 @@
  *   GET    /v1/snapshot                      a backup file (`registry snapshot save`)
  *   GET    /health[?ready|?live], /metrics, /openapi.json, / (dashboard), /ui/* (its assets)
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,22 +41,55 @@ import { Ajv } from 'ajv';
 import type { WebSocket } from 'ws';
 import { budgetFrom, type CallContext, type RegistryApi, type WatchStream } from '../api/handlers.js';
 import { nodeHealth } from '../api/health.js';
-import type { FindRequest, HeartbeatRequest, WatchRequest, WireWatchEvent } from '../api/registry-proto.js';
+import type { FindRequest, HeartbeatRequest, SearchRequest, WatchRequest, WireWatchEvent } from '../api/registry-proto.js';
 import { ApiError, Code } from '../api/status.js';
 import type { Logger } from '../log.js';
 import { BackupError } from '../server/backup.js';
 import type { RaftNode } from '../server/raft-node.js';
 import { codeNameOfStatus, httpApiError, httpStatusOf, RETRY_AFTER_SECONDS, STATUS_BODY_SCHEMA, statusBody } from './errors.js';
+import { registerMcpRegistryRoutes } from './mcp-registry.js';
 import { enumNames, fromJson, messageSchema, responseSchema, toJson } from './proto-json.js';
 
-/** Largest request body accepted, in bytes: an agent's 64 KiB limit plus its envelope. */
-export const MAX_HTTP_BODY_BYTES = 128 * 1024;
+/**
+ * Largest request body accepted, in bytes: an agent (64 KiB) and its card (64 KiB, JSON-escaped
+ * inside the body, which can double it) with room for the envelope.
+ */
+export const MAX_HTTP_BODY_BYTES = 512 * 1024;
 /** Interval of the SSE keep-alive comment, in ms (below common proxy idle timeouts). */
 export const SSE_KEEPALIVE_MS = 15_000;
 /** WebSocket watch messages in flight before the stream pauses for the client to read. */
 export const WS_MAX_PENDING_MESSAGES = 256;
 /** Largest `pageSize` the HTTP front end passes on (the handlers apply the registry's own limit). */
 const MAX_PAGE_SIZE_PARAM = 100_000;
+/** The path suffix of `GET /v1/agents/{id}/card`. */
+export const CARD_PATH_SUFFIX = '/card';
+
+/** The strong ETag of a card: the SHA-256 of its UTF-8 bytes, hex, quoted (the same on every node). */
+export function cardEtag(card: string): string {
+  return `"${createHash('sha256').update(card, 'utf8').digest('hex')}"`;
+}
+
+/** Whether an `If-None-Match` header matches `etag` (`*`, a list, weak `W/` forms compare equal: RFC 9110 §13.1.2). */
+function noneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag.replace(/^W\//, '') === etag;
+  });
+}
+
+/**
+ * Answers with a stored card exactly as registered (`application/json`, its {@link cardEtag}),
+ * or `304 Not Modified` when the request's `If-None-Match` names that ETag.
+ */
+function sendCard(req: FastifyRequest, reply: FastifyReply, card: string): FastifyReply {
+  const etag = cardEtag(card);
+  void reply.header('etag', etag).header('cache-control', 'no-cache');
+  if (noneMatch(req.headers['if-none-match'], etag)) return reply.code(304).send();
+  // A string with a JSON content type is sent as is (Fastify does not serialize it again).
+  return reply.type('application/json; charset=utf-8').send(card);
+}
+
 /** Header carrying a call's time budget, in ms (the HTTP counterpart of a gRPC deadline). */
 export const TIMEOUT_HEADER = 'x-request-timeout-ms';
 
@@ -118,6 +158,7 @@ const FIND_QUERY = {
   additionalProperties: false,
   properties: {
     capability: string,
+    capabilityPrefix: string,
     kind: string,
     label: { type: 'array', items: { type: 'string', pattern: '^[^=]+=', description: 'key=value; repeat for several' } },
     health: { type: 'string', enum: HEALTH_VALUES },
@@ -126,6 +167,14 @@ const FIND_QUERY = {
     pageToken: string,
     consistency: { type: 'string', enum: CONSISTENCY_VALUES },
   },
+} as const;
+
+/** Query of `GET /v1/agents:search`: the words `q` and every filter of a find. */
+const SEARCH_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['q'],
+  properties: { q: { type: 'string', description: 'the words to look for' }, ...FIND_QUERY.properties },
 } as const;
 
 /** Query of the watch routes. */
@@ -137,6 +186,7 @@ const WATCH_QUERY = {
 
 interface FindQuery {
   capability?: string;
+  capabilityPrefix?: string;
   kind?: string;
   label?: string[];
   health?: string;
@@ -162,6 +212,21 @@ function labelsOf(pairs: readonly string[] | undefined): Record<string, string> 
     out[key] = p.slice(at + 1);
   }
   return out;
+}
+
+/** The filters, paging and consistency of a Find (or Search) query, as the handlers take them. */
+function findFiltersOf(q: FindQuery): FindRequest {
+  return {
+    capability: q.capability ?? '',
+    kind: q.kind ?? '',
+    labels: labelsOf(q.label),
+    page_size: q.pageSize ?? 0,
+    page_token: q.pageToken ?? '',
+    consistency: consistencyOf(q.consistency),
+    health: healthOf(q.health),
+    name_prefix: q.namePrefix ?? '',
+    capability_prefix: q.capabilityPrefix ?? '',
+  };
 }
 
 /** The watch request of a query (with `Last-Event-ID`, resuming after that revision). */
@@ -247,7 +312,7 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
   await app.register(fastifyCors, {
     origin: (origin, cb) => cb(null, origin !== undefined && originAllowed(origin)),
     methods: ['GET', 'POST', 'DELETE'],
-    exposedHeaders: ['retry-after'],
+    exposedHeaders: ['retry-after', 'etag'],
   });
   await app.register(fastifySwagger, {
     openapi: {
@@ -270,19 +335,44 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
   app.get('/v1/agents', {
     schema: { summary: 'Find agents, one page at a time', tags: ['registry'], querystring: FIND_QUERY, response: { 200: responseSchema('FindResponse'), ...errorResponses } },
   }, async (req) => {
-    const q = req.query as FindQuery;
-    const request: FindRequest = {
-      capability: q.capability ?? '',
-      kind: q.kind ?? '',
-      labels: labelsOf(q.label),
-      page_size: q.pageSize ?? 0,
-      page_token: q.pageToken ?? '',
-      consistency: consistencyOf(q.consistency),
-      health: healthOf(q.health),
-      name_prefix: q.namePrefix ?? '',
-    };
-    return toJson('FindResponse', await api.find(request, contextOf(req)));
+    return toJson('FindResponse', await api.find(findFiltersOf(req.query as FindQuery), contextOf(req)));
   });
+
+  // `/v1/agents:search` is its own path (`::` is a literal `:`), not an id under `/v1/agents/*`.
+  app.get('/v1/agents::search', {
+    schema: { summary: 'Keyword search over agents, ranked by BM25, one page at a time', tags: ['registry'], querystring: SEARCH_QUERY, response: { 200: responseSchema('SearchResponse'), ...errorResponses } },
+  }, async (req) => {
+    const q = req.query as FindQuery & { q: string };
+    const request: SearchRequest = { query: q.q, ...findFiltersOf(q) };
+    return toJson('SearchResponse', await api.search(request, contextOf(req)));
+  });
+
+  app.get('/v1/capabilities', {
+    schema: {
+      summary: 'The capabilities agents list, with their counts, optionally by prefix',
+      tags: ['registry'],
+      querystring: { type: 'object', additionalProperties: false, properties: { prefix: string, consistency: { type: 'string', enum: CONSISTENCY_VALUES } } },
+      response: { 200: responseSchema('ListCapabilitiesResponse'), ...errorResponses },
+    },
+  }, async (req) => {
+    const q = req.query as { prefix?: string; consistency?: string };
+    return toJson('ListCapabilitiesResponse', await api.listCapabilities({ prefix: q.prefix ?? '', consistency: consistencyOf(q.consistency) }, contextOf(req)));
+  });
+
+  // `::` is a literal `:` in Fastify's router (a single `:` starts a parameter).
+  app.get('/v1/agents::versions', {
+    schema: {
+      summary: 'Every version of one name, latest first',
+      tags: ['registry'],
+      querystring: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: string, consistency: { type: 'string', enum: CONSISTENCY_VALUES } } },
+      response: { 200: responseSchema('ListVersionsResponse'), ...errorResponses },
+    },
+  }, async (req) => {
+    const q = req.query as { name: string; consistency?: string };
+    return toJson('ListVersionsResponse', await api.listVersions({ name: q.name, consistency: consistencyOf(q.consistency) }, contextOf(req)));
+  });
+
+  registerMcpRegistryRoutes(app, { api, logger: log, contextOf });
 
   const idParams = { type: 'object', properties: { '*': { type: 'string', description: 'the agent id (may contain /)' } } } as const;
   app.get('/v1/agents/*', {
@@ -293,10 +383,22 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
       querystring: { type: 'object', additionalProperties: false, properties: { consistency: { type: 'string', enum: CONSISTENCY_VALUES } } },
       response: { 200: responseSchema('GetResponse'), ...errorResponses },
     },
-  }, async (req) => {
+  }, async (req, reply) => {
     const id = (req.params as { '*': string })['*'];
     const q = req.query as { consistency?: string };
-    return toJson('GetResponse', await api.get({ id, consistency: consistencyOf(q.consistency) }, contextOf(req)));
+    const consistency = consistencyOf(q.consistency);
+    if (!id.endsWith(CARD_PATH_SUFFIX)) return toJson('GetResponse', await api.get({ id, consistency }, contextOf(req)));
+    // `.../card`: an agent whose id itself ends in `/card` is read first; only when there is
+    // none is this the card of the agent named by the rest of the path.
+    try {
+      return toJson('GetResponse', await api.get({ id, consistency }, contextOf(req)));
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== Code.NOT_FOUND) throw err;
+    }
+    const owner = id.slice(0, -CARD_PATH_SUFFIX.length);
+    const { agent } = await api.get({ id: owner, consistency }, contextOf(req));
+    if (agent === null || agent.card === '') throw new ApiError(Code.NOT_FOUND, `agent ${JSON.stringify(owner)} has no card`);
+    return sendCard(req, reply, agent.card);
   });
 
   app.delete('/v1/agents/*', {

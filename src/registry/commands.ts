@@ -4,14 +4,15 @@
  * A command is a msgpackr map with a version tag `v` and a type tag `t`:
  *
  * - `{ v: 1, t: 'register',   requestId, agent: { id, name, kind, version, description,
- *      capabilities, endpoints, labels }, ttlSeconds?, health?, expectedRevision?, createOnly? }`
+ *      capabilities, endpoints, labels, card?, cardFormat? }, ttlSeconds?, health?, expectedRevision?, createOnly?,
+ *      timeMs? }`
  * - `{ v: 1, t: 'deregister', requestId, id, expectedRevision? }`
  * - `{ v: 1, t: 'setHealth',  requestId, id, health }`
  * - `{ v: 1, t: 'expire',     requestId, leases: [[id, modRevision], ...] }`
  *
  * `register` and `deregister` may carry `s: [clientId, sequence]`, the writer's exactly-once
  * session (thesis §6.3). Optional fields are written only when they differ from their default
- * (`ttlSeconds` 0, `expectedRevision` 0, `createOnly` false, `health` absent), and decoding
+ * (`ttlSeconds` 0, `expectedRevision` 0, `createOnly` false, `health` and `timeMs` absent), and decoding
  * treats an absent field as its default, so entries written before these fields existed still
  * apply. Health values are the internal names (`serving`, `notServing`, ...).
  *
@@ -23,7 +24,7 @@
  */
 import { Packr } from 'msgpackr';
 import { assertNever } from '../raft/types.js';
-import type { AgentSpec, ClientSession, Command, Health, MemberChange } from './types.js';
+import type { AgentSpec, CardFormat, ClientSession, Command, Health, MemberChange } from './types.js';
 
 /** The command format version this code writes and reads. */
 export const COMMAND_VERSION = 1;
@@ -60,6 +61,7 @@ export function encodeCommand(cmd: Command): Uint8Array {
         ...(cmd.health !== undefined ? { health: cmd.health } : {}),
         ...(cmd.expectedRevision ? { expectedRevision: cmd.expectedRevision } : {}),
         ...(cmd.createOnly ? { createOnly: true } : {}),
+        ...(cmd.timeMs ? { timeMs: cmd.timeMs } : {}),
       });
     case 'deregister':
       return registryPackr.pack({
@@ -111,6 +113,7 @@ export function decodeCommand(data: Uint8Array): Command {
       const ttlSeconds = optionalCount(decoded.ttlSeconds, 'ttlSeconds');
       const expectedRevision = optionalCount(decoded.expectedRevision, 'expectedRevision');
       const createOnly = decoded.createOnly;
+      const timeMs = optionalCount(decoded.timeMs, 'timeMs');
       if (createOnly !== undefined && typeof createOnly !== 'boolean') throw new CommandDecodeError('createOnly', `expected a boolean, got ${typeof createOnly}`);
       return {
         type: 'register',
@@ -121,6 +124,7 @@ export function decodeCommand(data: Uint8Array): Command {
         ...(decoded.health !== undefined ? { health: parseHealth(decoded.health, 'health') } : {}),
         ...(expectedRevision !== undefined ? { expectedRevision } : {}),
         ...(createOnly !== undefined ? { createOnly } : {}),
+        ...(timeMs !== undefined ? { timeMs } : {}),
       };
     }
     case 'deregister': {
@@ -222,7 +226,24 @@ export function parseAgentSpec(x: unknown, field: string): AgentSpec {
     capabilities: capabilities.map((c: unknown, i) => expectString(c, `${field}.capabilities[${i}]`)),
     endpoints: expectStringMap(x.endpoints, `${field}.endpoints`),
     labels: expectStringMap(x.labels, `${field}.labels`),
+    ...parseCardFields(x, field),
   };
+}
+
+/** The formats a command or record's `cardFormat` may name (the internal names of proto `CardFormat`). */
+export const CARD_FORMAT_VALUES: readonly CardFormat[] = ['a2aAgentCard', 'mcpServerJson'];
+
+/**
+ * The optional `card` and `cardFormat` of a decoded spec: both absent (a spec without a card, or
+ * one written before cards existed), or a string and one of {@link CARD_FORMAT_VALUES}.
+ */
+function parseCardFields(x: Record<string, unknown>, field: string): Pick<AgentSpec, 'card' | 'cardFormat'> {
+  if (x.card === undefined && x.cardFormat === undefined) return {};
+  const card = expectString(x.card, `${field}.card`);
+  if (typeof x.cardFormat !== 'string' || !(CARD_FORMAT_VALUES as readonly string[]).includes(x.cardFormat)) {
+    throw new CommandDecodeError(`${field}.cardFormat`, `expected one of ${CARD_FORMAT_VALUES.join(', ')}, got ${JSON.stringify(x.cardFormat)}`);
+  }
+  return { card, cardFormat: x.cardFormat as CardFormat };
 }
 
 /** The fields of an {@link AgentSpec}, copied, in a fixed order (so encodings are stable). */
@@ -236,6 +257,8 @@ export function agentSpecFields(spec: AgentSpec): AgentSpec {
     capabilities: [...spec.capabilities],
     endpoints: { ...spec.endpoints },
     labels: { ...spec.labels },
+    // Written only when present, so a spec without a card encodes as before cards existed.
+    ...(spec.card !== undefined && spec.cardFormat !== undefined ? { card: spec.card, cardFormat: spec.cardFormat } : {}),
   };
 }
 

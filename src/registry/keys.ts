@@ -10,6 +10,7 @@
  * | `idx/label/<key>\x00<value>\x00<id>`       | empty (secondary index)       |
  * | `idx/health/<health>\x00<id>`              | empty (secondary index)       |
  * | `idx/name/<name>\x00<id>`                  | empty (secondary index, ordered by name) |
+ * | `idx/ver/<name>\x00<id>`                   | msgpackr `[version, createRevision]`: the versions of a name (`versions.ts`), only for a non-empty name |
  * | `idx/lease/<id>`                           | msgpackr `[ttlSeconds, modRevision]`, only for an agent with a lease |
  * | `ev/<revision, 16 hex>`                    | the watch events of that revision, msgpackr array (a window of recent revisions) |
  * | `meta/applied`                             | last applied log index, msgpackr number |
@@ -37,6 +38,12 @@ export const LABEL_INDEX_PREFIX = 'idx/label/';
 export const HEALTH_INDEX_PREFIX = 'idx/health/';
 /** Prefix of the name index (entries ordered by name, then id). */
 export const NAME_INDEX_PREFIX = 'idx/name/';
+/**
+ * Prefix of the versions index: `idx/ver/<name>\x00<id>` for every agent with a non-empty name,
+ * valued `[version, createRevision]`, so the versions of a name and its latest are one range
+ * read with no record reads. Kept by `versionsIndex` of `versions.ts` (not {@link indexKeysOf}).
+ */
+export const VERSION_INDEX_PREFIX = 'idx/ver/';
 /** Prefix of the lease index: one key per agent holding a lease, valued `[ttlSeconds, modRevision]`. */
 export const LEASE_INDEX_PREFIX = 'idx/lease/';
 /** Prefix of the watch event history: `ev/<revision, 16 hex digits>`. */
@@ -109,6 +116,16 @@ export function healthIndexKey(health: Health, id: string): string {
  */
 export function nameIndexKey(name: string, id: string): string {
   return NAME_INDEX_PREFIX + name + KEY_SEPARATOR + id;
+}
+
+/** Prefix of the versions index entries of `name`: `idx/ver/<name>\x00`. */
+export function versionIndexPrefix(name: string): string {
+  return VERSION_INDEX_PREFIX + name + KEY_SEPARATOR;
+}
+
+/** The versions index key of agent `id` named `name`: `idx/ver/<name>\x00<id>`. */
+export function versionIndexKey(name: string, id: string): string {
+  return versionIndexPrefix(name) + id;
 }
 
 /** The lease index key of agent `id`: `idx/lease/<id>`. */

@@ -9,6 +9,7 @@ import { HEALTH_VALUES } from './commands.js';
 import {
   AGENT_PREFIX,
   agentKey,
+  CAP_INDEX_PREFIX,
   capIndexPrefix,
   healthIndexPrefix,
   KEY_SEPARATOR,
@@ -51,6 +52,8 @@ export class QueryError extends Error {
 /** The filters of a find, checked and normalized (empty strings and `unspecified` health dropped). */
 export interface Filters {
   readonly capability: string | undefined;
+  /** Some capability must start with this. */
+  readonly capabilityPrefix: string | undefined;
   readonly kind: string | undefined;
   readonly labels: readonly (readonly [string, string])[];
   readonly health: Health | undefined;
@@ -66,6 +69,8 @@ export interface Filters {
  * filter too, that index and the health index are intersected (both are ordered by id: each
  * skips ahead to the other's next id, so the cost follows the shorter range, or the page when
  * matches are dense); with only a health filter (and maybe a name prefix), the health index;
+ * with a capability prefix and none of those, the capability index under `idx/cap/<prefix>`
+ * (read whole, ids sorted and de-duplicated: the cost grows with the matches);
  * with only a name prefix, the name index (`idx/name/<prefix>`, read whole, matching ids
  * sorted: the cost grows with the matches); with no filter, every record. Every filter is
  * checked on each record. Stops after `pageSize` matches plus one to know
@@ -74,7 +79,7 @@ export interface Filters {
  * reflects every write before it started and possibly some after.
  *
  * Throws {@link QueryError} with `field` `page_size` (not an integer in
- * `[0, MAX_PAGE_SIZE]`), `page_token` (not a token this method returned), `capability`,
+ * `[0, MAX_PAGE_SIZE]`), `page_token` (not a token this method returned), `capability`, `capability_prefix`,
  * `kind`, `labels`, `name_prefix` (not strings) or `health` (not a {@link Health}).
  */
 export async function findAgents(kv: KeyValueReader, query: FindQuery): Promise<FindPage> {
@@ -91,7 +96,8 @@ export async function findAgents(kv: KeyValueReader, query: FindQuery): Promise<
   let found: Agent[];
   if (prefix !== undefined && health !== undefined) found = await scanIntersection(kv, prefix, health, filters, pageSize, after);
   else if (prefix !== undefined || health !== undefined) found = await scanIndex(kv, (prefix ?? health) as string, filters, pageSize, after);
-  else if (filters.namePrefix !== undefined) found = await scanNames(kv, filters, pageSize, after);
+  else if (filters.capabilityPrefix !== undefined) found = await scanSortedIds(kv, CAP_INDEX_PREFIX + filters.capabilityPrefix, filters, pageSize, after);
+  else if (filters.namePrefix !== undefined) found = await scanSortedIds(kv, NAME_INDEX_PREFIX + filters.namePrefix, filters, pageSize, after);
   else found = await scanRecords(kv, filters, pageSize, after);
   if (found.length <= pageSize) return { agents: found, nextPageToken: '' };
   const agents = found.slice(0, pageSize);
@@ -162,11 +168,12 @@ async function scanIndex(kv: KeyValueReader, prefix: string, filters: Filters, p
 }
 
 /**
- * Finds by name prefix alone: reads every `idx/name/<prefix>` key (ordered by name), keeps the
- * ids after `after`, sorts them by id and resolves them in order; up to `pageSize + 1` matches.
+ * Finds by name prefix or capability prefix alone: reads every key under `base` (e.g.
+ * `idx/name/<prefix>`, ordered by name, or `idx/cap/<prefix>`, ordered by capability), keeps the
+ * ids after `after`, sorts them by id (an id under several capabilities once) and resolves them
+ * in order; up to `pageSize + 1` matches. The cost grows with the keys under `base`.
  */
-async function scanNames(kv: KeyValueReader, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
-  const base = NAME_INDEX_PREFIX + (filters.namePrefix ?? '');
+async function scanSortedIds(kv: KeyValueReader, base: string, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
   const ids: string[] = [];
   for await (const [key] of kv.range(base, prefixEndAny(base))) {
     // Ids never contain the separator; a name might (if written around validation).
@@ -174,10 +181,11 @@ async function scanNames(kv: KeyValueReader, filters: Filters, pageSize: number,
     if (after === undefined || compareUtf8(id, after) > 0) ids.push(id);
   }
   ids.sort(compareUtf8);
+  const unique = ids.filter((id, i) => i === 0 || ids[i - 1] !== id);
   const found: Agent[] = [];
   let next = 0;
-  while (next < ids.length && found.length <= pageSize) {
-    const chunk = ids.slice(next, next + pageSize + 1 - found.length);
+  while (next < unique.length && found.length <= pageSize) {
+    const chunk = unique.slice(next, next + pageSize + 1 - found.length);
     next += chunk.length;
     await resolve(kv, chunk, filters, pageSize, found);
   }
@@ -258,6 +266,8 @@ export function resumeKey(prefix: string, after: string | undefined): string {
 /** Whether `agent` satisfies every filter (labels match exactly, key and value). */
 export function matches(agent: Agent, filters: Filters): boolean {
   if (filters.capability !== undefined && !agent.capabilities.includes(filters.capability)) return false;
+  const capabilityPrefix = filters.capabilityPrefix;
+  if (capabilityPrefix !== undefined && !agent.capabilities.some((c) => c.startsWith(capabilityPrefix))) return false;
   if (filters.kind !== undefined && agent.kind !== filters.kind) return false;
   if (filters.health !== undefined && agent.health !== filters.health) return false;
   if (filters.namePrefix !== undefined && !agent.name.startsWith(filters.namePrefix)) return false;
@@ -269,8 +279,9 @@ export function matches(agent: Agent, filters: Filters): boolean {
 
 export function parseFilters(query: FindQuery): Filters {
   if (typeof query !== 'object' || query === null) throw new QueryError('query', 'must be an object');
-  const { capability, kind, labels, health, namePrefix } = query;
+  const { capability, capabilityPrefix, kind, labels, health, namePrefix } = query;
   if (capability !== undefined && typeof capability !== 'string') throw new QueryError('capability', 'must be a string');
+  if (capabilityPrefix !== undefined && typeof capabilityPrefix !== 'string') throw new QueryError('capability_prefix', 'must be a string');
   if (kind !== undefined && typeof kind !== 'string') throw new QueryError('kind', 'must be a string');
   if (namePrefix !== undefined && typeof namePrefix !== 'string') throw new QueryError('name_prefix', 'must be a string');
   if (health !== undefined && !(HEALTH_VALUES as readonly unknown[]).includes(health)) {
@@ -288,6 +299,7 @@ export function parseFilters(query: FindQuery): Filters {
   }
   return {
     capability: capability === undefined || capability === '' ? undefined : capability,
+    capabilityPrefix: capabilityPrefix === undefined || capabilityPrefix === '' ? undefined : capabilityPrefix,
     kind: kind === undefined || kind === '' ? undefined : kind,
     labels: labelFilters,
     // `unspecified` is the proto default: no health filter, like an empty string.

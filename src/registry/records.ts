@@ -11,6 +11,7 @@
 import { CorruptionError, type KeyValueReader, type WriteBatch } from '../storage/types.js';
 import { agentSpecFields, HEALTH_VALUES, parseAgentSpec, registryPackr } from './commands.js';
 import { agentKey, healthIndexKey, indexKeysOf, LEASE_INDEX_PREFIX, leaseIndexKey, leaseIndexValue, nameIndexKey, prefixEnd } from './keys.js';
+import type { CounterDeltas } from './counters.js';
 import type { LeaseRecord } from './lease-types.js';
 import type { Agent, AgentSpec, Health } from './types.js';
 
@@ -28,6 +29,8 @@ export function agentRecordFields(agent: Agent): Record<string, unknown> {
     modRevision: agent.modRevision,
     ttlSeconds: agent.ttlSeconds,
     health: agent.health,
+    ...(agent.createdAtMs !== undefined ? { createdAtMs: agent.createdAtMs } : {}),
+    ...(agent.updatedAtMs !== undefined ? { updatedAtMs: agent.updatedAtMs } : {}),
   };
 }
 
@@ -38,7 +41,8 @@ export function encodeAgentRecord(agent: Agent): Uint8Array {
 
 /**
  * Decodes a record written by {@link encodeAgentRecord}, stored at `key`. A record written before
- * leases and health existed decodes with `ttlSeconds` 0 and health `unspecified`. Throws
+ * leases and health existed decodes with `ttlSeconds` 0 and health `unspecified`, one written
+ * before times existed without `createdAtMs` / `updatedAtMs`. Throws
  * {@link CorruptionError} naming the key when it does not decode or has the wrong shape.
  */
 export function decodeAgentRecord(value: Uint8Array, key: string): Agent {
@@ -59,7 +63,7 @@ export function parseAgentRecord(decoded: unknown, what: string): Agent {
   } catch (err) {
     throw new CorruptionError(`${what} does not decode: ${(err as Error).message}`);
   }
-  const { createRevision, modRevision, ttlSeconds = 0, health = 'unspecified' } = decoded as Record<string, unknown>;
+  const { createRevision, modRevision, ttlSeconds = 0, health = 'unspecified', createdAtMs, updatedAtMs } = decoded as Record<string, unknown>;
   if (!isPositiveInteger(createRevision) || !isPositiveInteger(modRevision) || modRevision < createRevision) {
     throw new CorruptionError(`${what} has bad revisions`);
   }
@@ -69,7 +73,18 @@ export function parseAgentRecord(decoded: unknown, what: string): Agent {
   if (typeof health !== 'string' || !(HEALTH_VALUES as readonly string[]).includes(health)) {
     throw new CorruptionError(`${what} has a bad health`);
   }
-  return { ...spec, createRevision, modRevision, ttlSeconds, health: health as Health };
+  for (const [field, v] of [['createdAtMs', createdAtMs], ['updatedAtMs', updatedAtMs]] as const) {
+    if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) throw new CorruptionError(`${what} has a bad ${field}`);
+  }
+  return {
+    ...spec,
+    createRevision,
+    modRevision,
+    ttlSeconds,
+    health: health as Health,
+    ...(createdAtMs !== undefined ? { createdAtMs: createdAtMs as number } : {}),
+    ...(updatedAtMs !== undefined ? { updatedAtMs: updatedAtMs as number } : {}),
+  };
 }
 
 /** Whether `x` is a positive safe integer. */
@@ -83,8 +98,11 @@ export function isPositiveInteger(x: unknown): x is number {
  * `undefined` for a delete. Deterministic: derived from the records alone.
  */
 export interface RecordIndex {
-  /** Stages the index changes of replacing `existing` with `agent` (either may be absent). */
-  stage(batch: WriteBatch, existing: Agent | undefined, agent: Agent | undefined): void;
+  /**
+   * Stages the index changes of replacing `existing` with `agent` (either may be absent); an
+   * index that keeps counts adds their deltas to `counters` (see `counters.ts`).
+   */
+  stage(batch: WriteBatch, existing: Agent | undefined, agent: Agent | undefined, counters?: CounterDeltas): void;
 }
 
 /**
@@ -117,8 +135,8 @@ export const secondaryIndexes: RecordIndex = {
  * Stages the write of `agent` (replacing `existing`) or, with `agent` undefined, the delete of
  * `existing`: the record itself, then every index of `indexes`, in order.
  */
-export function stageRecord(batch: WriteBatch, indexes: readonly RecordIndex[], existing: Agent | undefined, agent: Agent | undefined): void {
-  for (const index of indexes) index.stage(batch, existing, agent);
+export function stageRecord(batch: WriteBatch, indexes: readonly RecordIndex[], existing: Agent | undefined, agent: Agent | undefined, counters?: CounterDeltas): void {
+  for (const index of indexes) index.stage(batch, existing, agent, counters);
   if (agent !== undefined) batch.put(agentKey(agent.id), encodeAgentRecord(agent));
   else if (existing !== undefined) batch.del(agentKey(existing.id));
 }

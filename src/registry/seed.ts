@@ -23,6 +23,7 @@
  * (registering them would silently replace the first). The 2025-05-16 file has 471 entries: 7
  * blank ones and 464 distinct names, so an import leaves 464 agents and 7 invalid entries.
  */
+import { specFromCard } from './formats/card.js';
 import type { AgentSpec } from './types.js';
 import { ValidationError, validateAgentSpec } from './validation.js';
 
@@ -185,4 +186,130 @@ export function parseSeed(json: unknown): SeedImport {
     }
   });
   return { agents, invalid };
+}
+
+// ---------------------------------------------------------------------------------------------
+// `registry import`: the format of a file, detected.
+
+/** The formats {@link parseImportFile} recognizes. */
+export type ImportFormat = 'mcp-seed-2025-05-16' | 'cards';
+
+/** An entry that was not imported, with the file it came from (a directory import reads several). */
+export interface ImportInvalidEntry extends SeedInvalidEntry {
+  /** The file the entry is in. */
+  readonly source: string;
+}
+
+/** What a file (or a directory of files) holds: the agents to register (distinct ids) and the skipped entries. */
+export interface ImportResult {
+  /** The format of each file read, by file name. */
+  readonly formats: Readonly<Record<string, ImportFormat>>;
+  readonly agents: AgentSpec[];
+  readonly invalid: ImportInvalidEntry[];
+}
+
+/** Whether a parsed JSON array is the 2025-05-16 seed list (entries with `version_detail` or `registry_name` packages). */
+function isSeedList(list: readonly unknown[]): boolean {
+  return list.some(
+    (e) => isRecord(e) && ('version_detail' in e || (Array.isArray(e.packages) && e.packages.some((p) => isRecord(p) && 'registry_name' in p))),
+  );
+}
+
+/** The documents of a file that is not one JSON value: JSON Lines (blank lines skipped). */
+function jsonLines(text: string, source: string): { index: number; text: string; doc?: unknown; error?: string }[] {
+  const out: { index: number; text: string; doc?: unknown; error?: string }[] = [];
+  let parsed = 0;
+  let firstError = '';
+  text.split(/\r?\n/).forEach((line) => {
+    if (line.trim() === '') return;
+    const index = out.length;
+    try {
+      out.push({ index, text: line, doc: JSON.parse(line) as unknown });
+      parsed++;
+    } catch (e) {
+      firstError ||= (e as Error).message;
+      out.push({ index, text: line, error: `line ${index + 1} is not valid JSON (${(e as Error).message})` });
+    }
+  });
+  if (parsed === 0) throw new ValidationError(source, `is neither JSON nor JSON Lines (${firstError || 'empty'})`);
+  return out;
+}
+
+/**
+ * Maps the text of one import file to agent specs, detecting its format:
+ * - the 2025-05-16 seed list of the MCP registry (a JSON array of entries with `version_detail`):
+ *   exactly {@link parseSeed};
+ * - otherwise native documents (`formats/card.ts`), each an MCP server.json (schema 2025-12-11) or
+ *   an A2A AgentCard (v1.0 or v0.3), the format told per document: a JSON array of them, JSON
+ *   Lines (one per line), or one JSON object (the whole file). Each becomes the spec
+ *   `specFromCard` derives, keeping as its card the file's text (one object), the line's text
+ *   (JSON Lines) or the element re-serialized with `JSON.stringify` (an array: the element's own
+ *   bytes are not kept apart by `JSON.parse`). An invalid document is reported with the JSON
+ *   Pointer of its first schema error (`card: /packages/0/transport is required`) and skipped.
+ *
+ * @param source the file name, for the report.
+ * @throws ValidationError naming `source` when the text is neither JSON nor JSON Lines.
+ */
+export function parseImportFile(text: string, source: string): { format: ImportFormat; agents: AgentSpec[]; invalid: ImportInvalidEntry[] } {
+  let whole: unknown;
+  let docs: { index: number; text: string; doc?: unknown; error?: string }[];
+  try {
+    whole = JSON.parse(text);
+    if (Array.isArray(whole)) {
+      if (whole.length === 0 || isSeedList(whole)) {
+        const seed = parseSeed(whole);
+        return { format: 'mcp-seed-2025-05-16', agents: seed.agents, invalid: seed.invalid.map((x) => ({ ...x, source })) };
+      }
+      docs = whole.map((doc: unknown, index) => ({ index, text: JSON.stringify(doc), doc }));
+    } else {
+      docs = [{ index: 0, text, doc: whole }];
+    }
+  } catch (e) {
+    if (!(e instanceof SyntaxError)) throw e;
+    docs = jsonLines(text, source);
+  }
+  const agents: AgentSpec[] = [];
+  const invalid: ImportInvalidEntry[] = [];
+  for (const d of docs) {
+    const name = isRecord(d.doc) && typeof d.doc.name === 'string' ? d.doc.name : '';
+    if (d.error !== undefined) {
+      invalid.push({ index: d.index, name, reason: d.error, source });
+      continue;
+    }
+    try {
+      agents.push(specFromCard({ card: d.text }, 'agent', 'card'));
+    } catch (e) {
+      if (!(e instanceof ValidationError)) throw e;
+      invalid.push({ index: d.index, name, reason: e.message, source });
+    }
+  }
+  return { format: 'cards', agents, invalid };
+}
+
+/**
+ * Maps several import files (a directory's, in the given order) to one import: their agents with
+ * distinct ids (a later entry with an id already taken is reported invalid, as the seed import
+ * does with names) and every invalid entry.
+ * @throws ValidationError naming a file that is neither JSON nor JSON Lines.
+ */
+export function parseImportFiles(files: readonly { source: string; text: string }[]): ImportResult {
+  const formats: Record<string, ImportFormat> = {};
+  const agents: AgentSpec[] = [];
+  const invalid: ImportInvalidEntry[] = [];
+  const firstSource = new Map<string, string>();
+  for (const f of files) {
+    const r = parseImportFile(f.text, f.source);
+    formats[f.source] = r.format;
+    invalid.push(...r.invalid);
+    r.agents.forEach((a, i) => {
+      const first = firstSource.get(a.id);
+      if (first !== undefined) {
+        invalid.push({ index: i, name: a.name, reason: `duplicate id ${a.id}, already imported from ${first}`, source: f.source });
+        return;
+      }
+      firstSource.set(a.id, f.source);
+      agents.push(a);
+    });
+  }
+  return { formats, agents, invalid };
 }

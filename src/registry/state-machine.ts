@@ -41,10 +41,15 @@ import { AgentTally, MAX_COUNTED_AGENT_KINDS, type AgentCount } from './agent-co
 import { EVENT_HISTORY_REVISIONS, encodeEvents, readEvents } from './event-history.js';
 import type { LeaseRecord } from './lease-types.js';
 import { decodeMembers, encodeMembers, nextMembers } from './members.js';
+import { capabilityCounts, listCapabilities } from './capabilities.js';
+import { CounterDeltaMap, flushCounters } from './counters.js';
 import { findAgents, QueryError } from './queries.js';
+import { textIndex } from './text-index.js';
+import { searchAgents } from './text-search.js';
 import { decodeAgentRecord, readLeases, secondaryIndexes, stageRecord, type RecordIndex } from './records.js';
 import { type CommandOutcome, decodeSessionResult, duplicateResult, type SessionResult, sessionOf, sessionResultOf, stageSessionResult } from './sessions.js';
-import type { Agent, Command, CommandResult, FindPage, FindQuery, Health, Member, MemberChange, WatchEvent } from './types.js';
+import type { Agent, CapabilityCount, Command, CommandResult, FindPage, FindQuery, Health, Member, MemberChange, SearchPage, SearchQuery, WatchEvent } from './types.js';
+import { pageVersions, readVersions, resolveAgentRef, versionsIndex, type VersionPageItem, type VersionPageQuery } from './versions.js';
 
 // The concepts this file ties together live in files of their own; their public names are
 // re-exported here for the callers that know the state machine as one module.
@@ -57,7 +62,7 @@ export { SESSION_WINDOW_SEQUENCES } from './sessions.js';
  * The indexes kept beside the records, in the batch of every record write and delete, in
  * order (see `records.ts`). Every node must keep the same list: the indexes travel in snapshots.
  */
-export const RECORD_INDEXES: readonly RecordIndex[] = [secondaryIndexes];
+export const RECORD_INDEXES: readonly RecordIndex[] = [secondaryIndexes, versionsIndex, textIndex, capabilityCounts];
 
 /**
  * Most committed events kept for {@link RegistryStateMachine.takeCommittedEvents} between two
@@ -83,6 +88,8 @@ interface PendingApply {
   readonly events: WatchEvent[];
   /** How the batch changes the agent counts (only kept once counts are asked for). */
   readonly tally: AgentTally;
+  /** Counter values staged in this batch, by key (see `counters.ts`). */
+  readonly counters: Map<string, number>;
 }
 
 /** The agent counts as {@link RegistryStateMachine.agentCounts} reports them. */
@@ -118,6 +125,8 @@ export class RegistryStateMachine {
   private stagedMembers: Member[] | undefined;
   /** Session results read ahead for the `applyEntries` call in progress. */
   private prefetchedSessions: Map<string, SessionResult> | undefined;
+  /** Counter deltas of the `applyEntries` call in progress, staged into its batch at its end. */
+  private readonly counterDeltas = new CounterDeltaMap();
   /** Revisions of watch events kept in the store. */
   private readonly eventHistoryRevisions: number;
   /** Events of committed batches not yet taken by {@link takeCommittedEvents}, in order. */
@@ -259,7 +268,8 @@ export class RegistryStateMachine {
    *   (logged as a warning) only advance the applied index and yield no result.
    * - Register creates or replaces: `createRevision` is kept from an existing record,
    *   `modRevision` is the entry's index, `ttlSeconds` comes from the command (0: no lease),
-   *   `health` from the command, else the existing record, else `unspecified`. Deregister of a
+   *   `health` from the command, else the existing record, else `unspecified`; `createdAtMs` /
+   *   `updatedAtMs` from the command's leader time `timeMs` (see `writeTimes`). Deregister of a
    *   missing id yields `deleted: false`.
    * - A register or deregister whose condition (`expectedRevision`, `createOnly`) fails writes
    *   nothing and yields `conflict` with the agent's current `modRevision` (0 if absent).
@@ -302,7 +312,12 @@ export class RegistryStateMachine {
     } finally {
       this.prefetched = undefined;
       this.prefetchedSessions = undefined;
-      if (pending !== undefined) batch.put(APPLIED_INDEX_KEY, registryPackr.pack(this.stagedApplied));
+      if (pending !== undefined) {
+        // One read of every counter the call touched; the new values go into the same batch.
+        if (!this.counterDeltas.empty) await flushCounters(this.store.kv, this.counterDeltas, (key) => this.stagedCounter(key), pending.batch, pending.counters);
+        batch.put(APPLIED_INDEX_KEY, registryPackr.pack(this.stagedApplied));
+      }
+      this.counterDeltas.deltas.clear();
     }
     return results;
   }
@@ -339,6 +354,15 @@ export class RegistryStateMachine {
       if (v !== undefined) this.prefetchedSessions?.set(key, decodeSessionResult(v, key));
     });
     return out;
+  }
+
+  /** A counter's value as staged in a batch not yet written (newest first), or `undefined`. */
+  private stagedCounter(key: string): number | undefined {
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const v = (this.pending[i] as PendingApply).counters.get(key);
+      if (v !== undefined) return v;
+    }
+    return undefined;
   }
 
   /** The stored first result of a session write, if it was applied before. */
@@ -447,12 +471,67 @@ export class RegistryStateMachine {
   }
 
   /**
+   * The agent `ref` names, as written to the store: the agent with id `ref` if there is one,
+   * else the version `ref` names as `<name>@<version>`, `<name>@latest` or `<name>` (its latest;
+   * see {@link resolveAgentRef}), else `undefined`. Rejects with {@link CorruptionError}.
+   */
+  async getByRef(ref: string): Promise<Agent | undefined> {
+    const direct = await this.get(ref);
+    if (direct !== undefined) return direct;
+    const id = await resolveAgentRef(this.store.kv, ref);
+    return id === undefined ? undefined : this.get(id);
+  }
+
+  /**
+   * Every agent named `name`, latest first (the order of `semver.ts`), from the versions index
+   * and one `getMany` of the records; empty for an unknown name. Rejects with
+   * {@link CorruptionError}.
+   */
+  async versions(name: string): Promise<Agent[]> {
+    const entries = await readVersions(this.store.kv, name);
+    const keys = entries.map((e) => agentKey(e.id));
+    const values = await this.store.kv.getMany(keys);
+    const out: Agent[] = [];
+    values.forEach((v, i) => {
+      if (v === undefined) return;
+      const agent = decodeAgentRecord(v, keys[i] as string);
+      if (agent.name === name) out.push(agent);
+    });
+    return out;
+  }
+
+  /**
+   * One page of versions of every name in name order, each with whether it is its name's
+   * latest (see {@link pageVersions}). Throws `VersionCursorError` on a bad cursor.
+   */
+  async versionPage(query: VersionPageQuery): Promise<{ items: VersionPageItem[]; nextCursor: string }> {
+    return pageVersions(this.store.kv, query, decodeAgentRecord, agentKey);
+  }
+
+  /**
    * One page of the agents matching every filter of `query`, ordered by id, as written to the
    * store (see {@link findAgents} for the index used and the cost). Throws {@link QueryError}
    * naming the field at fault.
    */
   async find(query: FindQuery): Promise<FindPage> {
     return findAgents(this.store.kv, query);
+  }
+
+  /**
+   * One page of a keyword search, best first, as written to the store (see {@link searchAgents}
+   * for the ranking, the plans and the cost). Throws {@link QueryError} naming the field at fault
+   * (`query`, `page_token`, or a filter as for {@link find}).
+   */
+  async search(query: SearchQuery): Promise<SearchPage> {
+    return searchAgents(this.store.kv, query);
+  }
+
+  /**
+   * The capabilities starting with `prefix` (all for `''`) and how many agents list each, ordered
+   * by capability, as written to the store; one range scan of the counts (see `capabilities.ts`).
+   */
+  async capabilities(prefix = ''): Promise<{ capabilities: CapabilityCount[]; truncated: boolean }> {
+    return listCapabilities(this.store.kv, prefix);
   }
 
   /** The pending changes of `batch`, starting them when it is not the newest batch staged into. */
@@ -462,7 +541,7 @@ export class RegistryStateMachine {
     if (this.pending.some((p) => p.batch === batch)) {
       throw new Error('applyEntries into an older batch after a newer one: batches are written in order');
     }
-    const created: PendingApply = { batch, appliedIndex: this.stagedApplied, changes: new Map(), sessions: new Map(), events: [], tally: new AgentTally() };
+    const created: PendingApply = { batch, appliedIndex: this.stagedApplied, changes: new Map(), sessions: new Map(), events: [], tally: new AgentTally(), counters: new Map() };
     this.pending.push(created);
     return created;
   }
@@ -564,6 +643,7 @@ export class RegistryStateMachine {
           modRevision: revision,
           ttlSeconds: cmd.ttlSeconds ?? 0,
           health: cmd.health ?? existing?.health ?? 'unspecified',
+          ...writeTimes(existing, cmd.timeMs),
         };
         this.writeRecord(pending, existing, agent);
         events.push({ type: 'put', agent, revision, expired: false });
@@ -612,7 +692,7 @@ export class RegistryStateMachine {
    * {@link RECORD_INDEXES} (see `records.ts`), and keeps the staged change and the counts.
    */
   private writeRecord(pending: PendingApply, existing: Agent | undefined, agent: Agent): void {
-    stageRecord(pending.batch, RECORD_INDEXES, existing, agent);
+    stageRecord(pending.batch, RECORD_INDEXES, existing, agent, this.counterDeltas);
     pending.changes.set(agent.id, agent);
     if (this.countAgentsWanted) {
       if (existing !== undefined) pending.tally.record(existing, -1);
@@ -622,7 +702,7 @@ export class RegistryStateMachine {
 
   /** Stages the deletion of `existing`: its record and every index key. */
   private deleteRecord(pending: PendingApply, existing: Agent): void {
-    stageRecord(pending.batch, RECORD_INDEXES, existing, undefined);
+    stageRecord(pending.batch, RECORD_INDEXES, existing, undefined, this.counterDeltas);
     pending.changes.set(existing.id, null);
     if (this.countAgentsWanted) pending.tally.record(existing, -1);
   }
@@ -641,6 +721,18 @@ function idsOf(cmd: Command): string[] {
     default:
       return assertNever(cmd);
   }
+}
+
+/**
+ * The times of a record a register writes at leader time `timeMs` (absent in old entries):
+ * `createdAtMs` is kept from the record it replaces (or, if that had none, taken from this
+ * write); `updatedAtMs` is this write's time, never below `createdAtMs` (leaders' clocks may
+ * disagree), else the replaced record's.
+ */
+function writeTimes(existing: Agent | undefined, timeMs: number | undefined): Pick<Agent, 'createdAtMs' | 'updatedAtMs'> {
+  const createdAtMs = existing?.createdAtMs ?? timeMs;
+  const updatedAtMs = timeMs === undefined ? existing?.updatedAtMs : Math.max(timeMs, createdAtMs ?? 0);
+  return { ...(createdAtMs !== undefined ? { createdAtMs } : {}), ...(updatedAtMs !== undefined ? { updatedAtMs } : {}) };
 }
 
 /** The reason of a failed `expectedRevision` condition. */

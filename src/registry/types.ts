@@ -17,7 +17,21 @@ export interface AgentSpec {
   /** Named endpoints, e.g. `{ grpc: "10.0.0.1:50051", repository: "https://..." }`. */
   readonly endpoints: Readonly<Record<string, string>>;
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * The agent's source document, the JSON text exactly as registered (at most
+   * `MAX_CARD_BYTES`, UTF-8), or absent. When present, `cardFormat` says what it is and the
+   * fields above were derived from it (`src/registry/formats/`).
+   */
+  readonly card?: string;
+  /** The format of `card`; present exactly when `card` is. */
+  readonly cardFormat?: CardFormat;
 }
+
+/**
+ * The formats an agent's `card` may have (proto `CardFormat`): an A2A AgentCard (v1.0 or v0.3)
+ * or an MCP `server.json` (schema 2025-12-11).
+ */
+export type CardFormat = 'a2aAgentCard' | 'mcpServerJson';
 
 /** An agent's self-reported health (proto `Health`); changes are replicated, repeats are not. */
 export type Health = 'unspecified' | 'serving' | 'degraded' | 'notServing';
@@ -31,6 +45,16 @@ export interface Agent extends AgentSpec {
   /** Lease length in seconds; 0 = no lease (the agent stays until deregistered). */
   readonly ttlSeconds: number;
   readonly health: Health;
+  /**
+   * When the record was created, in ms since the Unix epoch: the `timeMs` of the register that
+   * created it (absent when that entry carried none). Kept when the record is replaced.
+   */
+  readonly createdAtMs?: number;
+  /**
+   * When a register last wrote the record, in ms since the Unix epoch (health changes do not
+   * count): that register's `timeMs`, never below `createdAtMs`; absent when unknown.
+   */
+  readonly updatedAtMs?: number;
 }
 
 /** One change a watcher sees (etcd's watch event): the agent after a PUT, its last version for a DELETE. */
@@ -73,6 +97,12 @@ export type Command =
       readonly expectedRevision?: number;
       /** Apply only if the id is absent. */
       readonly createOnly?: boolean;
+      /**
+       * Wall-clock time of the write, in ms since the Unix epoch, as the leader's clock read it
+       * when it proposed the command (data in the log, so apply stays deterministic); it becomes
+       * the record's `createdAtMs` / `updatedAtMs`. Absent in entries written before it existed.
+       */
+      readonly timeMs?: number;
     }
   | {
       readonly type: 'deregister';
@@ -126,6 +156,8 @@ export interface MemberChange {
 /** Filters of a find; all given filters must hold (AND). Empty strings mean "any". */
 export interface FindQuery {
   readonly capability?: string;
+  /** Only agents listing some capability that starts with this (e.g. `tool:`); empty means any. */
+  readonly capabilityPrefix?: string;
   readonly kind?: string;
   readonly labels?: Readonly<Record<string, string>>;
   /** Only agents with this health. */
@@ -142,4 +174,26 @@ export interface FindQuery {
 export interface FindPage {
   readonly agents: Agent[];
   readonly nextPageToken: string;
+}
+
+/**
+ * A keyword search (`Registry.Search`): the words of `query`, ranked with BM25 over name,
+ * capabilities and description (see `text-index.ts`), and every filter of a find. `pageToken`
+ * comes from a previous search page's `nextPageToken`.
+ */
+export interface SearchQuery extends FindQuery {
+  /** Free text; at most `MAX_SEARCH_QUERY_CHARS`, at least one and at most `MAX_SEARCH_QUERY_TERMS` distinct words. */
+  readonly query: string;
+}
+
+/** One page of search results, best first (score descending, then id). `nextPageToken` is empty on the last page. */
+export interface SearchPage {
+  readonly results: { readonly agent: Agent; readonly score: number }[];
+  readonly nextPageToken: string;
+}
+
+/** A capability and the number of agents listing it (`Registry.ListCapabilities`). */
+export interface CapabilityCount {
+  readonly capability: string;
+  readonly count: number;
 }

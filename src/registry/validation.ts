@@ -9,7 +9,8 @@
  * (`\x00`): the state machine uses it as the separator of its index keys. No string may contain
  * an unpaired UTF-16 surrogate: it cannot be encoded as UTF-8, so it would not survive protobuf.
  */
-import type { AgentSpec, ClientSession, FindQuery, Health } from './types.js';
+import { queryTerms } from './text-index.js';
+import type { AgentSpec, ClientSession, FindQuery, Health, SearchQuery } from './types.js';
 
 /** Longest agent id, in chars (ids are ASCII, so also bytes). */
 export const MAX_ID_CHARS = 256;
@@ -41,8 +42,10 @@ export const MAX_LABEL_VALUE_CHARS = 256;
 export const MAX_PAGE_TOKEN_CHARS = 1024;
 /** Largest page size a request can carry (the wire type is uint32); servers cap it lower. */
 export const MAX_PAGE_SIZE_WIRE = 0xffff_ffff;
-/** Largest whole agent spec, in UTF-8 bytes of its JSON encoding after normalization (64 KiB). */
+/** Largest whole agent spec, in UTF-8 bytes of its JSON encoding after normalization (64 KiB); the card is not counted. */
 export const MAX_AGENT_BYTES = 64 * 1024;
+/** Largest card (`AgentSpec.card`, the registered A2A AgentCard or MCP server.json text), in UTF-8 bytes: the agent limit. */
+export const MAX_CARD_BYTES = MAX_AGENT_BYTES;
 /**
  * Shortest lease, in seconds (0 means no lease). It must stay at least 1.5 election timeouts
  * (the default election timeout is at most 2 s): a new leader gives every lease a fresh full TTL,
@@ -58,7 +61,7 @@ const ID_PATTERN = /^[A-Za-z0-9._:/@-]+$/;
 /** Matches an unpaired UTF-16 surrogate (paired ones are consumed as one code point in `u` mode). */
 const LONE_SURROGATE_PATTERN = /\p{Surrogate}/u;
 /** Fields a find query may carry. */
-const QUERY_FIELDS = new Set(['capability', 'kind', 'labels', 'health', 'namePrefix', 'pageSize', 'pageToken']);
+const QUERY_FIELDS = new Set(['capability', 'capabilityPrefix', 'kind', 'labels', 'health', 'namePrefix', 'pageSize', 'pageToken']);
 /** Every spelling of a health value: the internal name, the proto enum name and its number. */
 const HEALTH_SPELLINGS: ReadonlyMap<unknown, Health> = new Map<unknown, Health>([
   ['unspecified', 'unspecified'],
@@ -75,7 +78,9 @@ const HEALTH_SPELLINGS: ReadonlyMap<unknown, Health> = new Map<unknown, Health>(
   [3, 'notServing'],
 ]);
 /** Fields an agent spec may carry. */
-const SPEC_FIELDS = new Set(['id', 'name', 'kind', 'version', 'description', 'capabilities', 'endpoints', 'labels']);
+const SPEC_FIELDS = new Set(['id', 'name', 'kind', 'version', 'description', 'capabilities', 'endpoints', 'labels', 'card', 'cardFormat']);
+/** The values of `cardFormat` (proto `CardFormat` by its internal names). */
+const CARD_FORMATS: ReadonlySet<unknown> = new Set(['a2aAgentCard', 'mcpServerJson']);
 /** Fields of a stored agent that a spec may carry and that are ignored (the registry assigns them). */
 const IGNORED_FIELDS = new Set(['createRevision', 'modRevision']);
 /** How much of an offending key to quote in a field path, in chars. */
@@ -268,6 +273,7 @@ export function validateAgentSpec(input: unknown, path = 'agent'): AgentSpec {
       value: { nonEmpty: true, maxChars: MAX_ENDPOINT_VALUE_CHARS },
     }),
     labels: validateStringMap(input.labels, `${path}.labels`, LABEL_MAP_RULE),
+    ...validateCardFields(input, path),
   };
   const bytes = agentSpecBytes(spec);
   if (bytes > MAX_AGENT_BYTES) {
@@ -276,9 +282,27 @@ export function validateAgentSpec(input: unknown, path = 'agent'): AgentSpec {
   return spec;
 }
 
-/** Size of a spec as counted against {@link MAX_AGENT_BYTES}: UTF-8 bytes of its JSON encoding. */
+/**
+ * The `card` and `cardFormat` of a spec: both absent (or an empty card without a format: no
+ * card), or a card of at most {@link MAX_CARD_BYTES} with a format. This checks the envelope only;
+ * whether the card is a valid document of its format is `src/registry/formats/`'s concern.
+ */
+function validateCardFields(input: Record<string, unknown>, path: string): Pick<AgentSpec, 'card' | 'cardFormat'> {
+  const { card, cardFormat } = input;
+  if ((card === undefined || card === '') && cardFormat === undefined) return {};
+  const text = checkString(card, `${path}.card`, { nonEmpty: true, maxBytes: MAX_CARD_BYTES });
+  if (!CARD_FORMATS.has(cardFormat)) {
+    throw new ValidationError(`${path}.cardFormat`, `must be one of ${[...CARD_FORMATS].join(', ')} with a card, got ${JSON.stringify(cardFormat) ?? 'nothing'}`);
+  }
+  return { card: text, cardFormat: cardFormat as NonNullable<AgentSpec['cardFormat']> };
+}
+
+/**
+ * Size of a spec as counted against {@link MAX_AGENT_BYTES}: UTF-8 bytes of its JSON encoding,
+ * without the card (which has its own limit, {@link MAX_CARD_BYTES}).
+ */
 export function agentSpecBytes(spec: AgentSpec): number {
-  return Buffer.byteLength(JSON.stringify(spec), 'utf8');
+  return Buffer.byteLength(JSON.stringify({ ...spec, card: undefined, cardFormat: undefined }), 'utf8');
 }
 
 /**
@@ -307,6 +331,7 @@ export function validateFindQuery(input: unknown, path = 'query'): Required<Find
   }
   return {
     capability: optionalString(input.capability, `${path}.capability`, { maxChars: MAX_CAPABILITY_CHARS }),
+    capabilityPrefix: optionalString(input.capabilityPrefix, `${path}.capabilityPrefix`, { maxChars: MAX_CAPABILITY_CHARS }),
     kind: optionalString(input.kind, `${path}.kind`, { maxChars: MAX_KIND_CHARS }),
     labels: validateStringMap(input.labels, `${path}.labels`, LABEL_MAP_RULE),
     health: input.health === undefined ? 'unspecified' : validateHealth(input.health, `${path}.health`),
@@ -314,6 +339,32 @@ export function validateFindQuery(input: unknown, path = 'query'): Required<Find
     pageSize,
     pageToken: optionalString(input.pageToken, `${path}.pageToken`, { maxChars: MAX_PAGE_TOKEN_CHARS }),
   };
+}
+
+/**
+ * Checks a search query: `query` a string of at most `MAX_SEARCH_QUERY_CHARS` holding 1 to
+ * `MAX_SEARCH_QUERY_TERMS` distinct words (see `text-index.ts`), and every find filter as
+ * {@link validateFindQuery} checks it.
+ * @throws ValidationError naming the first offending field (`query.query`, `query.capability`…).
+ */
+export function validateSearchQuery(input: unknown, path = 'query'): Required<SearchQuery> {
+  if (!isRecord(input)) throw new ValidationError(path, `must be an object, got ${typeName(input)}`);
+  const { query, ...filters } = input;
+  if (typeof query !== 'string') throw new ValidationError(`${path}.query`, `must be a string, got ${typeName(query)}`);
+  try {
+    queryTerms(query);
+  } catch (err) {
+    throw new ValidationError(`${path}.query`, (err as Error).message);
+  }
+  return { ...validateFindQuery(filters, path), query };
+}
+
+/**
+ * Checks a capability prefix of `ListCapabilities` (may be empty: every capability), at most
+ * {@link MAX_CAPABILITY_CHARS}. @throws ValidationError naming `field`.
+ */
+export function validateCapabilityPrefix(input: unknown, field = 'prefix'): string {
+  return optionalString(input, field, { maxChars: MAX_CAPABILITY_CHARS });
 }
 
 /**

@@ -124,6 +124,9 @@ export interface StateMachineGeneration {
   readonly db: Sublevel;
 }
 
+/** Entries a range read takes from LevelDB per native call (`iterator.nextv`). */
+export const RANGE_READ_ENTRIES = 256;
+
 /** Options of {@link openLevelStore}. */
 export interface LevelStoreOptions {
   /** Where warnings go (a failed background clear); silent by default. */
@@ -434,7 +437,12 @@ export class LevelStore implements NodeStore {
     // abstract-level iterators read from an implicit snapshot taken when they are created.
     const it = this.live.db.iterator({ gte, lt, limit: max === Infinity ? -1 : max });
     try {
-      for await (const [key, value] of it) yield [key, value];
+      // Entries are read RANGE_READ_ENTRIES at a time (one native call each), not one by one.
+      for (;;) {
+        const entries = await it.nextv(RANGE_READ_ENTRIES);
+        if (entries.length === 0) break;
+        for (const [key, value] of entries) yield [key, value];
+      }
     } finally {
       await it.close();
     }

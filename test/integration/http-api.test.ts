@@ -144,7 +144,7 @@ describe('the HTTP/JSON front end', () => {
     expectError(await post({ agent: { id: 'bad-6' }, ttlSeconds: '99999999999999999999' }), 400, Code.INVALID_ARGUMENT, /ttlSeconds/);
     expectError(await post({ agent: { id: 'bad-7', health: 'GREAT' } }), 400, Code.INVALID_ARGUMENT, /^agent\.health: must be one of/);
     expectError(await post({ agent: { id: 'bad 8' } }), 400, Code.INVALID_ARGUMENT, /agent\.id/);
-    expectError(await post({ agent: { id: 'bad-9', description: 'x'.repeat(200_000) } }), 400, Code.INVALID_ARGUMENT, /^body: larger than/);
+    expectError(await post({ agent: { id: 'bad-9', description: 'x'.repeat(600_000) } }), 400, Code.INVALID_ARGUMENT, /^body: larger than/);
     expectError(await post({ agent: { id: 'bad-10', description: 'x'.repeat(70_000) } }), 400, Code.INVALID_ARGUMENT, /agent/);
     expectError(await call(`${base}/v1/agents`, 'POST', 'id=x', { 'content-type': 'application/x-www-form-urlencoded' }), 400, Code.INVALID_ARGUMENT, /content-type/);
     expectError(await call(`${base}/v1/agents?pageSize=abc`), 400, Code.INVALID_ARGUMENT, /^query\.pageSize/);

@@ -125,7 +125,7 @@ describe('records with leases and health', () => {
     const r = await apply(sm, store, [reg(2, spec('legacy'), { ttlSeconds: 10 })]);
     expect(r.get(2)).toMatchObject({ agent: { createRevision: 1, modRevision: 2, ttlSeconds: 10, health: 'unspecified' } });
     expect((await keys(store, 'idx/')).sort()).toEqual(
-      ['idx/health/unspecified\x00legacy', 'idx/kind/service\x00legacy', leaseIndexKey('legacy'), 'idx/name/name of legacy\x00legacy'].sort(),
+      ['idx/health/unspecified\x00legacy', 'idx/kind/service\x00legacy', leaseIndexKey('legacy'), 'idx/name/name of legacy\x00legacy', 'idx/ver/name of legacy\x00legacy'].sort(),
     );
     expect((await sm.find({ namePrefix: 'name of leg' })).agents.map((a) => a.id)).toEqual(['legacy']);
     await apply(sm, store, [setHealth(3, 'legacy', 'serving')]);

@@ -221,6 +221,7 @@ function expectedIndexKeys(records: Iterable<Agent>): string[] {
     for (const [k, v] of Object.entries(a.labels)) keys.add(`idx/label/${k}\x00${v}\x00${a.id}`);
     keys.add(`idx/health/${a.health}\x00${a.id}`);
     keys.add(`idx/name/${a.name}\x00${a.id}`);
+    if (a.name !== '') keys.add(`idx/ver/${a.name}\x00${a.id}`);
     if (a.ttlSeconds > 0) keys.add(`idx/lease/${a.id}`);
   }
   return [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
@@ -326,8 +327,12 @@ describe.each(HARNESSES)('RegistryStateMachine properties on $name', ({ name, ma
             from = last.revision + 1;
           }
           expect(paged).toEqual(history.events);
-          // Nothing else in the key space but records, indexes, events and the applied index.
-          const others = (await scanKeys(store, '\x00', '\u{10FFFF}')).filter((k) => !k.startsWith('agent/') && !k.startsWith('idx/') && !k.startsWith('ev/'));
+          // Nothing else in the key space but records, indexes, events and the applied index (the
+          // text index and the capability counts, `text/` and `count/`, are checked by
+          // text-index.property.test.ts).
+          const others = (await scanKeys(store, '\x00', '\u{10FFFF}')).filter(
+            (k) => !k.startsWith('agent/') && !k.startsWith('idx/') && !k.startsWith('ev/') && !k.startsWith('text/') && !k.startsWith('count/'),
+          );
           expect(others).toEqual(['meta/applied']);
           // find agrees with a brute-force filter, page by page.
           for (const query of queries) {

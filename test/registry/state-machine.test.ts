@@ -8,7 +8,7 @@ import {
   encodeCommand,
   registryPackr,
 } from '../../src/registry/commands.js';
-import { APPLIED_INDEX_KEY, agentKey, capIndexKey, healthIndexKey, kindIndexKey, labelIndexKey, nameIndexKey, prefixEnd } from '../../src/registry/keys.js';
+import { APPLIED_INDEX_KEY, agentKey, capIndexKey, healthIndexKey, kindIndexKey, labelIndexKey, nameIndexKey, prefixEnd, versionIndexKey } from '../../src/registry/keys.js';
 import {
   DEFAULT_PAGE_SIZE,
   MAX_PAGE_SIZE,
@@ -130,6 +130,7 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
       kindIndexKey('service', 'a'),
       labelIndexKey('env', 'prod', 'a'),
       nameIndexKey('name of a', 'a'),
+      versionIndexKey('name of a', 'a'),
     ]);
     expect(registryPackr.unpack((await store.kv.get(APPLIED_INDEX_KEY)) as Uint8Array)).toBe(1);
   });
@@ -147,6 +148,7 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
       kindIndexKey('k2', 'a'),
       labelIndexKey('env', 'b', 'a'),
       nameIndexKey('name of a', 'a'),
+      versionIndexKey('name of a', 'a'),
     ]);
     expect((await sm.find({ capability: 'x' })).agents).toEqual([]);
     expect((await sm.find({ capability: 'z' })).agents.map((a) => a.id)).toEqual(['a']);
@@ -163,7 +165,7 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
     ]);
     expect(await sm.get('a')).toBeUndefined();
     expect(await allKeys(store, 'agent/')).toEqual([agentKey('b')]);
-    expect(await allKeys(store, 'idx/')).toEqual([healthIndexKey('unspecified', 'b'), kindIndexKey('service', 'b'), nameIndexKey('name of b', 'b')]);
+    expect(await allKeys(store, 'idx/')).toEqual([healthIndexKey('unspecified', 'b'), kindIndexKey('service', 'b'), nameIndexKey('name of b', 'b'), versionIndexKey('name of b', 'b')]);
     // A new registration after a delete starts a new life: a new createRevision.
     const again = await applyAndWrite(sm, store, [reg(6, spec('a'))]);
     expect(again.get(6)).toMatchObject({ agent: { createRevision: 6, modRevision: 6 } });
@@ -190,6 +192,7 @@ describe.each(HARNESSES)('RegistryStateMachine on $name', ({ make }) => {
       kindIndexKey('service', 'a'),
       labelIndexKey('env', 'prod', 'a'),
       nameIndexKey('name of a', 'a'),
+      versionIndexKey('name of a', 'a'),
     ]);
   });
 

@@ -343,7 +343,9 @@ describe('durability: a power loss', () => {
   });
 
   it('with writes never synced (a missing fsync), a whole-cluster power loss loses acknowledged writes, which the simulator reports', async () => {
-    const sim = await started(3, 12, { skipSync: true });
+    // Whether the loss shows depends on the schedule (a snapshot file, always durable, may cover
+    // every write): seed 13 loses some with and without the text index's apply steps.
+    const sim = await started(3, 13, { skipSync: true });
     const calls = await writeMany(sim, sim.leader() as string, 'k', 10);
     expect(calls.every((c) => c.outcome === 'ok')).toBe(true);
     for (const id of sim.ids) sim.crash(id, 'power');

@@ -215,6 +215,8 @@ const agentOf = (key: string, version: string): WireAgent => ({
   health: 'HEALTH_UNSPECIFIED',
   lease_ttl_seconds: 0,
   lease_expires_unix_ms: 0,
+  card: '',
+  card_format: 'CARD_FORMAT_UNSPECIFIED',
 });
 
 /** Whether an error means the call was never accepted (it cannot have taken effect). */

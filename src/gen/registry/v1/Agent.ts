@@ -2,6 +2,7 @@
 // Original file: proto/registry/v1/registry.proto
 
 import type { Health as _registry_v1_Health, Health__Output as _registry_v1_Health__Output } from '../../registry/v1/Health.js';
+import type { CardFormat as _registry_v1_CardFormat, CardFormat__Output as _registry_v1_CardFormat__Output } from '../../registry/v1/CardFormat.js';
 import type { Long } from '@grpc/proto-loader';
 
 /**
@@ -63,6 +64,22 @@ export interface Agent {
    * The agent's lease in seconds (0: none). Output only; set it with RegisterRequest.ttl_seconds.
    */
   'lease_ttl_seconds'?: (number | string | Long);
+  /**
+   * The agent's source document, the JSON text exactly as registered: an A2A AgentCard (v1.0
+   * or v0.3) or an MCP server.json (schema 2025-12-11), at most 64 KiB of UTF-8; empty for
+   * none. On Register a card is validated against its official schema (INVALID_ARGUMENT naming
+   * the JSON Pointer of the first error, e.g. "agent.card: /skills/0/id must be string") and the
+   * fields above are derived from it: fields given beside it win (id, name, kind, version,
+   * description when non-empty; endpoint and label keys), capabilities are the union. Without an
+   * id the id is "<name>@<version>". Served back byte for byte by Get and by
+   * GET /v1/agents/{id}/card; lists (Find, Search, ListVersions, Watch) leave it empty, with
+   * card_format still naming the stored card's format, so a page stays within message limits.
+   */
+  'card'?: (string);
+  /**
+   * The format of card; CARD_FORMAT_UNSPECIFIED with a card means "detect it from the document".
+   */
+  'card_format'?: (_registry_v1_CardFormat);
 }
 
 /**
@@ -124,4 +141,20 @@ export interface Agent__Output {
    * The agent's lease in seconds (0: none). Output only; set it with RegisterRequest.ttl_seconds.
    */
   'lease_ttl_seconds': (number);
+  /**
+   * The agent's source document, the JSON text exactly as registered: an A2A AgentCard (v1.0
+   * or v0.3) or an MCP server.json (schema 2025-12-11), at most 64 KiB of UTF-8; empty for
+   * none. On Register a card is validated against its official schema (INVALID_ARGUMENT naming
+   * the JSON Pointer of the first error, e.g. "agent.card: /skills/0/id must be string") and the
+   * fields above are derived from it: fields given beside it win (id, name, kind, version,
+   * description when non-empty; endpoint and label keys), capabilities are the union. Without an
+   * id the id is "<name>@<version>". Served back byte for byte by Get and by
+   * GET /v1/agents/{id}/card; lists (Find, Search, ListVersions, Watch) leave it empty, with
+   * card_format still naming the stored card's format, so a page stays within message limits.
+   */
+  'card': (string);
+  /**
+   * The format of card; CARD_FORMAT_UNSPECIFIED with a card means "detect it from the document".
+   */
+  'card_format': (_registry_v1_CardFormat__Output);
 }

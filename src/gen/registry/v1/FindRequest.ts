@@ -42,6 +42,11 @@ export interface FindRequest {
    * Only agents whose name starts with this; empty means any.
    */
   'name_prefix'?: (string);
+  /**
+   * Only agents listing some capability that starts with this (e.g. "tool:"); empty means any.
+   * At most 128 characters.
+   */
+  'capability_prefix'?: (string);
 }
 
 /**
@@ -82,4 +87,9 @@ export interface FindRequest__Output {
    * Only agents whose name starts with this; empty means any.
    */
   'name_prefix': (string);
+  /**
+   * Only agents listing some capability that starts with this (e.g. "tool:"); empty means any.
+   * At most 128 characters.
+   */
+  'capability_prefix': (string);
 }

@@ -8,7 +8,8 @@ import type { Consistency as _registry_v1_Consistency, Consistency__Output as _r
  */
 export interface GetRequest {
   /**
-   * The id to read (same rules as Agent.id).
+   * The id to read (same rules as Agent.id), or a version reference "<name>@<version>",
+   * "<name>@latest" or "<name>" (at most 513 characters, no NUL), tried when no agent has it as id.
    */
   'id'?: (string);
   /**
@@ -22,7 +23,8 @@ export interface GetRequest {
  */
 export interface GetRequest__Output {
   /**
-   * The id to read (same rules as Agent.id).
+   * The id to read (same rules as Agent.id), or a version reference "<name>@<version>",
+   * "<name>@latest" or "<name>" (at most 513 characters, no NUL), tried when no agent has it as id.
    */
   'id': (string);
   /**

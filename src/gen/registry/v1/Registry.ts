@@ -11,8 +11,14 @@ import type { GetRequest as _registry_v1_GetRequest, GetRequest__Output as _regi
 import type { GetResponse as _registry_v1_GetResponse, GetResponse__Output as _registry_v1_GetResponse__Output } from '../../registry/v1/GetResponse.js';
 import type { HeartbeatRequest as _registry_v1_HeartbeatRequest, HeartbeatRequest__Output as _registry_v1_HeartbeatRequest__Output } from '../../registry/v1/HeartbeatRequest.js';
 import type { HeartbeatResponse as _registry_v1_HeartbeatResponse, HeartbeatResponse__Output as _registry_v1_HeartbeatResponse__Output } from '../../registry/v1/HeartbeatResponse.js';
+import type { ListCapabilitiesRequest as _registry_v1_ListCapabilitiesRequest, ListCapabilitiesRequest__Output as _registry_v1_ListCapabilitiesRequest__Output } from '../../registry/v1/ListCapabilitiesRequest.js';
+import type { ListCapabilitiesResponse as _registry_v1_ListCapabilitiesResponse, ListCapabilitiesResponse__Output as _registry_v1_ListCapabilitiesResponse__Output } from '../../registry/v1/ListCapabilitiesResponse.js';
+import type { ListVersionsRequest as _registry_v1_ListVersionsRequest, ListVersionsRequest__Output as _registry_v1_ListVersionsRequest__Output } from '../../registry/v1/ListVersionsRequest.js';
+import type { ListVersionsResponse as _registry_v1_ListVersionsResponse, ListVersionsResponse__Output as _registry_v1_ListVersionsResponse__Output } from '../../registry/v1/ListVersionsResponse.js';
 import type { RegisterRequest as _registry_v1_RegisterRequest, RegisterRequest__Output as _registry_v1_RegisterRequest__Output } from '../../registry/v1/RegisterRequest.js';
 import type { RegisterResponse as _registry_v1_RegisterResponse, RegisterResponse__Output as _registry_v1_RegisterResponse__Output } from '../../registry/v1/RegisterResponse.js';
+import type { SearchRequest as _registry_v1_SearchRequest, SearchRequest__Output as _registry_v1_SearchRequest__Output } from '../../registry/v1/SearchRequest.js';
+import type { SearchResponse as _registry_v1_SearchResponse, SearchResponse__Output as _registry_v1_SearchResponse__Output } from '../../registry/v1/SearchResponse.js';
 import type { WatchEvent as _registry_v1_WatchEvent, WatchEvent__Output as _registry_v1_WatchEvent__Output } from '../../registry/v1/WatchEvent.js';
 import type { WatchRequest as _registry_v1_WatchRequest, WatchRequest__Output as _registry_v1_WatchRequest__Output } from '../../registry/v1/WatchRequest.js';
 
@@ -51,14 +57,18 @@ export interface RegistryClient extends grpc.Client {
   find(argument: _registry_v1_FindRequest, callback: grpc.requestCallback<_registry_v1_FindResponse__Output>): grpc.ClientUnaryCall;
   
   /**
-   * Reads one agent by id. NOT_FOUND when absent.
+   * Reads one agent by id; when no agent has that id, by version: "<name>@<version>" (the
+   * agent with that name and exactly that version string), "<name>@latest" or "<name>" (the
+   * latest version of that name, as ListVersions orders them). NOT_FOUND when none matches.
    */
   Get(argument: _registry_v1_GetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _registry_v1_GetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_registry_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _registry_v1_GetRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _registry_v1_GetRequest, callback: grpc.requestCallback<_registry_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   /**
-   * Reads one agent by id. NOT_FOUND when absent.
+   * Reads one agent by id; when no agent has that id, by version: "<name>@<version>" (the
+   * agent with that name and exactly that version string), "<name>@latest" or "<name>" (the
+   * latest version of that name, as ListVersions orders them). NOT_FOUND when none matches.
    */
   get(argument: _registry_v1_GetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   get(argument: _registry_v1_GetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_registry_v1_GetResponse__Output>): grpc.ClientUnaryCall;
@@ -87,6 +97,44 @@ export interface RegistryClient extends grpc.Client {
   heartbeat(argument: _registry_v1_HeartbeatRequest, callback: grpc.requestCallback<_registry_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
   
   /**
+   * The capabilities agents list, with how many agents list each, ordered by capability;
+   * optionally only those starting with a prefix (e.g. "tool:"). Counts are kept as agents
+   * are written, so this reads one key per capability, never the agents.
+   */
+  ListCapabilities(argument: _registry_v1_ListCapabilitiesRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_ListCapabilitiesResponse__Output>): grpc.ClientUnaryCall;
+  ListCapabilities(argument: _registry_v1_ListCapabilitiesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_registry_v1_ListCapabilitiesResponse__Output>): grpc.ClientUnaryCall;
+  ListCapabilities(argument: _registry_v1_ListCapabilitiesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_ListCapabilitiesResponse__Output>): grpc.ClientUnaryCall;
+  ListCapabilities(argument: _registry_v1_ListCapabilitiesRequest, callback: grpc.requestCallback<_registry_v1_ListCapabilitiesResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * The capabilities agents list, with how many agents list each, ordered by capability;
+   * optionally only those starting with a prefix (e.g. "tool:"). Counts are kept as agents
+   * are written, so this reads one key per capability, never the agents.
+   */
+  listCapabilities(argument: _registry_v1_ListCapabilitiesRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_ListCapabilitiesResponse__Output>): grpc.ClientUnaryCall;
+  listCapabilities(argument: _registry_v1_ListCapabilitiesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_registry_v1_ListCapabilitiesResponse__Output>): grpc.ClientUnaryCall;
+  listCapabilities(argument: _registry_v1_ListCapabilitiesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_ListCapabilitiesResponse__Output>): grpc.ClientUnaryCall;
+  listCapabilities(argument: _registry_v1_ListCapabilitiesRequest, callback: grpc.requestCallback<_registry_v1_ListCapabilitiesResponse__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * Every version of one name (agents sharing a name; the id stays the unique key), latest
+   * first: semantic versions (semver 2.0 precedence) above all others, highest first; then the
+   * non-semantic ones, newest registered first. NOT_FOUND when no agent has that name.
+   */
+  ListVersions(argument: _registry_v1_ListVersionsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_ListVersionsResponse__Output>): grpc.ClientUnaryCall;
+  ListVersions(argument: _registry_v1_ListVersionsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_registry_v1_ListVersionsResponse__Output>): grpc.ClientUnaryCall;
+  ListVersions(argument: _registry_v1_ListVersionsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_ListVersionsResponse__Output>): grpc.ClientUnaryCall;
+  ListVersions(argument: _registry_v1_ListVersionsRequest, callback: grpc.requestCallback<_registry_v1_ListVersionsResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * Every version of one name (agents sharing a name; the id stays the unique key), latest
+   * first: semantic versions (semver 2.0 precedence) above all others, highest first; then the
+   * non-semantic ones, newest registered first. NOT_FOUND when no agent has that name.
+   */
+  listVersions(argument: _registry_v1_ListVersionsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_ListVersionsResponse__Output>): grpc.ClientUnaryCall;
+  listVersions(argument: _registry_v1_ListVersionsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_registry_v1_ListVersionsResponse__Output>): grpc.ClientUnaryCall;
+  listVersions(argument: _registry_v1_ListVersionsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_ListVersionsResponse__Output>): grpc.ClientUnaryCall;
+  listVersions(argument: _registry_v1_ListVersionsRequest, callback: grpc.requestCallback<_registry_v1_ListVersionsResponse__Output>): grpc.ClientUnaryCall;
+  
+  /**
    * Creates the agent, or replaces the agent with the same id (create_revision is kept).
    * INVALID_ARGUMENT on a bad spec.
    */
@@ -102,6 +150,27 @@ export interface RegistryClient extends grpc.Client {
   register(argument: _registry_v1_RegisterRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_registry_v1_RegisterResponse__Output>): grpc.ClientUnaryCall;
   register(argument: _registry_v1_RegisterRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_RegisterResponse__Output>): grpc.ClientUnaryCall;
   register(argument: _registry_v1_RegisterRequest, callback: grpc.requestCallback<_registry_v1_RegisterResponse__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * Keyword search over name, capabilities and description, ranked with BM25 (score
+   * descending, then id), combinable with every Find filter, one page at a time.
+   * INVALID_ARGUMENT for an empty query (no letters or digits), more than 16 distinct words or
+   * more than 1024 characters, and as Find for the filters.
+   */
+  Search(argument: _registry_v1_SearchRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_SearchResponse__Output>): grpc.ClientUnaryCall;
+  Search(argument: _registry_v1_SearchRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_registry_v1_SearchResponse__Output>): grpc.ClientUnaryCall;
+  Search(argument: _registry_v1_SearchRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_SearchResponse__Output>): grpc.ClientUnaryCall;
+  Search(argument: _registry_v1_SearchRequest, callback: grpc.requestCallback<_registry_v1_SearchResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * Keyword search over name, capabilities and description, ranked with BM25 (score
+   * descending, then id), combinable with every Find filter, one page at a time.
+   * INVALID_ARGUMENT for an empty query (no letters or digits), more than 16 distinct words or
+   * more than 1024 characters, and as Find for the filters.
+   */
+  search(argument: _registry_v1_SearchRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_SearchResponse__Output>): grpc.ClientUnaryCall;
+  search(argument: _registry_v1_SearchRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_registry_v1_SearchResponse__Output>): grpc.ClientUnaryCall;
+  search(argument: _registry_v1_SearchRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_registry_v1_SearchResponse__Output>): grpc.ClientUnaryCall;
+  search(argument: _registry_v1_SearchRequest, callback: grpc.requestCallback<_registry_v1_SearchResponse__Output>): grpc.ClientUnaryCall;
   
   /**
    * Streams changes from this node's applied state, in revision order with no gaps or
@@ -139,7 +208,9 @@ export interface RegistryHandlers extends grpc.UntypedServiceImplementation {
   Find: grpc.handleUnaryCall<_registry_v1_FindRequest__Output, _registry_v1_FindResponse>;
   
   /**
-   * Reads one agent by id. NOT_FOUND when absent.
+   * Reads one agent by id; when no agent has that id, by version: "<name>@<version>" (the
+   * agent with that name and exactly that version string), "<name>@latest" or "<name>" (the
+   * latest version of that name, as ListVersions orders them). NOT_FOUND when none matches.
    */
   Get: grpc.handleUnaryCall<_registry_v1_GetRequest__Output, _registry_v1_GetResponse>;
   
@@ -152,10 +223,32 @@ export interface RegistryHandlers extends grpc.UntypedServiceImplementation {
   Heartbeat: grpc.handleUnaryCall<_registry_v1_HeartbeatRequest__Output, _registry_v1_HeartbeatResponse>;
   
   /**
+   * The capabilities agents list, with how many agents list each, ordered by capability;
+   * optionally only those starting with a prefix (e.g. "tool:"). Counts are kept as agents
+   * are written, so this reads one key per capability, never the agents.
+   */
+  ListCapabilities: grpc.handleUnaryCall<_registry_v1_ListCapabilitiesRequest__Output, _registry_v1_ListCapabilitiesResponse>;
+  
+  /**
+   * Every version of one name (agents sharing a name; the id stays the unique key), latest
+   * first: semantic versions (semver 2.0 precedence) above all others, highest first; then the
+   * non-semantic ones, newest registered first. NOT_FOUND when no agent has that name.
+   */
+  ListVersions: grpc.handleUnaryCall<_registry_v1_ListVersionsRequest__Output, _registry_v1_ListVersionsResponse>;
+  
+  /**
    * Creates the agent, or replaces the agent with the same id (create_revision is kept).
    * INVALID_ARGUMENT on a bad spec.
    */
   Register: grpc.handleUnaryCall<_registry_v1_RegisterRequest__Output, _registry_v1_RegisterResponse>;
+  
+  /**
+   * Keyword search over name, capabilities and description, ranked with BM25 (score
+   * descending, then id), combinable with every Find filter, one page at a time.
+   * INVALID_ARGUMENT for an empty query (no letters or digits), more than 16 distinct words or
+   * more than 1024 characters, and as Find for the filters.
+   */
+  Search: grpc.handleUnaryCall<_registry_v1_SearchRequest__Output, _registry_v1_SearchResponse>;
   
   /**
    * Streams changes from this node's applied state, in revision order with no gaps or
@@ -173,6 +266,9 @@ export interface RegistryDefinition extends grpc.ServiceDefinition {
   Find: MethodDefinition<_registry_v1_FindRequest, _registry_v1_FindResponse, _registry_v1_FindRequest__Output, _registry_v1_FindResponse__Output>
   Get: MethodDefinition<_registry_v1_GetRequest, _registry_v1_GetResponse, _registry_v1_GetRequest__Output, _registry_v1_GetResponse__Output>
   Heartbeat: MethodDefinition<_registry_v1_HeartbeatRequest, _registry_v1_HeartbeatResponse, _registry_v1_HeartbeatRequest__Output, _registry_v1_HeartbeatResponse__Output>
+  ListCapabilities: MethodDefinition<_registry_v1_ListCapabilitiesRequest, _registry_v1_ListCapabilitiesResponse, _registry_v1_ListCapabilitiesRequest__Output, _registry_v1_ListCapabilitiesResponse__Output>
+  ListVersions: MethodDefinition<_registry_v1_ListVersionsRequest, _registry_v1_ListVersionsResponse, _registry_v1_ListVersionsRequest__Output, _registry_v1_ListVersionsResponse__Output>
   Register: MethodDefinition<_registry_v1_RegisterRequest, _registry_v1_RegisterResponse, _registry_v1_RegisterRequest__Output, _registry_v1_RegisterResponse__Output>
+  Search: MethodDefinition<_registry_v1_SearchRequest, _registry_v1_SearchResponse, _registry_v1_SearchRequest__Output, _registry_v1_SearchResponse__Output>
   Watch: MethodDefinition<_registry_v1_WatchRequest, _registry_v1_WatchEvent, _registry_v1_WatchRequest__Output, _registry_v1_WatchEvent__Output>
 }
