@@ -47,8 +47,22 @@ export class CommandDecodeError extends Error {
 /** The health values a command or record may carry (the internal names of proto `Health`). */
 export const HEALTH_VALUES: readonly Health[] = ['unspecified', 'serving', 'degraded', 'notServing'];
 
-/** Encodes a command as a versioned msgpackr map (see the module documentation). */
+/**
+ * The bytes of `packed` in a buffer of their own. msgpackr packs into a shared buffer of up to a
+ * few MiB and returns a view of it; an entry's data lives as long as the in-memory Raft log keeps
+ * the entry, and a view would keep the whole shared buffer (and everything else packed into it)
+ * alive with it: the leader's memory grew with the writes, by MiBs per few thousand entries.
+ */
+function ownBytes(packed: Uint8Array): Uint8Array {
+  return new Uint8Array(packed);
+}
+
+/** Encodes a command as a versioned msgpackr map (see the module documentation), in bytes of its own. */
 export function encodeCommand(cmd: Command): Uint8Array {
+  return ownBytes(packCommand(cmd));
+}
+
+function packCommand(cmd: Command): Uint8Array {
   switch (cmd.type) {
     case 'register':
       return registryPackr.pack({
@@ -191,7 +205,7 @@ function parseSession(x: unknown): ClientSession | undefined {
 
 /** Encodes a membership change as the data of a `config` log entry (`{ v: 1, t: 'conf', ... }`). */
 export function encodeMemberChange(c: MemberChange): Uint8Array {
-  return registryPackr.pack({ v: COMMAND_VERSION, t: 'conf', type: c.type, nodeId: c.nodeId, address: c.address });
+  return ownBytes(registryPackr.pack({ v: COMMAND_VERSION, t: 'conf', type: c.type, nodeId: c.nodeId, address: c.address }));
 }
 
 /** Decodes a `config` entry's data; throws {@link CommandDecodeError} naming the field. */

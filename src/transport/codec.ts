@@ -382,7 +382,9 @@ function entryTypeAt(o: Obj, key: string, path: string): EntryType {
 function entryOf(v: unknown, path: string): Entry {
   const o = objectAt(v, path);
   const p = `${path}.`;
-  return { term: termAt(o, 'term', p), index: indexAt(o, 'index', p), type: entryTypeAt(o, 'type', p), data: bytesAt(o, 'data', p) };
+  // A copy: the decoded bytes are a view of the whole received message (a batch of up to
+  // MiBs), which the in-memory log would keep alive for as long as it keeps this one entry.
+  return { term: termAt(o, 'term', p), index: indexAt(o, 'index', p), type: entryTypeAt(o, 'type', p), data: new Uint8Array(bytesAt(o, 'data', p)) };
 }
 
 function confStateOf(v: unknown, path: string): ConfState {
