@@ -261,21 +261,31 @@ export function postingImpact(tfs: readonly number[], docLength: number): number
   return Math.min(IMPACT_SCALE - 1, Math.floor(((IMPACT_SCALE - 1) * num) / den));
 }
 
-/** Encodes a posting's value: `[docLength, tf per field…]`. */
+/**
+ * Bytes of a posting's value: `docLength` then the term frequency of each of
+ * {@link TEXT_FIELDS}, each a little-endian uint16 (a field holds at most
+ * {@link MAX_TOKENS_PER_FIELD} tokens, so every value fits). Fixed width, so a search decodes a
+ * posting with a few byte reads instead of a msgpack decode.
+ */
+export const POSTING_VALUE_BYTES = 2 * (TEXT_FIELDS.length + 1);
+
+/** Encodes a posting's value: `[docLength, tf per field…]` as {@link POSTING_VALUE_BYTES} bytes. */
 export function encodePosting(docLength: number, tfs: readonly number[]): Uint8Array {
-  return registryPackr.pack([docLength, ...tfs]);
+  const out = new Uint8Array(POSTING_VALUE_BYTES);
+  [docLength, ...tfs].forEach((v, i) => {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new RangeError(`posting value ${v} does not fit 16 bits`);
+    out[2 * i] = v & 0xff;
+    out[2 * i + 1] = v >>> 8;
+  });
+  return out;
 }
 
 /** Decodes a posting's value, or `undefined` when it is not one. */
 export function decodePosting(value: Uint8Array): { docLength: number; tfs: number[] } | undefined {
-  let d: unknown;
-  try {
-    d = registryPackr.unpack(value);
-  } catch {
-    return undefined;
-  }
-  if (!Array.isArray(d) || d.length !== TEXT_FIELDS.length + 1 || !d.every((x) => Number.isSafeInteger(x) && (x as number) >= 0)) return undefined;
-  return { docLength: d[0] as number, tfs: d.slice(1) as number[] };
+  if (value.length !== POSTING_VALUE_BYTES) return undefined;
+  const tfs: number[] = [];
+  for (let i = 1; i <= TEXT_FIELDS.length; i++) tfs.push((value[2 * i] as number) | ((value[2 * i + 1] as number) << 8));
+  return { docLength: (value[0] as number) | ((value[1] as number) << 8), tfs };
 }
 
 /** The postings of `agent`: key → value, in term order of first occurrence. */

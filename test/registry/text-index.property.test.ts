@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { logIndex, term, type Entry } from '../../src/raft/types.js';
 import { encodeCommand, registryPackr } from '../../src/registry/commands.js';
 import { RegistryStateMachine } from '../../src/registry/state-machine.js';
-import { tokenize } from '../../src/registry/text-index.js';
+import { decodePosting, tokenize } from '../../src/registry/text-index.js';
 import type { Agent, AgentSpec, Command, Health, SearchQuery } from '../../src/registry/types.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
 import type { NodeStore } from '../../src/storage/types.js';
@@ -148,7 +148,13 @@ function expectedKeys(records: Iterable<Agent>): Map<string, unknown> {
 async function actualKeys(store: NodeStore): Promise<Map<string, unknown>> {
   const out = new Map<string, unknown>();
   for (const [gte, lt] of [['text/', 'text0'], ['count/', 'count0']] as const) {
-    for await (const [k, v] of store.kv.range(gte, lt)) out.set(k, registryPackr.unpack(v));
+    for await (const [k, v] of store.kv.range(gte, lt)) {
+      // Postings are fixed-width [docLength, tf per field] uint16s; the counters are msgpack.
+      if (k.startsWith('text/p/')) {
+        const posting = decodePosting(v);
+        out.set(k, posting === undefined ? v : [posting.docLength, ...posting.tfs]);
+      } else out.set(k, registryPackr.unpack(v));
+    }
   }
   return out;
 }
