@@ -381,6 +381,24 @@ export function buildProgram(ctx: CliContext): Command {
     });
 
   program
+    .command('versions')
+    .description('every version of the agents with this name, latest first')
+    .argument('<name>', 'the name (exactly), e.g. io.github.apache/iotdb-mcp-server')
+    .option('--serializable', 'read the answering node\'s local state (maybe stale)')
+    .action(async (name: string, options: { serializable?: boolean }, command: Command) => {
+      await withClient(command, async (client, json) => {
+        const res = await client.listVersions(name, { consistency: options.serializable ? 'serializable' : 'linearizable' });
+        if (json) {
+          io.out(JSON.stringify(res, null, 2));
+          return;
+        }
+        const rows = res.agents.map((a) => [a.version, a.id === res.latestId ? 'latest' : '', a.id, String(a.modRevision)]);
+        for (const line of formatTable(['VERSION', '', 'ID', 'REVISION'], rows)) io.out(line);
+        io.out(`${res.agents.length} version${res.agents.length === 1 ? '' : 's'} (revision ${res.revision})`);
+      });
+    });
+
+  program
     .command('deregister')
     .description('remove one agent')
     .argument('<id>', 'the agent id')

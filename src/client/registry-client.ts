@@ -275,6 +275,18 @@ export class RegistryClient {
   }
 
   /**
+   * Every version of the agents named `name` (`Agent.name`, exactly), latest first
+   * (`Registry.ListVersions`: semantic version precedence, then publication order).
+   * @throws RegistryError `NOT_FOUND` for a name no agent has, `INVALID_ARGUMENT` for an empty
+   * or over-long name.
+   */
+  async listVersions(name: string, options: ReadOptions = {}): Promise<{ agents: Agent[]; latestId: string; revision: number }> {
+    if (typeof name !== 'string' || name === '') throw new RegistryError(grpc.status.INVALID_ARGUMENT, 'name must not be empty');
+    const res = await this.invoke('read', RegistryService.ListVersions, { name, consistency: consistencyToWire(options.consistency) });
+    return { agents: (res.agents ?? []).map(agentFromWire), latestId: res.latest_id ?? '', revision: Number(res.revision) };
+  }
+
+  /**
    * Removes an agent; an absent id answers `deleted: false`.
    * @throws RegistryError `INVALID_ARGUMENT` for a bad id.
    */

@@ -215,5 +215,15 @@ describe('the MCP registry read API on a 3-node cluster with the real data', () 
     const unknown = await get(`${base}/v1/agents:versions?name=nobody`);
     expect(unknown.status).toBe(404);
     expect(unknown.body.code).toBe(5);
+    // The same over gRPC, through the client and the CLI.
+    const client = cluster.client();
+    const res = await client.listVersions(VERSIONED);
+    expect(res.agents.map((a) => a.version)).toEqual(['1.10.0', '1.9.0-beta', '1.0.0', 'nightly']);
+    expect(res.latestId).toBe(`${VERSIONED}@1.10.0`);
+    client.close();
+    const cli = await runBinary(REGISTRY_BIN, ['--endpoints', cluster.endpoints().join(','), 'versions', VERSIONED]);
+    expect(cli.code, cli.out).toBe(0);
+    expect(cli.out).toMatch(/1\.10\.0\s+latest/);
+    expect(cli.out).toMatch(/4 versions/);
   });
 });
