@@ -44,6 +44,8 @@ export const ENDPOINTS_ENV = 'REGISTRY_ENDPOINTS';
 export const SEARCH_CLI_PAGE_SIZE = 100;
 /** How many registrations `import` keeps in flight at once. */
 export const IMPORT_CONCURRENCY = 32;
+/** Results `registry search` shows unless `--limit` says otherwise. */
+export const SEARCH_CLI_DEFAULT_LIMIT = 10;
 
 /** Where the CLI writes. Each call of `out`/`err` is one line (the newline is added). */
 export interface CliIo {
@@ -321,7 +323,7 @@ export function buildProgram(ctx: CliContext): Command {
     .option('--capability-prefix <p>', 'only agents with a capability starting with this (e.g. tool:)')
     .option('--kind <k>', 'only agents of this kind')
     .option('--label <k=v>', 'only agents with this label (repeatable)', collectLabel, {} as Record<string, string>)
-    .option('--limit <n>', 'show this many results', '10')
+    .option('--limit <n>', 'show this many results', String(SEARCH_CLI_DEFAULT_LIMIT))
     .option('--serializable', 'read the answering node\'s local state (maybe stale)')
     .action(
       async (
