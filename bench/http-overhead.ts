@@ -76,7 +76,7 @@ async function main(): Promise<void> {
     const results = new Map<string, hdr.Histogram>();
     let n = 0;
     for (const call of ['get', 'register']) {
-      for (const [api, calls] of [['grpc', grpcCalls], ['http', httpCalls]] as const) {
+      for (const calls of [grpcCalls, httpCalls]) {
         for (let i = 0; i < opts.warmup; i++) await (calls[call] as Call)(n++);
       }
       for (let round = 0; round < opts.rounds; round++) {

@@ -147,26 +147,26 @@ export class GrpcLeaderLink implements LeaderLink {
 
   /** {@inheritDoc LeaderLink.call} */
   call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string): Promise<ForwardedCalls[M][1]> {
-    const client = this.clientFor(SERVICE_OF[method], to.address);
     const md = new grpc.Metadata();
     md.set(FORWARDED_METADATA_KEY, from);
-    type Method = (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: ForwardedCalls[M][1]) => void) => void;
+    return this.unary(SERVICE_OF[method], to.address, method, request, md, budgetMs);
+  }
+
+  /** {@inheritDoc LeaderLink.status} */
+  status(to: Member, budgetMs: number): Promise<StatusResponse> {
+    return this.unary('cluster', to.address, 'Status', {}, new grpc.Metadata(), budgetMs);
+  }
+
+  /** One unary call of `method` on `service` at `address`; a failure rejects with an {@link ApiError} of its status. */
+  private unary<Res>(service: 'registry' | 'cluster', address: string, method: string, request: unknown, md: grpc.Metadata, budgetMs: number): Promise<Res> {
+    const client = this.clientFor(service, address);
+    type Method = (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Res) => void) => void;
     const fn = (client as unknown as Record<string, Method>)[method] as Method;
     return new Promise((resolve, reject) => {
       fn.call(client, request, md, { deadline: Date.now() + budgetMs }, (err, value) => {
         if (err) reject(new ApiError((err.code as number as Code) ?? Code.UNKNOWN, err.details || err.message));
         else resolve(value);
       });
-    });
-  }
-
-  /** {@inheritDoc LeaderLink.status} */
-  status(to: Member, budgetMs: number): Promise<StatusResponse> {
-    const client = this.clientFor('cluster', to.address);
-    type Method = (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: StatusResponse) => void) => void;
-    const fn = (client as unknown as Record<string, Method>).Status as Method;
-    return new Promise((resolve, reject) => {
-      fn.call(client, {}, new grpc.Metadata(), { deadline: Date.now() + budgetMs }, (err, value) => (err ? reject(new ApiError((err.code as number as Code) ?? Code.UNKNOWN, err.details || err.message)) : resolve(value)));
     });
   }
 

@@ -38,6 +38,7 @@ import {
   searchQueryFromWire,
   specFromWire,
   statusToWire,
+  type ClusterMember,
   type AddMemberRequest,
   type DeregisterRequest,
   type DeregisterResponse,
@@ -437,14 +438,9 @@ export class RegistryApi {
   /** `Cluster.Status`: this node's view of the cluster. */
   status(): StatusResponse {
     const st = this.ctx.raft.status();
-    this.learnPeerHttpAddresses();
-    const own = this.ctx.httpAddress ?? '';
-    const members = this.ctx.members().map((m) => {
-      const http = m.id === this.ctx.id ? own : (this.peerHttp.get(m.id)?.address ?? '');
-      return { id: m.id, address: m.address, voter: m.voter, ...(http ? { httpAddress: http } : {}) };
-    });
+    const members = this.membersWithHttp();
     return statusToWire({
-      httpAddress: own,
+      httpAddress: this.ctx.httpAddress ?? '',
       nodeId: this.ctx.id,
       leaderId: st.leaderId,
       term: st.currentTerm,
@@ -615,9 +611,24 @@ export class RegistryApi {
     return { members: result.members.map(memberToWire), revision: result.revision };
   }
 
-  /** The membership as this node has applied it, at its applied index. */
-  private memberList(): MemberListResponse {
-    return { members: this.ctx.members().map(memberToWire), revision: this.ctx.raft.appliedIndex };
+  /** The membership as this node has applied it, with the HTTP addresses known, at its applied index. */
+  memberList(): MemberListResponse {
+    return { members: this.membersWithHttp().map(memberToWire), revision: this.ctx.raft.appliedIndex };
+  }
+
+  /** The HTTP addresses of the members known so far (this node's and those its peers reported). */
+  memberHttpAddresses(): string[] {
+    return this.membersWithHttp().flatMap((m) => (m.httpAddress ? [m.httpAddress] : []));
+  }
+
+  /** The members, each with its HTTP address when known; asks peers whose address is not (see {@link learnPeerHttpAddresses}). */
+  private membersWithHttp(): ClusterMember[] {
+    this.learnPeerHttpAddresses();
+    const own = this.ctx.httpAddress ?? '';
+    return this.ctx.members().map((m) => {
+      const http = m.id === this.ctx.id ? own : (this.peerHttp.get(m.id)?.address ?? '');
+      return { id: m.id, address: m.address, voter: m.voter, ...(http ? { httpAddress: http } : {}) };
+    });
   }
 
   /** Waits until the leader has replicated to `id` within {@link PROMOTE_MAX_LAG_ENTRIES} of its log. */

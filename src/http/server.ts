@@ -307,7 +307,7 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
   const extra = new Set(opts.corsOrigins ?? []);
   const originAllowed = (origin: string): boolean => {
     if (extra.has('*') || extra.has(origin)) return true;
-    return api.status().members.some((m) => m.http_address !== '' && `http://${m.http_address}` === origin);
+    return api.memberHttpAddresses().some((a) => `http://${a}` === origin);
   };
   await app.register(fastifyCors, {
     origin: (origin, cb) => cb(null, origin !== undefined && originAllowed(origin)),
@@ -548,7 +548,7 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
 
   app.get('/v1/cluster/members', {
     schema: { summary: 'The members as this node knows them', tags: ['cluster'], response: { 200: responseSchema('MemberListResponse') } },
-  }, async () => toJson('MemberListResponse', { members: api.status().members, revision: raft.appliedIndex }));
+  }, async () => toJson('MemberListResponse', api.memberList()));
 
   app.post('/v1/cluster/members', {
     schema: { summary: 'Add a member (a learner, promoted once caught up unless learner=true)', tags: ['cluster'], body: messageSchema('AddMemberRequest'), response: { 200: responseSchema('MemberListResponse'), ...errorResponses } },

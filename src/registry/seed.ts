@@ -26,6 +26,7 @@
 import { specFromCard } from './formats/card.js';
 import type { AgentSpec } from './types.js';
 import { ValidationError, validateAgentSpec } from './validation.js';
+import { isRecord } from '../util/json.js';
 
 /** The kind given to every imported agent. */
 export const SEED_AGENT_KIND = 'mcp-server';
@@ -48,11 +49,6 @@ export interface SeedInvalidEntry {
 export interface SeedImport {
   readonly agents: AgentSpec[];
   readonly invalid: SeedInvalidEntry[];
-}
-
-/** Whether `v` is a non-null, non-array object. */
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** A string field of the raw entry: absent/null becomes `''`; another type is an error naming `field`. */

@@ -33,7 +33,6 @@
  * used only when a search scores.
  */
 import type { WriteBatch } from '../storage/types.js';
-import { registryPackr } from './commands.js';
 import type { CounterDeltas } from './counters.js';
 import type { RecordIndex } from './records.js';
 import type { Agent } from './types.js';

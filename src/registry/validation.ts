@@ -11,6 +11,7 @@
  */
 import { queryTerms } from './text-index.js';
 import type { AgentSpec, ClientSession, FindQuery, Health, SearchQuery } from './types.js';
+import { isRecord } from '../util/json.js';
 
 /** Longest agent id, in chars (ids are ASCII, so also bytes). */
 export const MAX_ID_CHARS = 256;
@@ -121,11 +122,6 @@ function typeName(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'array';
   return typeof value;
-}
-
-/** Whether `value` is a plain object (not null, not an array). */
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 interface StringRule {

@@ -41,8 +41,6 @@ const keyOf = (k: number): string => `k${k}`;
 export const SIM_KEY_NAMES: readonly string[] = Array.from({ length: SIM_KEYS }, (_, i) => keyOf(i));
 
 const node = fc.nat({ max: 4 });
-/** Time that passes after a client call is issued, in ms (calls overlap). */
-const gap = fc.integer({ min: 0, max: 400 });
 /** Probability that a snapshot transfer of a schedule is cut part-way, faults or not. */
 export const SCHEDULE_FLAKY_SNAPSHOTS = 0.1;
 /** Time before the first event, in ms, so most runs start with a leader. */

@@ -22,29 +22,17 @@
  */
 import { childPointer, DerivedBuilder, type DerivedFields } from './derived.js';
 import type { CardSchemaId } from './schemas.js';
+import { arrayOr, isRecord, stringOr } from '../../util/json.js';
 
 /** The kind of an agent registered from an A2A AgentCard. */
 export const A2A_AGENT_KIND = 'a2a-agent';
 /** The v0.3 transport of the main `url` when `preferredTransport` is absent (a2a.json default). */
 export const A2A_V03_DEFAULT_TRANSPORT = 'JSONRPC';
 
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
-function list(v: unknown): unknown[] {
-  return Array.isArray(v) ? v : [];
-}
 
 /** The schema an AgentCard is checked against (see the module comment). */
 export function a2aSchemaOf(card: unknown): CardSchemaId {
-  if (!isObject(card) || 'supportedInterfaces' in card) return 'a2a-v1.0';
+  if (!isRecord(card) || 'supportedInterfaces' in card) return 'a2a-v1.0';
   if (['url', 'preferredTransport', 'additionalInterfaces', 'protocolVersion'].some((k) => k in card)) return 'a2a-v0.3';
   return 'a2a-v1.0';
 }
@@ -55,32 +43,32 @@ export function a2aSchemaOf(card: unknown): CardSchemaId {
  * @throws CardValidationError when a derived value breaks an agent limit, naming its card path.
  */
 export function deriveA2aFields(card: unknown, schema: CardSchemaId, field: string): DerivedFields {
-  const c = isObject(card) ? card : {};
+  const c = isRecord(card) ? card : {};
   const b = new DerivedBuilder(field, A2A_AGENT_KIND);
-  b.setScalars({ name: str(c.name), version: str(c.version), description: str(c.description) }, { name: '/name', version: '/version', description: '/description' });
+  b.setScalars({ name: stringOr(c.name), version: stringOr(c.version), description: stringOr(c.description) }, { name: '/name', version: '/version', description: '/description' });
 
-  list(c.skills).forEach((skill, i) => {
-    if (!isObject(skill)) return;
-    b.capability('skill:', str(skill.id), childPointer('/skills', i, 'id'));
-    list(skill.tags).forEach((tag, j) => b.capability('tag:', str(tag), childPointer('/skills', i, 'tags', j)));
+  arrayOr(c.skills).forEach((skill, i) => {
+    if (!isRecord(skill)) return;
+    b.capability('skill:', stringOr(skill.id), childPointer('/skills', i, 'id'));
+    arrayOr(skill.tags).forEach((tag, j) => b.capability('tag:', stringOr(tag), childPointer('/skills', i, 'tags', j)));
   });
-  list(c.defaultInputModes).forEach((m, i) => b.capability('input:', str(m), childPointer('/defaultInputModes', i)));
-  list(c.defaultOutputModes).forEach((m, i) => b.capability('output:', str(m), childPointer('/defaultOutputModes', i)));
+  arrayOr(c.defaultInputModes).forEach((m, i) => b.capability('input:', stringOr(m), childPointer('/defaultInputModes', i)));
+  arrayOr(c.defaultOutputModes).forEach((m, i) => b.capability('output:', stringOr(m), childPointer('/defaultOutputModes', i)));
 
   if (schema === 'a2a-v0.3') {
-    b.endpoint((str(c.preferredTransport) || A2A_V03_DEFAULT_TRANSPORT).toLowerCase(), str(c.url), '/url');
-    list(c.additionalInterfaces).forEach((itf, i) => {
-      if (isObject(itf)) b.endpoint(str(itf.transport).toLowerCase(), str(itf.url), childPointer('/additionalInterfaces', i));
+    b.endpoint((stringOr(c.preferredTransport) || A2A_V03_DEFAULT_TRANSPORT).toLowerCase(), stringOr(c.url), '/url');
+    arrayOr(c.additionalInterfaces).forEach((itf, i) => {
+      if (isRecord(itf)) b.endpoint(stringOr(itf.transport).toLowerCase(), stringOr(itf.url), childPointer('/additionalInterfaces', i));
     });
   } else {
-    list(c.supportedInterfaces).forEach((itf, i) => {
-      if (isObject(itf)) b.endpoint(str(itf.protocolBinding).toLowerCase(), str(itf.url), childPointer('/supportedInterfaces', i));
+    arrayOr(c.supportedInterfaces).forEach((itf, i) => {
+      if (isRecord(itf)) b.endpoint(stringOr(itf.protocolBinding).toLowerCase(), stringOr(itf.url), childPointer('/supportedInterfaces', i));
     });
   }
 
-  if (isObject(c.provider)) {
-    b.label('provider.organization', str(c.provider.organization), '/provider/organization');
-    b.label('provider.url', str(c.provider.url), '/provider/url');
+  if (isRecord(c.provider)) {
+    b.label('provider.organization', stringOr(c.provider.organization), '/provider/organization');
+    b.label('provider.url', stringOr(c.provider.url), '/provider/url');
   }
   return b.build();
 }

@@ -20,6 +20,7 @@ import { a2aSchemaOf, deriveA2aFields } from './a2a.js';
 import { CardValidationError, type DerivedFields } from './derived.js';
 import { deriveMcpServerFields } from './mcp-server.js';
 import { validateAgainstSchema, type CardSchemaId } from './schemas.js';
+import { isRecord } from '../../util/json.js';
 
 export { CardValidationError } from './derived.js';
 export type { DerivedFields } from './derived.js';
@@ -37,17 +38,13 @@ export interface ParsedCard {
   readonly schema: CardSchemaId;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /**
  * The format a parsed document looks like, or `undefined`: an A2A AgentCard has `skills`,
  * `supportedInterfaces` or `protocolVersion`; an MCP server.json has a `$schema` under
  * `modelcontextprotocol.io`, `packages` or `remotes`, or a reverse-DNS `name` with a `/`.
  */
 export function detectCardFormat(doc: unknown): CardFormat | undefined {
-  if (!isObject(doc)) return undefined;
+  if (!isRecord(doc)) return undefined;
   if ('skills' in doc || 'supportedInterfaces' in doc || 'protocolVersion' in doc || 'defaultInputModes' in doc) return 'a2aAgentCard';
   if (typeof doc.$schema === 'string' && doc.$schema.includes('modelcontextprotocol.io')) return 'mcpServerJson';
   if ('packages' in doc || 'remotes' in doc) return 'mcpServerJson';
@@ -72,7 +69,7 @@ export function parseCard(text: string, format: CardFormat | undefined, field = 
   } catch (err) {
     throw new CardValidationError(field, '', `is not valid JSON (${(err as Error).message})`);
   }
-  if (!isObject(doc)) throw new CardValidationError(field, '', 'must be a JSON object');
+  if (!isRecord(doc)) throw new CardValidationError(field, '', 'must be a JSON object');
   const f = format ?? detectCardFormat(doc);
   if (f === undefined) {
     throw new ValidationError(`${field}Format`, 'is required: the card is neither recognizably an A2A AgentCard nor an MCP server.json');

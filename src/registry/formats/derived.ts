@@ -18,6 +18,7 @@ import {
   MAX_VERSION_CHARS,
   ValidationError,
 } from '../validation.js';
+import type { AgentSpec } from '../types.js';
 
 /** How much of an offending derived value to quote in an error, in chars. */
 const MAX_QUOTED_VALUE_CHARS = 60;
@@ -52,17 +53,11 @@ export function childPointer(parent: string, ...keys: (string | number)[]): stri
   return parent + keys.map((k) => `/${pointerToken(k)}`).join('');
 }
 
-/** The fields of an agent spec that a card derives (everything but the id and the card). */
-export interface DerivedFields {
-  readonly name: string;
-  readonly kind: string;
-  readonly version: string;
-  readonly description: string;
-  /** Distinct, in the order the card lists them. */
-  readonly capabilities: readonly string[];
-  readonly endpoints: Readonly<Record<string, string>>;
-  readonly labels: Readonly<Record<string, string>>;
-}
+/**
+ * The fields of an agent spec that a card derives (everything but the id and the card);
+ * capabilities distinct, in the order the card lists them.
+ */
+export type DerivedFields = Pick<AgentSpec, 'name' | 'kind' | 'version' | 'description' | 'capabilities' | 'endpoints' | 'labels'>;
 
 function quote(value: string): string {
   const chars = [...value];

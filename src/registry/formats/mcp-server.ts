@@ -25,6 +25,7 @@
  * server.json for every other registry.
  */
 import { CardValidationError, childPointer, DerivedBuilder, type DerivedFields } from './derived.js';
+import { arrayOr, isRecord, stringOr } from '../../util/json.js';
 
 /** The kind of an agent registered from an MCP server.json (the same as the seed import's). */
 export const MCP_SERVER_KIND = 'mcp-server';
@@ -37,22 +38,10 @@ export const MAX_MCP_SERVER_FEATURES = 64;
 
 type Json = Record<string, unknown>;
 
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
-function list(v: unknown): unknown[] {
-  return Array.isArray(v) ? v : [];
-}
-
 /** The server's own features listed under `_meta[MCP_PUBLISHER_META_KEY]`, checked. */
 function serverFeatures(doc: Json, field: string): { capability: string; pointer: string }[] {
-  const meta = isObject(doc._meta) ? doc._meta[MCP_PUBLISHER_META_KEY] : undefined;
-  if (!isObject(meta)) return [];
+  const meta = isRecord(doc._meta) ? doc._meta[MCP_PUBLISHER_META_KEY] : undefined;
+  if (!isRecord(meta)) return [];
   const base = childPointer('/_meta', MCP_PUBLISHER_META_KEY);
   const out: { capability: string; pointer: string }[] = [];
   for (const [member, key, prefix] of [
@@ -65,7 +54,7 @@ function serverFeatures(doc: Json, field: string): { capability: string; pointer
     const at = childPointer(base, member);
     if (!Array.isArray(value)) throw new CardValidationError(field, at, 'must be array');
     value.forEach((item, i) => {
-      if (!isObject(item)) throw new CardValidationError(field, childPointer(at, i), 'must be object');
+      if (!isRecord(item)) throw new CardValidationError(field, childPointer(at, i), 'must be object');
       const v = item[key];
       if (typeof v !== 'string') throw new CardValidationError(field, childPointer(at, i, key), v === undefined ? 'is required' : 'must be string');
       if (v === '') throw new CardValidationError(field, childPointer(at, i, key), 'must not be empty');
@@ -85,32 +74,32 @@ function serverFeatures(doc: Json, field: string): { capability: string; pointer
  *   shape, or a derived value breaks an agent limit; the message names the path.
  */
 export function deriveMcpServerFields(doc: unknown, field: string): DerivedFields {
-  const d = isObject(doc) ? doc : {};
+  const d = isRecord(doc) ? doc : {};
   const b = new DerivedBuilder(field, MCP_SERVER_KIND);
-  b.setScalars({ name: str(d.name), version: str(d.version), description: str(d.description) }, { name: '/name', version: '/version', description: '/description' });
+  b.setScalars({ name: stringOr(d.name), version: stringOr(d.version), description: stringOr(d.description) }, { name: '/name', version: '/version', description: '/description' });
 
-  list(d.packages).forEach((p, i) => {
-    if (!isObject(p)) return;
-    b.capability('package:', str(p.registryType), childPointer('/packages', i, 'registryType'));
-    if (isObject(p.transport)) b.capability('transport:', str(p.transport.type), childPointer('/packages', i, 'transport', 'type'));
+  arrayOr(d.packages).forEach((p, i) => {
+    if (!isRecord(p)) return;
+    b.capability('package:', stringOr(p.registryType), childPointer('/packages', i, 'registryType'));
+    if (isRecord(p.transport)) b.capability('transport:', stringOr(p.transport.type), childPointer('/packages', i, 'transport', 'type'));
   });
-  const remotes = list(d.remotes);
+  const remotes = arrayOr(d.remotes);
   remotes.forEach((r, i) => {
-    if (!isObject(r)) return;
-    b.capability('transport:', str(r.type), childPointer('/remotes', i, 'type'));
+    if (!isRecord(r)) return;
+    b.capability('transport:', stringOr(r.type), childPointer('/remotes', i, 'type'));
   });
   if (remotes.length > 0) b.capability('', MCP_REMOTE_CAPABILITY, '/remotes');
   for (const f of serverFeatures(d, field)) b.capability('', f.capability, f.pointer);
 
   remotes.forEach((r, i) => {
-    if (isObject(r)) b.endpoint(str(r.type), str(r.url), childPointer('/remotes', i, 'url'));
+    if (isRecord(r)) b.endpoint(stringOr(r.type), stringOr(r.url), childPointer('/remotes', i, 'url'));
   });
-  const repository = isObject(d.repository) ? d.repository : {};
-  b.endpoint('repository', str(repository.url), '/repository/url');
-  b.endpoint('website', str(d.websiteUrl), '/websiteUrl');
+  const repository = isRecord(d.repository) ? d.repository : {};
+  b.endpoint('repository', stringOr(repository.url), '/repository/url');
+  b.endpoint('website', stringOr(d.websiteUrl), '/websiteUrl');
 
-  b.label('title', str(d.title), '/title');
-  b.label('source', str(repository.source), '/repository/source');
-  b.label('repository_id', str(repository.id), '/repository/id');
+  b.label('title', stringOr(d.title), '/title');
+  b.label('source', stringOr(repository.source), '/repository/source');
+  b.label('repository_id', stringOr(repository.id), '/repository/id');
   return b.build();
 }
