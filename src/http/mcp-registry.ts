@@ -37,7 +37,7 @@ import type { Logger } from '../log.js';
 import { SEED_AGENT_KIND, REMOTE_CAPABILITY } from '../registry/seed.js';
 import type { Agent } from '../registry/types.js';
 import { LATEST_VERSION, type VersionPageItem } from '../registry/versions.js';
-import { httpStatusOf } from './errors.js';
+import { httpStatusOf, RETRY_AFTER_SECONDS } from './errors.js';
 
 /** Servers per page when `limit` is not given (the official registry's default). */
 export const MCP_DEFAULT_LIMIT = 30;
@@ -239,7 +239,7 @@ export function registerMcpRegistryRoutes(app: FastifyInstance, opts: McpRegistr
     } catch (err) {
       const e = toApiError(err, logger);
       const status = httpStatusOf(e.code);
-      if (status === 503) void reply.header('retry-after', '1');
+      if (status === 503 || status === 429) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
       return reply.code(status).send({ error: e.message });
     }
   };
