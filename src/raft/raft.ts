@@ -24,6 +24,7 @@ import {
   assertNever,
   logIndex,
   term as asTerm,
+  isAcceptableTerm,
   type AppendEntries,
   type AppendEntriesResponse,
   type ConfChange,
@@ -437,6 +438,9 @@ export class Raft {
    */
   step(m: Message): void {
     if (m.to !== this.id) return;
+    // A term this node could never go past (forged or corrupt) is dropped, not adopted: adopting
+    // it would leave no term for the next election (see MAX_WIRE_TERM).
+    if (!isAcceptableTerm(m.term, this.currentTerm)) return;
     if (m.term > this.currentTerm) {
       if (m.type === 'RequestVote') {
         // Thesis §4.2.3: while a leader is known and was heard from within the minimum election

@@ -21,6 +21,38 @@ export const logIndex = (n: number): LogIndex => n as LogIndex;
 /** Brands a string as a {@link NodeId}. */
 export const nodeId = (s: string): NodeId => s as NodeId;
 
+/**
+ * Highest term a message from the wire may carry whatever this node's own term is: 2^48.
+ * Elections happen at most every election timeout (a second by default), so no cluster reaches
+ * it in a lifetime (2^48 elections at one per millisecond take 8,900 years); only a forged or
+ * corrupt message can. Refusing such a message keeps a node's term far below
+ * `Number.MAX_SAFE_INTEGER` (2^53 - 1), where `currentTerm + 1` would stop being exact and no
+ * election could ever be held again.
+ */
+export const MAX_WIRE_TERM = 2 ** 48;
+/**
+ * How far above this node's own term a message's term may be once the term is already past
+ * {@link MAX_WIRE_TERM} (2^16 elections). It lets a cluster whose terms were pushed near the
+ * bound go on electing leaders (their terms pass the bound one at a time) while a forger can
+ * move a node's term only this far per accepted message.
+ */
+export const MAX_TERM_LEAD = 2 ** 16;
+/**
+ * Highest log index a message from the wire may carry (entry indexes, commit, match, conflict,
+ * snapshot indexes): 2^48 entries, 89 years of writes at 100,000 per second.
+ */
+export const MAX_WIRE_INDEX = 2 ** 48;
+
+/**
+ * Whether a node whose `currentTerm` is `current` may take a message of term `t` into account:
+ * `t` is at most {@link MAX_WIRE_TERM}, or at most {@link MAX_TERM_LEAD} above `current`. A node
+ * never adopts a term it could not go past; a message that fails this is dropped (the driver
+ * logs its sender).
+ */
+export function isAcceptableTerm(t: number, current: Term): boolean {
+  return t <= Math.max(MAX_WIRE_TERM, current + MAX_TERM_LEAD);
+}
+
 /** No node: used for `votedFor` before a vote and for an unknown leader. */
 export const NO_NODE = '' as NodeId;
 

@@ -35,6 +35,7 @@ import {
   NO_NODE,
   ProposalDroppedError,
   RawNode,
+  isAcceptableTerm,
   logIndex,
   nodeId,
   seededRandom,
@@ -198,6 +199,8 @@ export class RaftNode extends EventEmitter {
   private applying: Promise<void> = Promise.resolve();
   /** Applies queued or running. */
   private applyInFlight = 0;
+  /** Messages refused because their term was beyond the bound ({@link isAcceptableTerm}). */
+  refusedTermMessages = 0;
 
   private constructor(opts: RaftNodeOptions, rawNode: RawNode, durableTerm: Term, incarnation: number) {
     super();
@@ -366,6 +369,13 @@ export class RaftNode extends EventEmitter {
   }
 
   private step(m: Message): void {
+    if (!isAcceptableTerm(m.term, this.rawNode.raft.currentTerm)) {
+      // The core drops it too; here the sender is named, since only a forged or corrupt message
+      // carries a term this node could never go past.
+      this.refusedTermMessages++;
+      this.log.warn({ from: m.from, type: m.type, term: m.term, currentTerm: this.rawNode.raft.currentTerm }, 'refusing a message whose term is beyond the bound (MAX_WIRE_TERM)');
+      return;
+    }
     this.leasePolicy.observe(m);
     this.observer.onStep?.(this.id, m);
     try {

@@ -26,6 +26,7 @@ import { PROTO_LOADER_OPTIONS } from '../util/proto-options.js';
 import {
   assertNever,
   logIndex,
+  MAX_WIRE_INDEX,
   nodeId,
   term,
   type ConfState,
@@ -337,7 +338,21 @@ function natAt(o: Obj, key: string, path: string): number {
 }
 
 const termAt = (o: Obj, key: string, path: string): Term => term(natAt(o, key, path));
-const indexAt = (o: Obj, key: string, path: string): LogIndex => logIndex(natAt(o, key, path));
+/** A log index, at most {@link MAX_WIRE_INDEX}: no log gets that long, so a larger one is forged or corrupt. */
+function indexAt(o: Obj, key: string, path: string): LogIndex {
+  const v = natAt(o, key, path);
+  if (v > MAX_WIRE_INDEX) throw new WireDecodeError(`${path}${key}`, `exceeds the largest log index accepted (2^48), got ${v}`);
+  return logIndex(v);
+}
+
+/**
+ * Checks that a term carried inside a message (a log entry's, a snapshot's, the sender's last
+ * log term) is not above the message's own term: a node holds no entry of a term later than
+ * its current one, so a larger value is forged or corrupt.
+ */
+function notAboveMessageTerm(value: Term, messageTerm: Term, field: string): void {
+  if (value > messageTerm) throw new WireDecodeError(field, `term ${value} is above the message's term ${messageTerm}`);
+}
 
 function boolAt(o: Obj, key: string, path: string): boolean {
   const v = o[key];
@@ -447,9 +462,11 @@ function checkEntrySequence(entries: readonly Entry[], prevLogIndex: number, pre
  * a core {@link Message}. Byte fields come back as `Uint8Array` views over the decoded buffer.
  *
  * @throws {WireDecodeError} naming the first bad field: a missing envelope field or body, an
- *   empty node id, a number that is negative, fractional or above 2^53 - 1, an unknown entry
- *   type, a wrongly typed field, or AppendEntries entries that do not follow `prev_log_index`
- *   consecutively with non-decreasing terms.
+ *   empty node id, a number that is negative, fractional or above 2^53 - 1, a log index above
+ *   {@link MAX_WIRE_INDEX}, a term inside the message above the message's own term, an unknown
+ *   entry type, a wrongly typed field, or AppendEntries entries that do not follow
+ *   `prev_log_index` consecutively with non-decreasing terms. (The message's own term is
+ *   bounded relative to the receiver's by the core: `isAcceptableTerm`.)
  */
 export function fromWire(w: unknown): Message {
   const o = objectAt(w, 'message');
@@ -465,35 +482,47 @@ export function fromWire(w: unknown): Message {
       const prevLogIndex = indexAt(b, 'prev_log_index', p);
       const prevLogTerm = termAt(b, 'prev_log_term', p);
       const entries = arrayAt(b, 'entries', p).map((e, i) => entryOf(e, `${p}entries[${i}]`));
+      notAboveMessageTerm(prevLogTerm, t, `${p}prev_log_term`);
       checkEntrySequence(entries, prevLogIndex, prevLogTerm, `${p}entries`);
+      const lastEntry = entries[entries.length - 1];
+      if (lastEntry) notAboveMessageTerm(lastEntry.term, t, `${p}entries[${entries.length - 1}].term`);
       return { type: 'AppendEntries', ...head, prevLogIndex, prevLogTerm, entries, leaderCommit: indexAt(b, 'leader_commit', p) };
     }
-    case 'append_entries_response':
+    case 'append_entries_response': {
+      const conflictTerm = termAt(b, 'conflict_term', p);
+      notAboveMessageTerm(conflictTerm, t, `${p}conflict_term`);
       return {
         type: 'AppendEntriesResponse',
         ...head,
         success: boolAt(b, 'success', p),
         matchIndex: indexAt(b, 'match_index', p),
         conflictIndex: indexAt(b, 'conflict_index', p),
-        conflictTerm: termAt(b, 'conflict_term', p),
+        conflictTerm,
       };
-    case 'request_vote':
+    }
+    case 'request_vote': {
+      const lastLogTerm = termAt(b, 'last_log_term', p);
+      notAboveMessageTerm(lastLogTerm, t, `${p}last_log_term`);
       return {
         type: 'RequestVote',
         ...head,
         lastLogIndex: indexAt(b, 'last_log_index', p),
-        lastLogTerm: termAt(b, 'last_log_term', p),
+        lastLogTerm,
         preVote: boolAt(b, 'pre_vote', p),
         transfer: boolAt(b, 'transfer', p),
       };
+    }
     case 'request_vote_response':
       return { type: 'RequestVoteResponse', ...head, voteGranted: boolAt(b, 'vote_granted', p), preVote: boolAt(b, 'pre_vote', p) };
     case 'heartbeat':
       return { type: 'Heartbeat', ...head, leaderCommit: indexAt(b, 'leader_commit', p), context: bytesAt(b, 'context', p) };
     case 'heartbeat_response':
       return { type: 'HeartbeatResponse', ...head, context: bytesAt(b, 'context', p) };
-    case 'install_snapshot':
-      return { type: 'InstallSnapshot', ...head, snapshot: snapshotOf(b['snapshot'], `${p}snapshot`) };
+    case 'install_snapshot': {
+      const snapshot = snapshotOf(b['snapshot'], `${p}snapshot`);
+      notAboveMessageTerm(snapshot.metadata.term, t, `${p}snapshot.metadata.term`);
+      return { type: 'InstallSnapshot', ...head, snapshot };
+    }
     case 'timeout_now':
       return { type: 'TimeoutNow', ...head };
     case 'read_index':

@@ -10,8 +10,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  MAX_TERM_LEAD,
+  MAX_WIRE_TERM,
   MemoryStorage,
   RawNode,
+  isAcceptableTerm,
   logIndex,
   nodeId,
   seededRandom,
@@ -546,5 +549,30 @@ describe('§7 replication falls back to a snapshot only when entries are compact
     node.step({ type: 'HeartbeatResponse', from: n3, to: n1, term: node.raft.currentTerm, context: new Uint8Array() });
     const probe = takeMessages(node).find((m) => m.type === 'AppendEntries' && m.to === n3);
     expect(probe).toBeDefined();
+  });
+});
+
+describe('terms from the wire are bounded (docs/divergence.md: term bound)', () => {
+  const heartbeat = (t: number): Message => ({ type: 'Heartbeat', from: n2, to: n1, term: term(t), leaderCommit: logIndex(0), context: new Uint8Array() });
+
+  it('drops a message whose term it could never go past, and keeps its own term', () => {
+    const node = lone({ currentTerm: 3 });
+    node.step(heartbeat(Number.MAX_SAFE_INTEGER - 1));
+    expect(takeMessages(node)).toEqual([]);
+    expect(node.raft.currentTerm).toBe(3);
+    expect(node.raft.leaderId).toBe('');
+  });
+
+  it('adopts a term up to MAX_WIRE_TERM, and past it only MAX_TERM_LEAD at a time', () => {
+    const node = lone({ currentTerm: 3 });
+    node.step(heartbeat(MAX_WIRE_TERM));
+    expect(node.raft.currentTerm).toBe(MAX_WIRE_TERM);
+    expect(takeMessages(node).map((m) => m.type)).toEqual(['HeartbeatResponse']);
+    // A cluster pushed to the bound still elects: later terms pass it one step at a time.
+    node.step(heartbeat(MAX_WIRE_TERM + MAX_TERM_LEAD));
+    expect(node.raft.currentTerm).toBe(MAX_WIRE_TERM + MAX_TERM_LEAD);
+    node.step(heartbeat(MAX_WIRE_TERM + 2 * MAX_TERM_LEAD + 1));
+    expect(node.raft.currentTerm).toBe(MAX_WIRE_TERM + MAX_TERM_LEAD);
+    expect(isAcceptableTerm(MAX_WIRE_TERM + 2 * MAX_TERM_LEAD, term(MAX_WIRE_TERM + MAX_TERM_LEAD))).toBe(true);
   });
 });

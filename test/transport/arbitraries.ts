@@ -1,12 +1,14 @@
 /**
  * fast-check arbitraries for every member of the Raft `Message` union, valid as the wire codec
- * accepts them (non-empty node ids, non-negative safe integers, AppendEntries entries that follow
- * `prevLogIndex` consecutively with non-decreasing terms). Shared by the codec tests and the
+ * accepts them (non-empty node ids, non-negative safe integers, log indexes up to
+ * `MAX_WIRE_INDEX`, terms inside a message no higher than its own term, AppendEntries entries
+ * that follow `prevLogIndex` consecutively with non-decreasing terms). Shared by the codec tests and the
  * simulator (`test/sim/`).
  */
 import fc from 'fast-check';
 import {
   logIndex,
+  MAX_WIRE_INDEX,
   MESSAGE_TYPES,
   nodeId,
   term,
@@ -27,7 +29,10 @@ export interface MessageArbitraryOptions {
   readonly nodeIds?: readonly NodeId[];
   /** Most entries in one AppendEntries. Default 8. */
   readonly maxEntries?: number;
-  /** Largest term or index. Default `Number.MAX_SAFE_INTEGER` (with small values favoured). */
+  /**
+   * Largest term or index. Default `Number.MAX_SAFE_INTEGER` for terms and `MAX_WIRE_INDEX` for
+   * indexes (with small values favoured); indexes never exceed `MAX_WIRE_INDEX`.
+   */
   readonly maxNumber?: number;
   /** Most bytes in one entry, context or snapshot. Default 64. */
   readonly maxBytes?: number;
@@ -47,8 +52,8 @@ export function arbNat(max: number = Number.MAX_SAFE_INTEGER): fc.Arbitrary<numb
 
 /** Arbitrary terms. */
 export const arbTerm = (max?: number): fc.Arbitrary<Term> => arbNat(max).map(term);
-/** Arbitrary log indexes. */
-export const arbLogIndex = (max?: number): fc.Arbitrary<LogIndex> => arbNat(max).map(logIndex);
+/** Arbitrary log indexes, at most `MAX_WIRE_INDEX`. */
+export const arbLogIndex = (max?: number): fc.Arbitrary<LogIndex> => arbNat(Math.min(max ?? MAX_WIRE_INDEX, MAX_WIRE_INDEX)).map(logIndex);
 /** Arbitrary byte strings. */
 export const arbBytes = (maxLength = 64): fc.Arbitrary<Uint8Array> => fc.uint8Array({ maxLength });
 /** Arbitrary entry types. */
@@ -78,7 +83,7 @@ function arbAppendEntriesBody(
   const maxEntries = options.maxEntries ?? 8;
   return fc
     .record({
-      prevLogIndex: arbNat(Math.max(0, max - maxEntries)),
+      prevLogIndex: arbNat(Math.max(0, Math.min(max, MAX_WIRE_INDEX) - maxEntries)),
       prevLogTerm: arbNat(max),
       leaderCommit: arbLogIndex(max),
       steps: fc.array(
@@ -103,8 +108,12 @@ export function messageArbitraries(options: MessageArbitraryOptions = {}): { rea
   const idx = arbLogIndex(options.maxNumber);
   const trm = arbTerm(options.maxNumber);
   const bytes = arbBytes(options.maxBytes);
+  // The message's term is raised to the highest term inside it, as a real sender's always is.
   const with_ = <T extends Message>(body: fc.Arbitrary<Omit<T, 'from' | 'to' | 'term'>>): fc.Arbitrary<T> =>
-    fc.tuple(head, body).map(([h, b]) => ({ ...h, ...b }) as T);
+    fc.tuple(head, body).map(([h, b]) => {
+      const m = { ...h, ...b } as T;
+      return { ...m, term: term(Math.max(m.term, ...innerTerms(m))) };
+    });
   return {
     AppendEntries: with_(arbAppendEntriesBody(options).map((b) => ({ type: 'AppendEntries' as const, ...b }))),
     AppendEntriesResponse: with_(
@@ -137,6 +146,22 @@ export function messageArbitraries(options: MessageArbitraryOptions = {}): { rea
       fc.record({ type: fc.constant('ReadIndexResponse' as const), context: bytes, index: idx, success: fc.boolean() }),
     ),
   };
+}
+
+/** The terms a message carries besides its own: none may exceed it on the wire. */
+function innerTerms(m: Message): number[] {
+  switch (m.type) {
+    case 'AppendEntries':
+      return [m.prevLogTerm, ...m.entries.map((e) => e.term)];
+    case 'AppendEntriesResponse':
+      return [m.conflictTerm];
+    case 'RequestVote':
+      return [m.lastLogTerm];
+    case 'InstallSnapshot':
+      return [m.snapshot.metadata.term];
+    default:
+      return [];
+  }
 }
 
 /** Arbitrary messages of every type, with equal weight per type. */

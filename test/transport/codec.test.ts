@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { logIndex, MESSAGE_TYPES, nodeId, term, type AppendEntries, type Message } from '../../src/raft/types.js';
+import { logIndex, MAX_WIRE_INDEX, MESSAGE_TYPES, nodeId, term, type AppendEntries, type Message } from '../../src/raft/types.js';
 import {
   decodeBatch,
   decodeWireBatch,
@@ -89,8 +89,8 @@ describe('codec: round trips', () => {
     expect([...(data ?? [])]).toEqual([1, 2, 3]);
   });
 
-  it('keeps the largest safe integer exact', () => {
-    const m: Message = { ...appendEntries, term: term(Number.MAX_SAFE_INTEGER), leaderCommit: logIndex(Number.MAX_SAFE_INTEGER) };
+  it('keeps the largest safe term and the largest accepted index exact', () => {
+    const m: Message = { ...appendEntries, term: term(Number.MAX_SAFE_INTEGER), leaderCommit: logIndex(MAX_WIRE_INDEX) };
     expect(decodeBatch(encodeBatch([m])).messages).toEqual([m]);
   });
 
@@ -122,6 +122,8 @@ describe('codec: malformed input is rejected naming the field', () => {
     ['entry data not bytes', patched(w, 'append_entries.entries.0.data', [1, 2]), 'append_entries.entries[0].data'],
     ['entry index gap', patched(w, 'append_entries.entries.1.index', 11), 'append_entries.entries[1].index'],
     ['entry term decreasing', patched(w, 'append_entries.entries.0.term', 1), 'append_entries.entries[0].term'],
+    ['index beyond MAX_WIRE_INDEX', patched(w, 'append_entries.leader_commit', MAX_WIRE_INDEX + 1), 'append_entries.leader_commit'],
+    ['prev_log_term above the message term', patched(w, 'append_entries.prev_log_term', 1_000), 'append_entries.prev_log_term'],
     ['null body member', patched(w, 'append_entries', null), 'body'],
   ])('%s', (_name, input, field) => {
     expect(decodeError(() => fromWire(input)).field).toBe(field);

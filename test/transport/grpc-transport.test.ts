@@ -28,7 +28,7 @@ afterEach(async () => {
  * `seq` through the term field (InstallSnapshot travels only with its payload, on its own call).
  */
 function oneOfEach(from: NodeId, to: NodeId, seq: number): Message[] {
-  const byType = messageArbitraries({ nodeIds: [from], maxBytes: 32 });
+  const byType = messageArbitraries({ nodeIds: [from], maxBytes: 32, maxNumber: 99 });
   return MESSAGE_TYPES.filter((type) => type !== 'InstallSnapshot').map((type, i) => {
     const [sample] = fc.sample(byType[type] as fc.Arbitrary<Message>, { numRuns: 1, seed: seq * 100 + i });
     return { ...(sample as Message), from, to, term: term(seq * 100 + i) };
@@ -109,7 +109,7 @@ describe('GrpcTransport: delivery', () => {
       type: 'AppendEntries',
       from: a.id,
       to: b.id,
-      term: term(n),
+      term: term(n + 1),
       prevLogIndex: logIndex(n),
       prevLogTerm: term(0),
       entries: [{ term: term(1), index: logIndex(n + 1), type: 'normal', data: new Uint8Array(DATA_BYTES).fill(n & 0xff) }],
