@@ -35,6 +35,7 @@ import type { Agent, AgentSpec, Health } from '../registry/types.js';
 import { specFromCard } from '../registry/formats/card.js';
 import { parseImportFiles } from '../registry/seed.js';
 import { ValidationError } from '../registry/validation.js';
+import { addCardCommand } from './card.js';
 
 /** The endpoints of a local three-node cluster, used when neither flag nor environment names any. */
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003';
@@ -501,6 +502,7 @@ export function buildProgram(ctx: CliContext): Command {
       });
     });
 
+  addCardCommand(program, ctx);
   return program;
 }
 
