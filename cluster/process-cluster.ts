@@ -195,9 +195,14 @@ export class ProcessCluster {
     });
   }
 
-  /** A client on the given nodes (default: all). */
-  client(ids: string[] = this.ids, deadlineMs = 15_000): RegistryClient {
-    return new RegistryClient({ endpoints: this.endpoints(ids), deadlineMs });
+  /** A client on the given nodes (default: all), with a bearer token when given. */
+  client(ids: string[] = this.ids, deadlineMs = 15_000, token?: string): RegistryClient {
+    return new RegistryClient({ endpoints: this.endpoints(ids), deadlineMs, ...(token !== undefined ? { token } : {}) });
+  }
+
+  /** Node `id`'s data dir. */
+  dataDir(id: string): string {
+    return join(this.dir, id);
   }
 
   /** Kills every node by PID and removes the data. */

@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import type { Member } from '../registry/types.js';
 import { BackupError } from '../server/backup.js';
 import { budgetFrom, type CallContext, type ForwardedCalls, type ForwardedMethod, type LeaderLink, type RegistryApi } from './handlers.js';
-import { ClusterGrpcClient, RegistryGrpcClient, type ClusterHandlers, type RegistryHandlers, type StatusResponse } from './registry-proto.js';
+import { AuthGrpcClient, ClusterGrpcClient, RegistryGrpcClient, type AuthHandlers, type ClusterHandlers, type RegistryHandlers, type StatusResponse } from './registry-proto.js';
 import { ApiError, Code, codeName, toApiError } from './status.js';
 
 /**
@@ -24,14 +24,33 @@ const MS_PER_SECOND = 1_000;
 /** Metadata key marking a request forwarded by a follower: the receiver never forwards it again. */
 export const FORWARDED_METADATA_KEY = 'x-registry-forwarded-by';
 
-/** The {@link CallContext} of a gRPC call: its deadline as a budget, and the forwarding mark. */
+/** Metadata key of the caller's bearer token (`authorization: Bearer <token>`), as HTTP has it. */
+export const AUTHORIZATION_METADATA_KEY = 'authorization';
+
+/** The token of an `Authorization` value `Bearer <token>` (case-insensitive scheme), or undefined. */
+export function bearerToken(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = /^\s*Bearer\s+(\S+)\s*$/i.exec(value);
+  return m ? m[1] : undefined;
+}
+
+/** The IP address of a gRPC peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`), or the string itself. */
+function peerAddress(peer: string): string {
+  const m = /^(?:ipv4:)?([\d.]+):\d+$/.exec(peer) ?? /^(?:ipv6:)?\[([^\]]+)\]:\d+$/.exec(peer);
+  return m ? (m[1] as string) : peer;
+}
+
+/** The {@link CallContext} of a gRPC call: its deadline as a budget, the forwarding mark, the token and the peer's address. */
 function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): CallContext {
   const d = call.getDeadline();
   const at = d instanceof Date ? d.getTime() : typeof d === 'number' ? d : Number.POSITIVE_INFINITY;
   const by = call.metadata.get(FORWARDED_METADATA_KEY)[0];
+  const token = bearerToken(call.metadata.get(AUTHORIZATION_METADATA_KEY)[0]);
   return {
     budgetMs: budgetFrom(Number.isFinite(at) ? at - Date.now() : undefined),
     ...(typeof by === 'string' && by !== '' ? { forwardedBy: by } : {}),
+    ...(token !== undefined ? { token } : {}),
+    remoteAddress: peerAddress(call.getPeer()),
   };
 }
 
@@ -84,11 +103,15 @@ export function registryHandlers(api: RegistryApi, log: Logger, observe?: Reques
         if (!call.cancelled) call.destroy(Object.assign(new Error(err.message), toGrpcError(err)));
       };
       api
-        .watch(call.request, {
-          write: (e) => call.write(e),
-          onDrain: (resume) => call.once('drain', resume),
-          fail,
-        })
+        .watch(
+          call.request,
+          {
+            write: (e) => call.write(e),
+            onDrain: (resume) => call.once('drain', resume),
+            fail,
+          },
+          contextOf(call),
+        )
         .then(
           (cancel) => {
             call.on('cancelled', cancel);
@@ -112,7 +135,7 @@ export function clusterHandlers(api: RegistryApi, log: Logger, observe?: Request
     PromoteMember: unary('PromoteMember', (req, call) => api.promoteMember(req, call)),
     Snapshot: (call) => {
       void (async () => {
-        const chunks = api.backup();
+        const chunks = api.backup(contextOf(call));
         try {
           for await (const chunk of chunks) {
             if (call.cancelled) return;
@@ -130,8 +153,24 @@ export function clusterHandlers(api: RegistryApi, log: Logger, observe?: Request
   };
 }
 
+/** Handlers for `registry.v1.Auth` over `api`; `observe` hears of every call answered. */
+export function authHandlers(api: RegistryApi, log: Logger, observe?: RequestObserver): AuthHandlers {
+  const unary = unaryMaker(log, observe);
+  return {
+    AuthStatus: unary('AuthStatus', (_req, call) => api.authStatus(call)),
+    CreateToken: unary('CreateToken', (req, call) => api.createToken(req, call)),
+    RevokeToken: unary('RevokeToken', (req, call) => api.revokeToken(req, call)),
+    RotateSigningKey: unary('RotateSigningKey', (req, call) => api.rotateSigningKey(req, call)),
+    TrustCardKey: unary('TrustCardKey', (req, call) => api.trustCardKey(req, call)),
+    UntrustCardKey: unary('UntrustCardKey', (req, call) => api.untrustCardKey(req, call)),
+  };
+}
+
+/** The services a follower forwards to. */
+type ForwardService = 'registry' | 'cluster' | 'auth';
+
 /** Which service each forwarded call belongs to. */
-const SERVICE_OF: Record<ForwardedMethod, 'registry' | 'cluster'> = {
+const SERVICE_OF: Record<ForwardedMethod, ForwardService> = {
   Register: 'registry',
   Deregister: 'registry',
   Heartbeat: 'registry',
@@ -139,6 +178,10 @@ const SERVICE_OF: Record<ForwardedMethod, 'registry' | 'cluster'> = {
   RemoveMember: 'cluster',
   PromoteMember: 'cluster',
   TransferLeadership: 'cluster',
+  RevokeToken: 'auth',
+  RotateSigningKey: 'auth',
+  TrustCardKey: 'auth',
+  UntrustCardKey: 'auth',
 };
 
 /** {@link LeaderLink} over gRPC: one client per leader address and service, kept until `close`. */
@@ -146,9 +189,10 @@ export class GrpcLeaderLink implements LeaderLink {
   private readonly clients = new Map<string, grpc.Client>();
 
   /** {@inheritDoc LeaderLink.call} */
-  call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string): Promise<ForwardedCalls[M][1]> {
+  call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string, token?: string): Promise<ForwardedCalls[M][1]> {
     const md = new grpc.Metadata();
     md.set(FORWARDED_METADATA_KEY, from);
+    if (token !== undefined) md.set(AUTHORIZATION_METADATA_KEY, `Bearer ${token}`);
     return this.unary(SERVICE_OF[method], to.address, method, request, md, budgetMs);
   }
 
@@ -158,7 +202,7 @@ export class GrpcLeaderLink implements LeaderLink {
   }
 
   /** One unary call of `method` on `service` at `address`; a failure rejects with an {@link ApiError} of its status. */
-  private unary<Res>(service: 'registry' | 'cluster', address: string, method: string, request: unknown, md: grpc.Metadata, budgetMs: number): Promise<Res> {
+  private unary<Res>(service: ForwardService, address: string, method: string, request: unknown, md: grpc.Metadata, budgetMs: number): Promise<Res> {
     const client = this.clientFor(service, address);
     type Method = (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Res) => void) => void;
     const fn = (client as unknown as Record<string, Method>)[method] as Method;
@@ -171,13 +215,12 @@ export class GrpcLeaderLink implements LeaderLink {
   }
 
   /** The kept client of `service` at `address`, created on first use. */
-  private clientFor(service: 'registry' | 'cluster', address: string): grpc.Client {
+  private clientFor(service: ForwardService, address: string): grpc.Client {
     const key = `${service} ${address}`;
     let client = this.clients.get(key);
     if (!client) {
-      client = service === 'registry'
-        ? new RegistryGrpcClient(address, grpc.credentials.createInsecure())
-        : new ClusterGrpcClient(address, grpc.credentials.createInsecure());
+      const Client = service === 'registry' ? RegistryGrpcClient : service === 'cluster' ? ClusterGrpcClient : AuthGrpcClient;
+      client = new Client(address, grpc.credentials.createInsecure());
       this.clients.set(key, client);
     }
     return client;

@@ -10,17 +10,39 @@
  * - Linearizable reads (the default) pass a ReadIndex barrier (thesis §6.4) and are then served
  *   from this node's state machine; serializable reads are served locally at once.
  *
+ * With auth on (`ApiContext.auth`), every call but `Status` and `AuthStatus` carries a bearer
+ * token (`CallContext.token`), verified against the replicated signing keys; its role and
+ * namespaces decide what it may do (`src/auth/tokens.ts`), and calls are rate-limited per
+ * principal and per remote address (`src/auth/rate-limits.ts`). A forwarded call carries the
+ * caller's token, and the leader checks it again.
+ *
  * Errors are {@link ApiError}s: `INVALID_ARGUMENT` naming the field; `NOT_FOUND`;
+ * `UNAUTHENTICATED` (no token, or one refused) and `PERMISSION_DENIED` (its role or namespaces
+ * do not allow the call); `RESOURCE_EXHAUSTED` over a rate limit, with when to retry;
  * `FAILED_PRECONDITION` for a failed condition; `UNAVAILABLE` when there is no leader or quorum,
  * or a write's entry was lost to a leader change (safe to retry); `DEADLINE_EXCEEDED` when the
  * request did not complete within its budget (outcome unknown for writes); `INTERNAL` for
  * anything else (logged).
  */
+import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.js';
+import { verifyCardSignatures } from '../auth/card-signatures.js';
+import type { CallClass, RateLimits } from '../auth/rate-limits.js';
+import {
+  ANONYMOUS_PRINCIPAL,
+  AuthError,
+  checkPermission,
+  generateSigningKey,
+  mintToken,
+  TokenVerifier,
+  type Permission,
+  type Principal,
+  type Role,
+} from '../auth/tokens.js';
 import { nodeId, type NodeId } from '../raft/types.js';
 import { encodeCommand } from '../registry/commands.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
-import type { Agent, Command, CommandResult, Member, MemberChange } from '../registry/types.js';
+import type { Agent, AgentSpec, AuthChange, CardCheck, Command, CommandResult, Member, MemberChange } from '../registry/types.js';
 import { ValidationError, validateHealth, validateId, validateSession, validateTtlSeconds } from '../registry/validation.js';
 import { validateAgentRef, validateVersionsName, VersionCursorError, type VersionPageItem, type VersionPageQuery } from '../registry/versions.js';
 import { backupStream } from '../server/backup.js';
@@ -40,6 +62,14 @@ import {
   statusToWire,
   type ClusterMember,
   type AddMemberRequest,
+  type AuthStatusResponse,
+  type AuthWriteResponse,
+  type CreateTokenRequest,
+  type CreateTokenResponse,
+  type RevokeTokenRequest,
+  type RotateSigningKeyRequest,
+  type TrustCardKeyRequest,
+  type UntrustCardKeyRequest,
   type DeregisterRequest,
   type DeregisterResponse,
   type FindRequest,
@@ -87,6 +117,29 @@ export interface CallContext {
   readonly budgetMs: number;
   /** The node that forwarded this request, if any: it is never forwarded again. */
   readonly forwardedBy?: string;
+  /** The bearer token the caller sent (gRPC `authorization` metadata, HTTP `Authorization`), without `Bearer `. */
+  readonly token?: string;
+  /** The caller's IP address, for the per-address rate limits. */
+  readonly remoteAddress?: string;
+}
+
+/** Seconds per millisecond of a wall clock (Unix ms → s). */
+const MS_PER_SECOND = 1_000;
+/** Longest id of a token or a card key accepted by the auth calls, in characters. */
+export const MAX_AUTH_ID_CHARS = 128;
+/** Largest public JWK accepted for a trusted card key, in characters. */
+export const MAX_JWK_CHARS = 4_096;
+/** How often a leader with auth on and no signing key tries to create the bootstrap key, in ms. */
+export const AUTH_BOOTSTRAP_RETRY_MS = 1_000;
+
+/** How the API checks callers (absent: no checks, every caller is `anonymous`). */
+export interface ApiAuthOptions {
+  /** Whether every call (but Status and AuthStatus) needs a valid token. */
+  readonly enabled: boolean;
+  /** The per-principal and per-address limits (absent: none). */
+  readonly rateLimits?: RateLimits;
+  /** Refuse registers whose card does not carry a signature that verifies with a trusted key. */
+  readonly requireSignedCards?: boolean;
 }
 
 /** The budget of a call whose client set `deadlineInMs` (ms from now; undefined or infinite: none). */
@@ -104,6 +157,10 @@ export interface ForwardedCalls {
   RemoveMember: [RemoveMemberRequest, MemberListResponse];
   PromoteMember: [PromoteMemberRequest, MemberListResponse];
   TransferLeadership: [TransferLeadershipRequest, TransferLeadershipResponse];
+  RevokeToken: [RevokeTokenRequest, AuthWriteResponse];
+  RotateSigningKey: [RotateSigningKeyRequest, AuthWriteResponse];
+  TrustCardKey: [TrustCardKeyRequest, AuthWriteResponse];
+  UntrustCardKey: [UntrustCardKeyRequest, AuthWriteResponse];
 }
 
 /** The name of a call a follower forwards. */
@@ -117,9 +174,10 @@ export interface LeaderLink {
   /**
    * Calls `method` on member `to`; resolves with its response, rejects with an {@link ApiError}
    * carrying the leader's status (or `UNAVAILABLE` / `DEADLINE_EXCEEDED` when it cannot be
-   * reached within `budgetMs`).
+   * reached within `budgetMs`). `token` is the caller's bearer token, passed on for the leader
+   * to check again.
    */
-  call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string): Promise<ForwardedCalls[M][1]>;
+  call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string, token?: string): Promise<ForwardedCalls[M][1]>;
   /**
    * Asks member `to` for its `Cluster.Status` (how a node learns its peers' HTTP addresses).
    * Optional: without it, peers' HTTP addresses stay unknown.
@@ -166,6 +224,8 @@ export interface ApiContext {
    * live agent.
    */
   readonly minLeaseTtlSeconds?: number;
+  /** Tokens, roles, rate limits and card signature rules (absent: none). */
+  readonly auth?: ApiAuthOptions;
 }
 
 /** Checks an optional revision (uint64 on the wire; 0 = none), naming `field`. */
@@ -197,9 +257,92 @@ export class RegistryApi {
   /** Peers' HTTP addresses as they reported them: member id → address and when it was learned. */
   private readonly peerHttp = new Map<string, { address: string; at: number }>();
   private readonly peerHttpAsking = new Set<string>();
+  private readonly verifier: TokenVerifier;
+  private bootstrapping = false;
+  private lastBootstrapAttempt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly ctx: ApiContext) {
     this.log = ctx.logger;
+    this.verifier = new TokenVerifier(() => ctx.stateMachine.authState(), () => Math.floor(ctx.clock.wallNow() / MS_PER_SECOND));
+  }
+
+  /** Whether this node checks tokens. */
+  get authEnabled(): boolean {
+    return this.ctx.auth?.enabled === true;
+  }
+
+  /**
+   * Who is calling: the verified principal of the call's token (auth on), or `undefined` (auth
+   * off: the caller is {@link ANONYMOUS_PRINCIPAL}); then charges the call to the rate limits
+   * of `kind` (a forwarded call only to its principal's: the forwarding node's address is not
+   * the caller's). @throws ApiError `UNAUTHENTICATED` (no token or a refused one) or
+   * `RESOURCE_EXHAUSTED` (over a limit, with `retryAfterMs`).
+   */
+  private async authenticate(call: CallContext, kind: CallClass | undefined): Promise<Principal | undefined> {
+    let principal: Principal | undefined;
+    if (this.authEnabled) {
+      if (call.token === undefined || call.token === '') {
+        throw new ApiError(Code.UNAUTHENTICATED, 'this cluster requires a bearer token (gRPC metadata "authorization: Bearer <token>" or the HTTP Authorization header); create one with `registry token create`');
+      }
+      try {
+        principal = await this.verifier.verify(call.token);
+      } catch (err) {
+        throw authToApi(err);
+      }
+    }
+    const limits = this.ctx.auth?.rateLimits;
+    if (limits !== undefined && kind !== undefined) {
+      const address = call.forwardedBy === undefined ? call.remoteAddress : undefined;
+      const decision = await limits.consume(kind, principal?.name, address);
+      if (!decision.allowed) {
+        throw new ApiError(Code.RESOURCE_EXHAUSTED, `rate limit exceeded (${decision.limit}); retry after ${decision.retryAfterMs} ms`, decision.retryAfterMs);
+      }
+    }
+    return principal;
+  }
+
+  /**
+   * {@link authenticate}, then checks that the principal may do `permission` on `ids`; returns
+   * the principal's name (for `modified_by`). @throws ApiError `PERMISSION_DENIED` besides.
+   */
+  private async admit(call: CallContext, permission: Permission, ids: readonly string[] = []): Promise<string> {
+    const kind: CallClass | undefined = permission === 'read' ? 'read' : permission === 'heartbeat' ? 'heartbeat' : permission === 'write' ? 'write' : undefined;
+    const principal = await this.authenticate(call, kind);
+    if (principal === undefined) return ANONYMOUS_PRINCIPAL;
+    try {
+      checkPermission(principal, permission, ids);
+    } catch (err) {
+      throw authToApi(err);
+    }
+    return principal.name;
+  }
+
+  /**
+   * What the card's signatures say (A2A v1.0 AgentCard `signatures`), checked against the
+   * trusted card keys; with `requireSignedCards`, anything but a verified signature is
+   * `INVALID_ARGUMENT` (field `agent.card`).
+   */
+  private async checkCard(spec: AgentSpec): Promise<CardCheck | undefined> {
+    const required = this.ctx.auth?.requireSignedCards === true;
+    if (spec.card === undefined || spec.cardFormat !== 'a2aAgentCard') {
+      if (required) throw new ValidationError('agent.card', 'this cluster requires a signed A2A AgentCard (--require-signed-cards)');
+      return undefined;
+    }
+    let card: unknown;
+    try {
+      card = JSON.parse(spec.card);
+    } catch {
+      card = undefined;
+    }
+    const trusted = new Map<string, Record<string, unknown>>();
+    for (const [kid, jwk] of this.ctx.stateMachine.authState().cardKeys) trusted.set(kid, JSON.parse(jwk) as Record<string, unknown>);
+    const result = await verifyCardSignatures(card, trusted);
+    if (required && result.status !== 'verified') {
+      throw new ValidationError('agent.card.signatures', result.status === 'unsigned' ? 'this cluster requires a signed card (--require-signed-cards); the card has no signatures' : result.reason);
+    }
+    if (result.status === 'verified') return { verifiedKeyId: result.keyId };
+    if (result.status === 'failed') return { signatureError: result.reason };
+    return undefined;
   }
 
   /** Runs `body` and turns what it throws into an {@link ApiError}. */
@@ -234,7 +377,11 @@ export class RegistryApi {
   /** `Registry.Register`: create or replace one agent (with a lease, or conditionally). */
   register(req: RegisterRequest, call: CallContext): Promise<RegisterResponse> {
     return this.guard(async () => {
+      await this.authenticate(call, undefined);
       const spec = specFromWire(req.agent, 'agent');
+      const principal = await this.admit(call, 'write', [spec.id]);
+      // The leader checks the card; a follower only forwards the request.
+      const cardCheck = this.ctx.raft.isLeader ? await this.checkCard(spec) : undefined;
       const session = validateSession(req.client_id, req.sequence);
       const ttlSeconds = validateTtlSeconds(req.ttl_seconds ?? 0, 'ttl_seconds', this.ctx.minLeaseTtlSeconds);
       const health = validateHealth(req.agent?.health ?? 'HEALTH_UNSPECIFIED', 'agent.health');
@@ -249,6 +396,8 @@ export class RegistryApi {
         ...(health !== 'unspecified' ? { health } : {}),
         ...(expectedRevision > 0 ? { expectedRevision } : {}),
         ...(createOnly ? { createOnly } : {}),
+        principal,
+        ...(cardCheck ? { cardCheck } : {}),
       };
       const wire: RegisterRequest = {
         agent: req.agent,
@@ -269,10 +418,12 @@ export class RegistryApi {
   /** `Registry.Deregister`: remove one agent (conditionally with `expected_revision`). */
   deregister(req: DeregisterRequest, call: CallContext): Promise<DeregisterResponse> {
     return this.guard(async () => {
+      await this.authenticate(call, undefined);
       const id = validateId(req.id, 'id');
+      const principal = await this.admit(call, 'write', [id]);
       const session = validateSession(req.client_id, req.sequence);
       const expectedRevision = validateRevision(req.expected_revision, 'expected_revision');
-      const cmd: Command = { type: 'deregister', requestId: this.nextRequestId(), id, ...(session ? { session } : {}), ...(expectedRevision > 0 ? { expectedRevision } : {}) };
+      const cmd: Command = { type: 'deregister', requestId: this.nextRequestId(), id, ...(session ? { session } : {}), ...(expectedRevision > 0 ? { expectedRevision } : {}), principal };
       const wire: DeregisterRequest = { id, client_id: session?.clientId ?? '', sequence: session?.sequence ?? 0, expected_revision: expectedRevision };
       return this.write('Deregister', wire, cmd, call, (result) => {
         if (result?.type === 'conflict') throw conflictError(result);
@@ -288,6 +439,7 @@ export class RegistryApi {
    */
   get(req: GetRequest, call: CallContext): Promise<GetResponse> {
     return this.guard(async () => {
+      await this.admit(call, 'read');
       const id = validateAgentRef(req.id, 'id');
       const revision = await this.readBarrier(consistencyFromWire(req.consistency), call);
       const agent = await this.ctx.stateMachine.getByRef(id);
@@ -299,6 +451,7 @@ export class RegistryApi {
   /** `Registry.ListVersions`: every agent named `name`, latest first; `NOT_FOUND` when none. */
   listVersions(req: ListVersionsRequest, call: CallContext): Promise<ListVersionsResponse> {
     return this.guard(async () => {
+      await this.admit(call, 'read');
       const name = validateVersionsName(req.name, 'name');
       const revision = await this.readBarrier(consistencyFromWire(req.consistency), call);
       const agents = await this.ctx.stateMachine.versions(name);
@@ -314,6 +467,7 @@ export class RegistryApi {
    */
   versionsOf(name: string, call: CallContext): Promise<{ agents: Agent[]; revision: number }> {
     return this.guard(async () => {
+      await this.admit(call, 'read');
       const checked = validateVersionsName(name, 'serverName');
       const revision = await this.readBarrier('linearizable', call);
       return { agents: await this.ctx.stateMachine.versions(checked), revision };
@@ -327,6 +481,7 @@ export class RegistryApi {
    */
   versionPage(query: VersionPageQuery, call: CallContext): Promise<{ items: VersionPageItem[]; nextCursor: string; revision: number }> {
     return this.guard(async () => {
+      await this.admit(call, 'read');
       const revision = await this.readBarrier('linearizable', call);
       try {
         return { ...(await this.ctx.stateMachine.versionPage(query)), revision };
@@ -340,6 +495,7 @@ export class RegistryApi {
   /** `Registry.Find`: one page of the agents matching every filter, ordered by id. */
   find(req: FindRequest, call: CallContext): Promise<FindResponse> {
     return this.guard(async () => {
+      await this.admit(call, 'read');
       const { query, consistency } = findQueryFromWire(req);
       const revision = await this.readBarrier(consistency, call);
       const page = await this.ctx.stateMachine.find(query);
@@ -350,6 +506,7 @@ export class RegistryApi {
   /** `Registry.Search`: one page of a keyword search, best first (BM25, then id). */
   search(req: SearchRequest, call: CallContext): Promise<SearchResponse> {
     return this.guard(async () => {
+      await this.admit(call, 'read');
       const { query, consistency } = searchQueryFromWire(req);
       const revision = await this.readBarrier(consistency, call);
       const page = await this.ctx.stateMachine.search(query);
@@ -364,6 +521,7 @@ export class RegistryApi {
   /** `Registry.ListCapabilities`: the capabilities (optionally by prefix) with their agent counts. */
   listCapabilities(req: ListCapabilitiesRequest, call: CallContext): Promise<ListCapabilitiesResponse> {
     return this.guard(async () => {
+      await this.admit(call, 'read');
       const { prefix, consistency } = listCapabilitiesFromWire(req);
       const revision = await this.readBarrier(consistency, call);
       const { capabilities } = await this.ctx.stateMachine.capabilities(prefix);
@@ -377,7 +535,9 @@ export class RegistryApi {
    */
   heartbeat(req: HeartbeatRequest, call: CallContext): Promise<HeartbeatResponse> {
     return this.guard(async () => {
+      await this.authenticate(call, undefined);
       const id = validateId(req.id, 'id');
+      const principal = await this.admit(call, 'heartbeat', [id]);
       const health = validateHealth(req.health ?? 'HEALTH_UNSPECIFIED', 'health');
       const forwarded = await this.forwardIfFollower('Heartbeat', { id, health: req.health ?? 0 }, call, false);
       if (forwarded) return forwarded;
@@ -392,7 +552,7 @@ export class RegistryApi {
       if (health !== 'unspecified') {
         const agent = await this.ctx.stateMachine.get(id);
         if (agent && agent.health !== health) {
-          await this.proposeAndWait({ type: 'setHealth', requestId: this.nextRequestId(), id, health }, call);
+          await this.proposeAndWait({ type: 'setHealth', requestId: this.nextRequestId(), id, health, principal }, call);
         }
       }
       return { ttl_seconds: Math.round(ttlMs / 1000) };
@@ -405,8 +565,9 @@ export class RegistryApi {
    * rejects with `INVALID_ARGUMENT`, `OUT_OF_RANGE` (history compacted) or `RESOURCE_EXHAUSTED`.
    * A watch cut off later (too slow, node stopping) ends through `stream.fail`.
    */
-  watch(req: WatchRequest, stream: WatchStream): Promise<() => void> {
+  watch(req: WatchRequest, stream: WatchStream, call: CallContext): Promise<() => void> {
     return this.guard(async () => {
+      await this.admit(call, 'read');
       const start = Number(req.start_revision ?? 0);
       if (!Number.isSafeInteger(start) || start < 0) throw new ValidationError('start_revision', 'must be a non-negative integer');
       for (const [field, v] of [['id_prefix', req.id_prefix], ['capability', req.capability], ['kind', req.kind]] as const) {
@@ -490,6 +651,7 @@ export class RegistryApi {
    */
   addMember(req: AddMemberRequest, call: CallContext): Promise<MemberListResponse> {
     return this.guard(async () => {
+      await this.admit(call, 'admin');
       const id = validateId(req.id, 'id');
       const address = validateAddress(req.address, 'address');
       const learner = Boolean(req.learner);
@@ -512,6 +674,7 @@ export class RegistryApi {
   /** `Cluster.RemoveMember`: removes a member; a removed leader hands over and steps down. */
   removeMember(req: RemoveMemberRequest, call: CallContext): Promise<MemberListResponse> {
     return this.guard(async () => {
+      await this.admit(call, 'admin');
       const id = validateId(req.id, 'id');
       const forwarded = await this.forwardIfFollower('RemoveMember', { id }, call, false);
       if (forwarded) return forwarded;
@@ -528,6 +691,7 @@ export class RegistryApi {
   /** `Cluster.PromoteMember`: makes a caught-up learner a voter. */
   promoteMember(req: PromoteMemberRequest, call: CallContext): Promise<MemberListResponse> {
     return this.guard(async () => {
+      await this.admit(call, 'admin');
       const id = validateId(req.id, 'id');
       const forwarded = await this.forwardIfFollower('PromoteMember', { id }, call, false);
       if (forwarded) return forwarded;
@@ -548,6 +712,7 @@ export class RegistryApi {
    */
   transferLeadership(req: TransferLeadershipRequest, call: CallContext): Promise<TransferLeadershipResponse> {
     return this.guard(async () => {
+      await this.admit(call, 'admin');
       const target = validateId(req.target_id, 'target_id');
       if (!this.ctx.members().some((m) => m.id === target && m.voter)) throw new ValidationError('target_id', `${JSON.stringify(target)} is not a voting member`);
       const raft = this.ctx.raft;
@@ -572,14 +737,156 @@ export class RegistryApi {
   /**
    * `Cluster.Snapshot`: a consistent backup of this node's state machine (see `backup.ts`), as
    * chunks; the view it reads is released when the iteration ends or is abandoned with `return`.
+   * Needs an admin token (a backup holds the signing keys); the check runs before the first chunk.
    */
-  async *backup(): AsyncGenerator<Uint8Array> {
+  async *backup(call: CallContext): AsyncGenerator<Uint8Array> {
+    await this.guard(() => this.admit(call, 'admin'));
     const view = this.ctx.store.stateMachineView();
     try {
       yield* backupStream(view, this.ctx.id, (i) => this.ctx.raft.termAt(i));
     } finally {
       await view.close().catch(() => undefined);
     }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // registry.v1.Auth
+
+  /** `Auth.AuthStatus`: whether auth is on, the key ids, and who the caller's token says it is. */
+  authStatus(call: CallContext): Promise<AuthStatusResponse> {
+    return this.guard(async () => {
+      const state = this.ctx.stateMachine.authState();
+      let principal: Principal | undefined;
+      if (this.authEnabled && call.token) {
+        try {
+          principal = await this.verifier.verify(call.token);
+        } catch (err) {
+          throw authToApi(err);
+        }
+      }
+      return {
+        enabled: this.authEnabled,
+        current_key_id: state.signingKeys[state.signingKeys.length - 1]?.kid ?? '',
+        signing_key_ids: state.signingKeys.map((k) => k.kid),
+        trusted_card_key_ids: [...state.cardKeys.keys()],
+        revoked_tokens: state.revoked.size,
+        principal: principal?.name ?? '',
+        role: principal?.role ?? '',
+        namespaces: [...(principal?.namespaces ?? [])],
+      };
+    });
+  }
+
+  /** `Auth.CreateToken`: signs a new token with the current signing key (admin). */
+  createToken(req: CreateTokenRequest, call: CallContext): Promise<CreateTokenResponse> {
+    return this.guard(async () => {
+      await this.admit(call, 'admin');
+      const role = req.role ?? '';
+      const ttlSeconds = validateRevision(req.ttl_seconds, 'ttl_seconds');
+      const namespaces = req.namespaces ?? [];
+      if (!Array.isArray(namespaces) || namespaces.some((n) => typeof n !== 'string')) throw new ValidationError('namespaces', 'must be a list of strings');
+      const name = typeof req.name === 'string' ? req.name : '';
+      const key = this.ctx.stateMachine.authState().signingKeys.at(-1);
+      if (key === undefined) throw new ApiError(Code.FAILED_PRECONDITION, 'the cluster has no signing key yet (it is created once a leader with --auth on is elected); retry');
+      const nowSec = Math.floor(this.ctx.clock.wallNow() / MS_PER_SECOND);
+      try {
+        const tokenId = randomTokenId();
+        const minted = await mintToken(key, { name: name || `${role}-${tokenId}`, role: role as Role, namespaces, ttlSeconds, tokenId }, nowSec);
+        return { token: minted.token, token_id: minted.tokenId, expires_unix_s: minted.expiresAtSec, principal: name || `${role}-${tokenId}` };
+      } catch (err) {
+        if (err instanceof AuthError) throw new ApiError(Code.INVALID_ARGUMENT, err.message);
+        throw err;
+      }
+    });
+  }
+
+  /** `Auth.RevokeToken`: every node refuses the token once the write is applied there (admin). */
+  revokeToken(req: RevokeTokenRequest, call: CallContext): Promise<AuthWriteResponse> {
+    return this.guard(async () => {
+      await this.admit(call, 'admin');
+      const tokenId = validateAuthId(req.token_id, 'token_id');
+      return this.authWrite('RevokeToken', { token_id: tokenId }, call, async () => ({ op: 'revokeToken', tokenId, expiresAtSec: 0 }));
+    });
+  }
+
+  /** `Auth.RotateSigningKey`: a new signing key for new tokens; earlier ones kept unless retired (admin). */
+  rotateSigningKey(req: RotateSigningKeyRequest, call: CallContext): Promise<AuthWriteResponse> {
+    return this.guard(async () => {
+      await this.admit(call, 'admin');
+      const retirePrevious = Boolean(req.retire_previous);
+      let kid = '';
+      const res = await this.authWrite('RotateSigningKey', { retire_previous: retirePrevious }, call, async () => {
+        const key = await generateSigningKey();
+        kid = key.kid;
+        return { op: 'addSigningKey', key, ...(retirePrevious ? { retirePrevious } : {}) };
+      });
+      return { ...res, key_id: res.key_id || kid };
+    });
+  }
+
+  /** `Auth.TrustCardKey`: trusts an Ed25519 public JWK for card signatures under `key_id` (admin). */
+  trustCardKey(req: TrustCardKeyRequest, call: CallContext): Promise<AuthWriteResponse> {
+    return this.guard(async () => {
+      await this.admit(call, 'admin');
+      const keyId = validateAuthId(req.key_id, 'key_id');
+      const publicJwk = validatePublicJwk(req.public_jwk, 'public_jwk');
+      return this.authWrite('TrustCardKey', { key_id: keyId, public_jwk: publicJwk }, call, async () => ({ op: 'trustCardKey', keyId, publicJwk }));
+    });
+  }
+
+  /** `Auth.UntrustCardKey`: stops trusting a card key (admin); `NOT_FOUND` when it is not trusted. */
+  untrustCardKey(req: UntrustCardKeyRequest, call: CallContext): Promise<AuthWriteResponse> {
+    return this.guard(async () => {
+      await this.admit(call, 'admin');
+      const keyId = validateAuthId(req.key_id, 'key_id');
+      return this.authWrite('UntrustCardKey', { key_id: keyId }, call, async () => ({ op: 'untrustCardKey', keyId }));
+    });
+  }
+
+  /**
+   * On the leader, with auth on and no signing key in the replicated state: creates the
+   * bootstrap key (an `addSigningKey` with `ifNone`, so two leaders racing write one key). Cheap
+   * to call often: it tries at most every {@link AUTH_BOOTSTRAP_RETRY_MS}.
+   */
+  maybeBootstrapAuth(): void {
+    if (!this.authEnabled || this.bootstrapping || !this.ctx.raft.isLeader) return;
+    if (this.ctx.stateMachine.authState().signingKeys.length > 0) return;
+    const now = this.ctx.clock.now();
+    if (now - this.lastBootstrapAttempt < AUTH_BOOTSTRAP_RETRY_MS) return;
+    this.lastBootstrapAttempt = now;
+    this.bootstrapping = true;
+    void (async () => {
+      try {
+        const key = await generateSigningKey();
+        const cmd: Command = { type: 'auth', requestId: this.nextRequestId(), change: { op: 'addSigningKey', key, ifNone: true }, principal: SYSTEM_PRINCIPAL_NAME, timeMs: Math.floor(this.ctx.clock.wallNow()) };
+        const result = await this.proposeAndWait(cmd, { budgetMs: DEFAULT_REQUEST_TIMEOUT_MS });
+        if (result?.type === 'auth' && result.applied) this.log.info({ kid: key.kid }, 'created the cluster signing key');
+      } catch (err) {
+        this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'creating the cluster signing key failed; retrying');
+      } finally {
+        this.bootstrapping = false;
+      }
+    })();
+  }
+
+  /** An auth change from any node: forwarded to the leader, which builds and proposes it. */
+  private async authWrite<M extends 'RevokeToken' | 'RotateSigningKey' | 'TrustCardKey' | 'UntrustCardKey'>(
+    method: M,
+    wire: ForwardedCalls[M][0],
+    call: CallContext,
+    change: () => Promise<AuthChange>,
+  ): Promise<AuthWriteResponse> {
+    const forwarded = (await this.forwardIfFollower(method, wire, call, true)) as AuthWriteResponse | undefined;
+    if (forwarded) return forwarded;
+    const principal = (call.token ? (await this.verifier.verify(call.token).catch(() => undefined))?.name : undefined) ?? ANONYMOUS_PRINCIPAL;
+    const c = await change();
+    const result = await this.proposeAndWait({ type: 'auth', requestId: this.nextRequestId(), change: c, principal, timeMs: Math.floor(this.ctx.clock.wallNow()) }, call);
+    if (result?.type !== 'auth') throw new ApiError(Code.INTERNAL, 'auth change produced no result');
+    if (!result.applied) {
+      const code = c.op === 'untrustCardKey' ? Code.NOT_FOUND : c.op === 'revokeToken' ? Code.RESOURCE_EXHAUSTED : Code.FAILED_PRECONDITION;
+      throw new ApiError(code, result.reason ?? 'auth change refused');
+    }
+    return { revision: result.revision, key_id: c.op === 'addSigningKey' ? c.key.kid : '' };
   }
 
   /** Ends every watch and closes the links used to forward writes. */
@@ -713,7 +1020,7 @@ export class RegistryApi {
     const member = this.ctx.members().find((m) => m.id === leader);
     if (!member) throw new UnavailableError(`leader ${leader} has no known address; retry`);
     const started = this.ctx.clock.now();
-    const res = await this.ctx.leaderLink.call(member, method, request, call.budgetMs, this.ctx.id);
+    const res = await this.ctx.leaderLink.call(member, method, request, call.budgetMs, this.ctx.id, call.token);
     if (waitForApply) {
       const revision = Number((res as { revision?: unknown }).revision ?? 0);
       const left = Math.max(0, call.budgetMs - (this.ctx.clock.now() - started));
@@ -721,6 +1028,43 @@ export class RegistryApi {
     }
     return res;
   }
+}
+
+/** The principal name of the cluster's own writes. */
+const SYSTEM_PRINCIPAL_NAME = 'system';
+
+/** A token id for a new token: 24 hex digits. */
+function randomTokenId(): string {
+  return randomBytes(12).toString('hex');
+}
+
+/** An {@link AuthError} (or anything else) as an API status. */
+function authToApi(err: unknown): unknown {
+  if (!(err instanceof AuthError)) return err;
+  return new ApiError(err.kind === 'unauthenticated' ? Code.UNAUTHENTICATED : Code.PERMISSION_DENIED, err.message);
+}
+
+/** Checks a token or key id: 1..{@link MAX_AUTH_ID_CHARS} of `[A-Za-z0-9._:-]`. @throws ValidationError naming `field`. */
+function validateAuthId(v: unknown, field: string): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_AUTH_ID_CHARS || !/^[A-Za-z0-9._:-]+$/.test(v)) {
+    throw new ValidationError(field, `must be 1-${MAX_AUTH_ID_CHARS} characters of [A-Za-z0-9._:-]`);
+  }
+  return v;
+}
+
+/** Checks a public Ed25519 JWK given as JSON text. @throws ValidationError naming `field`. */
+function validatePublicJwk(v: unknown, field: string): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_JWK_CHARS) throw new ValidationError(field, `must be a JWK as JSON text of at most ${MAX_JWK_CHARS} characters`);
+  let jwk: unknown;
+  try {
+    jwk = JSON.parse(v);
+  } catch {
+    throw new ValidationError(field, 'is not JSON');
+  }
+  const o = jwk as Record<string, unknown> | null;
+  if (o === null || typeof o !== 'object' || o.kty !== 'OKP' || o.crv !== 'Ed25519' || typeof o.x !== 'string') throw new ValidationError(field, 'must be an Ed25519 public key (kty OKP, crv Ed25519, x)');
+  if (o.d !== undefined) throw new ValidationError(field, 'holds a private key (d): give the public key only');
+  return JSON.stringify({ kty: o.kty, crv: o.crv, x: o.x });
 }
 
 /** A watch that ended early, as an API status. */

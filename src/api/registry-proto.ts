@@ -22,6 +22,15 @@ import type { Agent, AgentSpec, CardFormat, FindQuery, Health, SearchQuery } fro
 import { ValidationError, validateAgentSpec, validateCapabilityPrefix, validateFindQuery, validateHealth, validateSearchQuery } from '../registry/validation.js';
 import type { ProtoGrpcType } from '../gen/registry.js';
 import type { AddMemberRequest as AddMemberRequestIn } from '../gen/registry/v1/AddMemberRequest.js';
+import type { AuthDefinition, AuthHandlers } from '../gen/registry/v1/Auth.js';
+import type { AuthStatusResponse__Output } from '../gen/registry/v1/AuthStatusResponse.js';
+import type { AuthWriteResponse__Output } from '../gen/registry/v1/AuthWriteResponse.js';
+import type { CreateTokenRequest as CreateTokenRequestIn } from '../gen/registry/v1/CreateTokenRequest.js';
+import type { CreateTokenResponse__Output } from '../gen/registry/v1/CreateTokenResponse.js';
+import type { RevokeTokenRequest as RevokeTokenRequestIn } from '../gen/registry/v1/RevokeTokenRequest.js';
+import type { RotateSigningKeyRequest as RotateSigningKeyRequestIn } from '../gen/registry/v1/RotateSigningKeyRequest.js';
+import type { TrustCardKeyRequest as TrustCardKeyRequestIn } from '../gen/registry/v1/TrustCardKeyRequest.js';
+import type { UntrustCardKeyRequest as UntrustCardKeyRequestIn } from '../gen/registry/v1/UntrustCardKeyRequest.js';
 import type { Agent as AgentIn, Agent__Output } from '../gen/registry/v1/Agent.js';
 import type { BackupChunk__Output } from '../gen/registry/v1/BackupChunk.js';
 import type { BackupRequest as BackupRequestIn } from '../gen/registry/v1/BackupRequest.js';
@@ -174,6 +183,22 @@ export type StatusResponse = StatusResponse__Output;
 export type BackupRequest = BackupRequestIn;
 /** `registry.v1.BackupChunk`. */
 export type BackupChunk = BackupChunk__Output;
+/** `registry.v1.AuthStatusResponse`. */
+export type AuthStatusResponse = AuthStatusResponse__Output;
+/** `registry.v1.CreateTokenRequest`; `ttl_seconds` is a uint64 count of seconds (0: never expires). */
+export type CreateTokenRequest = CreateTokenRequestIn;
+/** `registry.v1.CreateTokenResponse`. */
+export type CreateTokenResponse = CreateTokenResponse__Output;
+/** `registry.v1.RevokeTokenRequest`. */
+export type RevokeTokenRequest = RevokeTokenRequestIn;
+/** `registry.v1.RotateSigningKeyRequest`. */
+export type RotateSigningKeyRequest = RotateSigningKeyRequestIn;
+/** `registry.v1.TrustCardKeyRequest`. */
+export type TrustCardKeyRequest = TrustCardKeyRequestIn;
+/** `registry.v1.UntrustCardKeyRequest`. */
+export type UntrustCardKeyRequest = UntrustCardKeyRequestIn;
+/** `registry.v1.AuthWriteResponse`. */
+export type AuthWriteResponse = AuthWriteResponse__Output;
 
 // ---------------------------------------------------------------------------------------------
 // Service definitions (generated): request types are what the server decodes (`__Output`),
@@ -183,8 +208,10 @@ export type BackupChunk = BackupChunk__Output;
 export type RegistryServiceDefinition = RegistryDefinition;
 /** The methods of `registry.v1.Cluster`, typed. */
 export type ClusterServiceDefinition = ClusterDefinition;
+/** The methods of `registry.v1.Auth`, typed. */
+export type AuthServiceDefinition = AuthDefinition;
 /** Server-side handlers of `registry.v1.Registry`, for `server.addService(RegistryService, handlers)`. */
-export type { RegistryHandlers, ClusterHandlers };
+export type { RegistryHandlers, ClusterHandlers, AuthHandlers };
 
 /** Client constructor of `registry.v1.Registry` (methods untyped; see {@link RegistryService} for typed paths). */
 export const RegistryGrpcClient = loaded.registry.v1.Registry as unknown as grpc.ServiceClientConstructor;
@@ -194,6 +221,10 @@ export const ClusterGrpcClient = loaded.registry.v1.Cluster as unknown as grpc.S
 export const RegistryService: RegistryServiceDefinition = loaded.registry.v1.Registry.service;
 /** Service definition of `registry.v1.Cluster`. */
 export const ClusterService: ClusterServiceDefinition = loaded.registry.v1.Cluster.service;
+/** Client constructor of `registry.v1.Auth`. */
+export const AuthGrpcClient = loaded.registry.v1.Auth as unknown as grpc.ServiceClientConstructor;
+/** Service definition of `registry.v1.Auth`. */
+export const AuthService: AuthServiceDefinition = loaded.registry.v1.Auth.service;
 
 // ---------------------------------------------------------------------------------------------
 // Enum values as the loaded proto defines them.
@@ -277,6 +308,9 @@ export function agentToWire(agent: Agent): WireAgent {
     health: healthToWire(agent.health),
     lease_ttl_seconds: agent.ttlSeconds,
     lease_expires_unix_ms: 0,
+    modified_by: agent.modifiedBy ?? '',
+    verified_key_id: agent.verifiedKeyId ?? '',
+    signature_error: agent.signatureError ?? '',
   };
 }
 
@@ -323,6 +357,9 @@ export function specToWire(spec: AgentSpec): WireAgent {
     lease_expires_unix_ms: 0,
     card: spec.card ?? '',
     card_format: cardFormatToWire(spec.card === undefined ? undefined : spec.cardFormat),
+    modified_by: '',
+    verified_key_id: '',
+    signature_error: '',
   };
 }
 
@@ -379,6 +416,9 @@ export function agentFromWire(w: WireAgent): Agent {
     ttlSeconds: Number(w.lease_ttl_seconds ?? 0),
     health: agentHealthFromWire(w.health),
     ...cardFromWire(w),
+    ...(w.modified_by ? { modifiedBy: w.modified_by } : {}),
+    ...(w.verified_key_id ? { verifiedKeyId: w.verified_key_id } : {}),
+    ...(w.signature_error ? { signatureError: w.signature_error } : {}),
   };
 }
 
@@ -470,6 +510,7 @@ export function findQueryToWire(q: FindQuery, consistency?: Consistency): FindRe
     health: healthToWire(q.health ?? 'unspecified'),
     name_prefix: q.namePrefix ?? '',
     capability_prefix: q.capabilityPrefix ?? '',
+    verified_only: q.verifiedOnly ?? false,
   };
 }
 
@@ -539,6 +580,7 @@ export function findQueryFromWire(req: FindRequest): { query: Required<FindQuery
     health: req.health ?? 'HEALTH_UNSPECIFIED',
     namePrefix: req.name_prefix ?? '',
     capabilityPrefix: req.capability_prefix ?? '',
+    verifiedOnly: req.verified_only ?? false,
   });
   return { query, consistency: consistencyFromWire(req.consistency) };
 }

@@ -40,9 +40,14 @@ export function codeName(code: number): string {
 /** A request failed with a status `code` and a message for the caller. */
 export class ApiError extends Error {
   override readonly name = 'ApiError';
+  /**
+   * @param retryAfterMs for `RESOURCE_EXHAUSTED` / `UNAVAILABLE`: when the caller may retry, in
+   *   ms (the HTTP front end sends it as `Retry-After`, rounded up to seconds).
+   */
   constructor(
     readonly code: Code,
     message: string,
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }

@@ -16,6 +16,14 @@ import { RegistryNode } from '../server/node.js';
 import { DEFAULT_TICK_MS } from '../server/raft-node.js';
 import { DEFAULT_SNAPSHOT_TAIL_ENTRIES, DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES } from '../server/snapshots.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/snapshot-stream.js';
+import {
+  DEFAULT_PRINCIPAL_HEARTBEAT_POINTS_PER_SECOND,
+  DEFAULT_PRINCIPAL_READ_POINTS_PER_SECOND,
+  DEFAULT_PRINCIPAL_WRITE_POINTS_PER_SECOND,
+  parseRateLimitFlag,
+  type BucketSettings,
+  type RateLimitOverrides,
+} from '../auth/rate-limits.js';
 
 /** Parses `n1=host:port,n2=host:port` into a map, rejecting malformed or duplicate entries. */
 export function parsePeers(value: string): Record<string, string> {
@@ -29,6 +37,26 @@ export function parsePeers(value: string): Record<string, string> {
   }
   if (Object.keys(out).length === 0) throw new InvalidArgumentError('at least one peer is required');
   return out;
+}
+
+/** Parses `on` / `off` (also true/false) for flag `name`. */
+function onOff(name: string) {
+  return (v: string): boolean => {
+    if (v === 'on' || v === 'true') return true;
+    if (v === 'off' || v === 'false') return false;
+    throw new InvalidArgumentError(`${name} must be on or off, got ${JSON.stringify(v)}`);
+  };
+}
+
+/** Parses a rate flag (`50/s`, `50/s:burst=100`, `0`) with {@link parseRateLimitFlag}. */
+function rateFlag(name: string) {
+  return (v: string): BucketSettings => {
+    try {
+      return parseRateLimitFlag(v, name);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
 }
 
 function positiveInt(name: string) {
@@ -58,6 +86,15 @@ const program = new Command()
   .option('--timeline', 'log every stage of every replicated entry (for measuring write latency)', false)
   .option('--http-listen <host:port>', 'address of the HTTP/JSON API, /health, /metrics and the dashboard (none when absent)')
   .option('--cors-origin <origins>', 'browser origins allowed to call the HTTP API besides the cluster\'s own, comma-separated (* for any)', (v) => v.split(',').map((o) => o.trim()).filter((o) => o !== ''))
+  .option('--auth <on|off>', 'require bearer tokens (JWT, roles reader/writer/admin) on every client call; a new cluster writes an admin token to <data-dir>/admin.token', onOff('--auth'), false)
+  .option('--rate-limits <on|off>', 'token buckets per principal and per address on writes, heartbeats and reads (default: as --auth)', onOff('--rate-limits'))
+  .option('--rate-limit-write <rate>', `writes per principal, e.g. 50/s:burst=100 (0: unlimited; default ${DEFAULT_PRINCIPAL_WRITE_POINTS_PER_SECOND}/s)`, rateFlag('--rate-limit-write'))
+  .option('--rate-limit-read <rate>', `reads (get, find, search, watch) per principal (default ${DEFAULT_PRINCIPAL_READ_POINTS_PER_SECOND}/s)`, rateFlag('--rate-limit-read'))
+  .option('--rate-limit-heartbeat <rate>', `lease renewals per principal (default ${DEFAULT_PRINCIPAL_HEARTBEAT_POINTS_PER_SECOND}/s)`, rateFlag('--rate-limit-heartbeat'))
+  .option('--rate-limit-address-write <rate>', 'writes per remote address', rateFlag('--rate-limit-address-write'))
+  .option('--rate-limit-address-read <rate>', 'reads per remote address', rateFlag('--rate-limit-address-read'))
+  .option('--rate-limit-address-heartbeat <rate>', 'lease renewals per remote address', rateFlag('--rate-limit-address-heartbeat'))
+  .option('--require-signed-cards', 'refuse registers whose card carries no signature that verifies with a trusted key (registry card trust)', false)
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.parse();
@@ -82,7 +119,30 @@ const opts = program.opts<{
   timeline: boolean;
   httpListen?: string;
   corsOrigin?: string[];
+  auth: boolean;
+  rateLimits?: boolean;
+  rateLimitWrite?: BucketSettings;
+  rateLimitRead?: BucketSettings;
+  rateLimitHeartbeat?: BucketSettings;
+  rateLimitAddressWrite?: BucketSettings;
+  rateLimitAddressRead?: BucketSettings;
+  rateLimitAddressHeartbeat?: BucketSettings;
+  requireSignedCards: boolean;
 }>();
+
+/** The rate limit flags given, as overrides of the defaults. */
+const rateLimitSettings: RateLimitOverrides = {
+  principal: {
+    ...(opts.rateLimitWrite ? { write: opts.rateLimitWrite } : {}),
+    ...(opts.rateLimitRead ? { read: opts.rateLimitRead } : {}),
+    ...(opts.rateLimitHeartbeat ? { heartbeat: opts.rateLimitHeartbeat } : {}),
+  },
+  address: {
+    ...(opts.rateLimitAddressWrite ? { write: opts.rateLimitAddressWrite } : {}),
+    ...(opts.rateLimitAddressRead ? { read: opts.rateLimitAddressRead } : {}),
+    ...(opts.rateLimitAddressHeartbeat ? { heartbeat: opts.rateLimitAddressHeartbeat } : {}),
+  },
+};
 
 const logger = createLogger({ node: opts.id }, opts.logLevel);
 
@@ -104,6 +164,10 @@ async function main(): Promise<void> {
     timeline: opts.timeline,
     ...(opts.httpListen ? { httpListen: opts.httpListen } : {}),
     ...(opts.corsOrigin ? { corsOrigins: opts.corsOrigin } : {}),
+    auth: opts.auth,
+    ...(opts.rateLimits !== undefined ? { rateLimits: opts.rateLimits } : {}),
+    rateLimitSettings,
+    requireSignedCards: opts.requireSignedCards,
     logger,
     onFatal: (err) => {
       logger.fatal({ err }, 'stopping on a fatal error');

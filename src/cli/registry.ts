@@ -36,6 +36,12 @@ import { specFromCard } from '../registry/formats/card.js';
 import { parseImportFiles } from '../registry/seed.js';
 import { ValidationError } from '../registry/validation.js';
 import { addCardCommand } from './card.js';
+import { addAuthCommands } from './auth-commands.js';
+
+/** Environment variable holding a bearer token (the default of `--token`). */
+export const TOKEN_ENV = 'REGISTRY_TOKEN';
+/** Environment variable naming a file that holds a bearer token (the default of `--token-file`). */
+export const TOKEN_FILE_ENV = 'REGISTRY_TOKEN_FILE';
 
 /** The endpoints of a local three-node cluster, used when neither flag nor environment names any. */
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003';
@@ -71,6 +77,8 @@ interface GlobalOptions {
   endpoints: string;
   json?: boolean;
   timeout?: string;
+  token?: string;
+  tokenFile?: string;
 }
 
 /** Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds into ms. */
@@ -120,6 +128,8 @@ export function buildProgram(ctx: CliContext): Command {
     )
     .option('--json', 'print JSON instead of text')
     .option('--timeout <ms>', 'overall deadline of each request, retries included, in milliseconds')
+    .addOption(new Option('--token <token>', 'bearer token for a cluster running with --auth on').env(TOKEN_ENV))
+    .addOption(new Option('--token-file <file>', 'read the bearer token from a file (e.g. <data-dir>/admin.token)').env(TOKEN_FILE_ENV))
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.out(s.replace(/\n$/, '')),
@@ -129,9 +139,11 @@ export function buildProgram(ctx: CliContext): Command {
   /** Runs `body` with a client built from the global options, closing it afterwards. */
   const withClient = async (command: Command, body: (client: RegistryClient, json: boolean) => Promise<void>): Promise<void> => {
     const opts = command.optsWithGlobals<GlobalOptions>();
+    const token = opts.token ?? (opts.tokenFile !== undefined ? (await readFile(opts.tokenFile, 'utf8')).trim() : undefined);
     const options: RegistryClientOptions = {
       endpoints: parseEndpoints(opts.endpoints),
       ...(opts.timeout !== undefined ? { deadlineMs: parsePositiveInt(opts.timeout, '--timeout') } : {}),
+      ...(token !== undefined && token !== '' ? { token } : {}),
     };
     const client = (ctx.createClient ?? ((o) => new RegistryClient(o)))(options);
     try {
@@ -503,6 +515,7 @@ export function buildProgram(ctx: CliContext): Command {
     });
 
   addCardCommand(program, ctx);
+  addAuthCommands(program, io, withClient);
   return program;
 }
 

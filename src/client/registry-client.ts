@@ -18,7 +18,10 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import {
+  AuthService,
   ClusterService,
+  type AuthStatusResponse,
+  type CreateTokenResponse,
   RegistryService,
   agentFromWire,
   consistencyToWire,
@@ -66,6 +69,11 @@ export interface RegistryClientOptions {
   readonly readAttemptMs?: number;
   /** Logger for failovers and retries (debug level); silent by default. */
   readonly logger?: Logger;
+  /**
+   * A bearer token (`registry token create`, or a node's `admin.token`), sent on every call as
+   * gRPC metadata `authorization: Bearer <token>`; needed by a cluster running with `--auth on`.
+   */
+  readonly token?: string;
 }
 
 /** Options of a read. */
@@ -157,6 +165,7 @@ export class RegistryClient {
   private readonly deadlineMs: number;
   private readonly readAttemptMs: number;
   private readonly logger: Logger;
+  private readonly token: string | undefined;
   private readonly channels = new Map<string, grpc.Client>();
   /** Index in `endpoints` of the endpoint that last answered. */
   private preferred = 0;
@@ -178,7 +187,16 @@ export class RegistryClient {
     this.deadlineMs = positiveMs(options.deadlineMs ?? DEFAULT_DEADLINE_MS, 'deadlineMs');
     this.readAttemptMs = positiveMs(options.readAttemptMs ?? DEFAULT_READ_ATTEMPT_MS, 'readAttemptMs');
     this.logger = (options.logger ?? silentLogger).child({ component: 'client' });
+    if (options.token !== undefined && (typeof options.token !== 'string' || options.token.trim() === '')) throw new ValidationError('token', 'must be a non-empty string');
+    this.token = options.token?.trim();
     this.clientId = randomUUID();
+  }
+
+  /** The metadata of every call: the bearer token, when the client has one. */
+  private metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.token !== undefined) md.set('authorization', `Bearer ${this.token}`);
+    return md;
   }
 
   /**
@@ -332,7 +350,7 @@ export class RegistryClient {
           RegistryService.Watch.requestSerialize,
           RegistryService.Watch.responseDeserialize,
           { start_revision: next, id_prefix: filter.idPrefix ?? '', capability: filter.capability ?? '', kind: filter.kind ?? '' },
-          new grpc.Metadata(),
+          this.metadata(),
           {},
         );
         const onAbort = () => call.cancel();
@@ -424,7 +442,7 @@ export class RegistryClient {
           ClusterService.Snapshot.requestSerialize,
           ClusterService.Snapshot.responseDeserialize,
           {},
-          new grpc.Metadata(),
+          this.metadata(),
           { deadline: Date.now() + this.deadlineMs * 30 },
         );
         let bytes = 0;
@@ -469,6 +487,44 @@ export class RegistryClient {
         }
       }),
     );
+  }
+
+  /** Whether auth is on at the node that answers, its key ids, and who this client's token says it is (`Auth.AuthStatus`). */
+  async authStatus(): Promise<AuthStatusResponse> {
+    return this.invoke('read', AuthService.AuthStatus, {});
+  }
+
+  /**
+   * Creates a token (`Auth.CreateToken`, admin): `role` reader, writer (with `namespaces`) or
+   * admin, living `ttlSeconds` (0: no expiry).
+   * @throws RegistryError `INVALID_ARGUMENT` (bad role, namespace or ttl), `PERMISSION_DENIED`, `FAILED_PRECONDITION` (no signing key yet).
+   */
+  async createToken(options: { role: string; namespaces?: readonly string[]; ttlSeconds?: number; name?: string }): Promise<CreateTokenResponse> {
+    return this.invoke('read', AuthService.CreateToken, { role: options.role, namespaces: [...(options.namespaces ?? [])], ttl_seconds: options.ttlSeconds ?? 0, name: options.name ?? '' });
+  }
+
+  /** Revokes a token by id (`Auth.RevokeToken`, admin). */
+  async revokeToken(tokenId: string): Promise<{ revision: number }> {
+    const res = await this.invoke('write', AuthService.RevokeToken, { token_id: tokenId });
+    return { revision: Number(res.revision) };
+  }
+
+  /** Creates a new signing key (`Auth.RotateSigningKey`, admin); with `retirePrevious`, tokens of earlier keys stop verifying. */
+  async rotateSigningKey(retirePrevious = false): Promise<{ revision: number; keyId: string }> {
+    const res = await this.invoke('write', AuthService.RotateSigningKey, { retire_previous: retirePrevious });
+    return { revision: Number(res.revision), keyId: res.key_id };
+  }
+
+  /** Trusts an Ed25519 public JWK (JSON text) for card signatures under `keyId` (`Auth.TrustCardKey`, admin). */
+  async trustCardKey(keyId: string, publicJwk: string): Promise<{ revision: number }> {
+    const res = await this.invoke('write', AuthService.TrustCardKey, { key_id: keyId, public_jwk: publicJwk });
+    return { revision: Number(res.revision) };
+  }
+
+  /** Stops trusting a card key (`Auth.UntrustCardKey`, admin). */
+  async untrustCardKey(keyId: string): Promise<{ revision: number }> {
+    const res = await this.invoke('write', AuthService.UntrustCardKey, { key_id: keyId });
+    return { revision: Number(res.revision) };
   }
 
   /** Closes every channel. Later calls fail with `CANCELLED`. */
@@ -539,7 +595,7 @@ export class RegistryClient {
         method.requestSerialize,
         method.responseDeserialize,
         request,
-        new grpc.Metadata(),
+        this.metadata(),
         { deadline },
         (err, res) => {
           if (err) reject(err);

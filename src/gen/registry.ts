@@ -4,10 +4,16 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 
 import type { AddMemberRequest as _registry_v1_AddMemberRequest, AddMemberRequest__Output as _registry_v1_AddMemberRequest__Output } from './registry/v1/AddMemberRequest.js';
 import type { Agent as _registry_v1_Agent, Agent__Output as _registry_v1_Agent__Output } from './registry/v1/Agent.js';
+import type { AuthClient as _registry_v1_AuthClient, AuthDefinition as _registry_v1_AuthDefinition } from './registry/v1/Auth.js';
+import type { AuthStatusRequest as _registry_v1_AuthStatusRequest, AuthStatusRequest__Output as _registry_v1_AuthStatusRequest__Output } from './registry/v1/AuthStatusRequest.js';
+import type { AuthStatusResponse as _registry_v1_AuthStatusResponse, AuthStatusResponse__Output as _registry_v1_AuthStatusResponse__Output } from './registry/v1/AuthStatusResponse.js';
+import type { AuthWriteResponse as _registry_v1_AuthWriteResponse, AuthWriteResponse__Output as _registry_v1_AuthWriteResponse__Output } from './registry/v1/AuthWriteResponse.js';
 import type { BackupChunk as _registry_v1_BackupChunk, BackupChunk__Output as _registry_v1_BackupChunk__Output } from './registry/v1/BackupChunk.js';
 import type { BackupRequest as _registry_v1_BackupRequest, BackupRequest__Output as _registry_v1_BackupRequest__Output } from './registry/v1/BackupRequest.js';
 import type { CapabilityCount as _registry_v1_CapabilityCount, CapabilityCount__Output as _registry_v1_CapabilityCount__Output } from './registry/v1/CapabilityCount.js';
 import type { ClusterClient as _registry_v1_ClusterClient, ClusterDefinition as _registry_v1_ClusterDefinition } from './registry/v1/Cluster.js';
+import type { CreateTokenRequest as _registry_v1_CreateTokenRequest, CreateTokenRequest__Output as _registry_v1_CreateTokenRequest__Output } from './registry/v1/CreateTokenRequest.js';
+import type { CreateTokenResponse as _registry_v1_CreateTokenResponse, CreateTokenResponse__Output as _registry_v1_CreateTokenResponse__Output } from './registry/v1/CreateTokenResponse.js';
 import type { DeregisterRequest as _registry_v1_DeregisterRequest, DeregisterRequest__Output as _registry_v1_DeregisterRequest__Output } from './registry/v1/DeregisterRequest.js';
 import type { DeregisterResponse as _registry_v1_DeregisterResponse, DeregisterResponse__Output as _registry_v1_DeregisterResponse__Output } from './registry/v1/DeregisterResponse.js';
 import type { FindRequest as _registry_v1_FindRequest, FindRequest__Output as _registry_v1_FindRequest__Output } from './registry/v1/FindRequest.js';
@@ -27,6 +33,8 @@ import type { RegisterRequest as _registry_v1_RegisterRequest, RegisterRequest__
 import type { RegisterResponse as _registry_v1_RegisterResponse, RegisterResponse__Output as _registry_v1_RegisterResponse__Output } from './registry/v1/RegisterResponse.js';
 import type { RegistryClient as _registry_v1_RegistryClient, RegistryDefinition as _registry_v1_RegistryDefinition } from './registry/v1/Registry.js';
 import type { RemoveMemberRequest as _registry_v1_RemoveMemberRequest, RemoveMemberRequest__Output as _registry_v1_RemoveMemberRequest__Output } from './registry/v1/RemoveMemberRequest.js';
+import type { RevokeTokenRequest as _registry_v1_RevokeTokenRequest, RevokeTokenRequest__Output as _registry_v1_RevokeTokenRequest__Output } from './registry/v1/RevokeTokenRequest.js';
+import type { RotateSigningKeyRequest as _registry_v1_RotateSigningKeyRequest, RotateSigningKeyRequest__Output as _registry_v1_RotateSigningKeyRequest__Output } from './registry/v1/RotateSigningKeyRequest.js';
 import type { SearchRequest as _registry_v1_SearchRequest, SearchRequest__Output as _registry_v1_SearchRequest__Output } from './registry/v1/SearchRequest.js';
 import type { SearchResponse as _registry_v1_SearchResponse, SearchResponse__Output as _registry_v1_SearchResponse__Output } from './registry/v1/SearchResponse.js';
 import type { SearchResult as _registry_v1_SearchResult, SearchResult__Output as _registry_v1_SearchResult__Output } from './registry/v1/SearchResult.js';
@@ -34,6 +42,8 @@ import type { StatusRequest as _registry_v1_StatusRequest, StatusRequest__Output
 import type { StatusResponse as _registry_v1_StatusResponse, StatusResponse__Output as _registry_v1_StatusResponse__Output } from './registry/v1/StatusResponse.js';
 import type { TransferLeadershipRequest as _registry_v1_TransferLeadershipRequest, TransferLeadershipRequest__Output as _registry_v1_TransferLeadershipRequest__Output } from './registry/v1/TransferLeadershipRequest.js';
 import type { TransferLeadershipResponse as _registry_v1_TransferLeadershipResponse, TransferLeadershipResponse__Output as _registry_v1_TransferLeadershipResponse__Output } from './registry/v1/TransferLeadershipResponse.js';
+import type { TrustCardKeyRequest as _registry_v1_TrustCardKeyRequest, TrustCardKeyRequest__Output as _registry_v1_TrustCardKeyRequest__Output } from './registry/v1/TrustCardKeyRequest.js';
+import type { UntrustCardKeyRequest as _registry_v1_UntrustCardKeyRequest, UntrustCardKeyRequest__Output as _registry_v1_UntrustCardKeyRequest__Output } from './registry/v1/UntrustCardKeyRequest.js';
 import type { WatchEvent as _registry_v1_WatchEvent, WatchEvent__Output as _registry_v1_WatchEvent__Output } from './registry/v1/WatchEvent.js';
 import type { WatchRequest as _registry_v1_WatchRequest, WatchRequest__Output as _registry_v1_WatchRequest__Output } from './registry/v1/WatchRequest.js';
 
@@ -46,6 +56,15 @@ export interface ProtoGrpcType {
     v1: {
       AddMemberRequest: MessageTypeDefinition<_registry_v1_AddMemberRequest, _registry_v1_AddMemberRequest__Output>
       Agent: MessageTypeDefinition<_registry_v1_Agent, _registry_v1_Agent__Output>
+      /**
+       * Tokens, signing keys and trusted card keys (etcd's Auth service, with JWTs). Every call but
+       * AuthStatus needs an admin token; the keys live in the replicated state, so every node verifies
+       * the same tokens and a rotation is one write.
+       */
+      Auth: SubtypeConstructor<typeof grpc.Client, _registry_v1_AuthClient> & { service: _registry_v1_AuthDefinition }
+      AuthStatusRequest: MessageTypeDefinition<_registry_v1_AuthStatusRequest, _registry_v1_AuthStatusRequest__Output>
+      AuthStatusResponse: MessageTypeDefinition<_registry_v1_AuthStatusResponse, _registry_v1_AuthStatusResponse__Output>
+      AuthWriteResponse: MessageTypeDefinition<_registry_v1_AuthWriteResponse, _registry_v1_AuthWriteResponse__Output>
       BackupChunk: MessageTypeDefinition<_registry_v1_BackupChunk, _registry_v1_BackupChunk__Output>
       BackupRequest: MessageTypeDefinition<_registry_v1_BackupRequest, _registry_v1_BackupRequest__Output>
       CapabilityCount: MessageTypeDefinition<_registry_v1_CapabilityCount, _registry_v1_CapabilityCount__Output>
@@ -55,6 +74,8 @@ export interface ProtoGrpcType {
        */
       Cluster: SubtypeConstructor<typeof grpc.Client, _registry_v1_ClusterClient> & { service: _registry_v1_ClusterDefinition }
       Consistency: EnumTypeDefinition
+      CreateTokenRequest: MessageTypeDefinition<_registry_v1_CreateTokenRequest, _registry_v1_CreateTokenRequest__Output>
+      CreateTokenResponse: MessageTypeDefinition<_registry_v1_CreateTokenResponse, _registry_v1_CreateTokenResponse__Output>
       DeregisterRequest: MessageTypeDefinition<_registry_v1_DeregisterRequest, _registry_v1_DeregisterRequest__Output>
       DeregisterResponse: MessageTypeDefinition<_registry_v1_DeregisterResponse, _registry_v1_DeregisterResponse__Output>
       EventType: EnumTypeDefinition
@@ -79,7 +100,9 @@ export interface ProtoGrpcType {
        */
       Registry: SubtypeConstructor<typeof grpc.Client, _registry_v1_RegistryClient> & { service: _registry_v1_RegistryDefinition }
       RemoveMemberRequest: MessageTypeDefinition<_registry_v1_RemoveMemberRequest, _registry_v1_RemoveMemberRequest__Output>
+      RevokeTokenRequest: MessageTypeDefinition<_registry_v1_RevokeTokenRequest, _registry_v1_RevokeTokenRequest__Output>
       Role: EnumTypeDefinition
+      RotateSigningKeyRequest: MessageTypeDefinition<_registry_v1_RotateSigningKeyRequest, _registry_v1_RotateSigningKeyRequest__Output>
       SearchRequest: MessageTypeDefinition<_registry_v1_SearchRequest, _registry_v1_SearchRequest__Output>
       SearchResponse: MessageTypeDefinition<_registry_v1_SearchResponse, _registry_v1_SearchResponse__Output>
       SearchResult: MessageTypeDefinition<_registry_v1_SearchResult, _registry_v1_SearchResult__Output>
@@ -87,6 +110,8 @@ export interface ProtoGrpcType {
       StatusResponse: MessageTypeDefinition<_registry_v1_StatusResponse, _registry_v1_StatusResponse__Output>
       TransferLeadershipRequest: MessageTypeDefinition<_registry_v1_TransferLeadershipRequest, _registry_v1_TransferLeadershipRequest__Output>
       TransferLeadershipResponse: MessageTypeDefinition<_registry_v1_TransferLeadershipResponse, _registry_v1_TransferLeadershipResponse__Output>
+      TrustCardKeyRequest: MessageTypeDefinition<_registry_v1_TrustCardKeyRequest, _registry_v1_TrustCardKeyRequest__Output>
+      UntrustCardKeyRequest: MessageTypeDefinition<_registry_v1_UntrustCardKeyRequest, _registry_v1_UntrustCardKeyRequest__Output>
       WatchEvent: MessageTypeDefinition<_registry_v1_WatchEvent, _registry_v1_WatchEvent__Output>
       WatchRequest: MessageTypeDefinition<_registry_v1_WatchRequest, _registry_v1_WatchRequest__Output>
     }

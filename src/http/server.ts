@@ -40,6 +40,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import { Ajv } from 'ajv';
 import type { WebSocket } from 'ws';
 import { budgetFrom, type CallContext, type RegistryApi, type WatchStream } from '../api/handlers.js';
+import { bearerToken } from '../api/grpc-service.js';
 import { nodeHealth } from '../api/health.js';
 import type { FindRequest, HeartbeatRequest, SearchRequest, WatchRequest, WireWatchEvent } from '../api/registry-proto.js';
 import { ApiError, Code } from '../api/status.js';
@@ -127,11 +128,24 @@ function defaultWebDir(): string | undefined {
   return undefined;
 }
 
-/** The {@link CallContext} of an HTTP request: its budget from {@link TIMEOUT_HEADER}. */
+/**
+ * The {@link CallContext} of an HTTP request: its budget from {@link TIMEOUT_HEADER}, its bearer
+ * token from `Authorization`, and the client's address.
+ */
 function contextOf(req: FastifyRequest): CallContext {
   const raw = req.headers[TIMEOUT_HEADER];
   const ms = typeof raw === 'string' && raw !== '' ? Number(raw) : undefined;
-  return { budgetMs: budgetFrom(ms !== undefined && Number.isFinite(ms) && ms > 0 ? ms : undefined) };
+  const token = bearerToken(req.headers.authorization);
+  return {
+    budgetMs: budgetFrom(ms !== undefined && Number.isFinite(ms) && ms > 0 ? ms : undefined),
+    ...(token !== undefined ? { token } : {}),
+    remoteAddress: req.ip,
+  };
+}
+
+/** `Retry-After` for an error, in whole seconds: the error's own hint, else {@link RETRY_AFTER_SECONDS}. */
+function retryAfterSeconds(e: ApiError): string {
+  return String(e.retryAfterMs !== undefined ? Math.max(1, Math.ceil(e.retryAfterMs / 1000)) : RETRY_AFTER_SECONDS);
 }
 
 const CONSISTENCY_VALUES = [...enumNames('Consistency'), 'linearizable', 'serializable'];
@@ -289,7 +303,7 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
     const e = httpApiError(err, log, MAX_HTTP_BODY_BYTES);
     apiCodes.set(req, e.code);
     const status = httpStatusOf(e.code);
-    if (status === 503 || status === 429) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    if (status === 503 || status === 429) void reply.header('retry-after', retryAfterSeconds(e));
     void reply.code(status).send(statusBody(e));
   });
   app.setNotFoundHandler((req, reply) => {
@@ -479,7 +493,7 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
         res.end(`event: error\ndata: ${JSON.stringify(statusBody(err))}\n\n`);
       },
     };
-    const cancel = await api.watch(request, stream); // a bad request throws here, before any byte is sent
+    const cancel = await api.watch(request, stream, contextOf(req)); // a bad request throws here, before any byte is sent
     head();
     keepalive = setInterval(() => res.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
     keepalive.unref();
@@ -531,7 +545,7 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
       failWith(httpApiError(err, log, MAX_HTTP_BODY_BYTES));
       return;
     }
-    api.watch(request, stream).then(
+    api.watch(request, stream, contextOf(req)).then(
       (cancel) => {
         socket.on('close', cancel);
         if (socket.readyState !== socket.OPEN) cancel();
@@ -567,10 +581,36 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
     schema: { summary: 'Hand leadership to another voter', tags: ['cluster'], body: messageSchema('TransferLeadershipRequest'), response: { 200: responseSchema('TransferLeadershipResponse'), ...errorResponses } },
   }, async (req) => toJson('TransferLeadershipResponse', await api.transferLeadership(fromJson('TransferLeadershipRequest', req.body), contextOf(req))));
 
+  // --- registry.v1.Auth ------------------------------------------------------------------------
+
+  app.get('/v1/auth/status', {
+    schema: { summary: 'Whether auth is on, the key ids, and who the token says the caller is', tags: ['auth'], response: { 200: responseSchema('AuthStatusResponse'), ...errorResponses } },
+  }, async (req) => toJson('AuthStatusResponse', await api.authStatus(contextOf(req))));
+
+  app.post('/v1/auth/tokens', {
+    schema: { summary: 'Create a token (admin)', tags: ['auth'], body: messageSchema('CreateTokenRequest'), response: { 200: responseSchema('CreateTokenResponse'), ...errorResponses } },
+  }, async (req) => toJson('CreateTokenResponse', await api.createToken(fromJson('CreateTokenRequest', req.body), contextOf(req))));
+
+  app.delete('/v1/auth/tokens/:id', {
+    schema: { summary: 'Revoke a token by its id (admin)', tags: ['auth'], params: { type: 'object', properties: { id: string } }, response: { 200: responseSchema('AuthWriteResponse'), ...errorResponses } },
+  }, async (req) => toJson('AuthWriteResponse', await api.revokeToken({ token_id: (req.params as { id: string }).id }, contextOf(req))));
+
+  app.post('/v1/auth/signing-keys', {
+    schema: { summary: 'Rotate the signing key (admin)', tags: ['auth'], body: messageSchema('RotateSigningKeyRequest'), response: { 200: responseSchema('AuthWriteResponse'), ...errorResponses } },
+  }, async (req) => toJson('AuthWriteResponse', await api.rotateSigningKey(fromJson('RotateSigningKeyRequest', req.body ?? {}), contextOf(req))));
+
+  app.post('/v1/auth/card-keys', {
+    schema: { summary: 'Trust a public key for card signatures (admin)', tags: ['auth'], body: messageSchema('TrustCardKeyRequest'), response: { 200: responseSchema('AuthWriteResponse'), ...errorResponses } },
+  }, async (req) => toJson('AuthWriteResponse', await api.trustCardKey(fromJson('TrustCardKeyRequest', req.body), contextOf(req))));
+
+  app.delete('/v1/auth/card-keys/:id', {
+    schema: { summary: 'Stop trusting a card key (admin)', tags: ['auth'], params: { type: 'object', properties: { id: string } }, response: { 200: responseSchema('AuthWriteResponse'), ...errorResponses } },
+  }, async (req) => toJson('AuthWriteResponse', await api.untrustCardKey({ key_id: (req.params as { id: string }).id }, contextOf(req))));
+
   app.get('/v1/snapshot', {
     schema: { summary: "A consistent backup of this node's state (registry-node --restore FILE)", tags: ['cluster'], produces: ['application/octet-stream'], response: { 200: { type: 'string', format: 'binary' }, ...errorResponses } },
   }, async (req, reply) => {
-    const chunks = api.backup();
+    const chunks = api.backup(contextOf(req));
     let first: IteratorResult<Uint8Array>;
     try {
       first = await chunks.next();

@@ -9,6 +9,11 @@
  * - `{ v: 1, t: 'deregister', requestId, id, expectedRevision? }`
  * - `{ v: 1, t: 'setHealth',  requestId, id, health }`
  * - `{ v: 1, t: 'expire',     requestId, leases: [[id, modRevision], ...] }`
+ * - `{ v: 1, t: 'auth',       requestId, change: { op, ... } }` (see {@link AuthChange})
+ *
+ * `register`, `deregister`, `setHealth` and `auth` may carry `p`, the principal that wrote
+ * them; `register` may carry `cc: [verifiedKeyId, signatureError]`, what the proposing node
+ * found of the card's signatures.
  *
  * `register` and `deregister` may carry `s: [clientId, sequence]`, the writer's exactly-once
  * session (thesis §6.3). Optional fields are written only when they differ from their default
@@ -24,7 +29,7 @@
  */
 import { Packr } from 'msgpackr';
 import { assertNever } from '../raft/types.js';
-import type { AgentSpec, CardFormat, ClientSession, Command, Health, MemberChange } from './types.js';
+import type { AgentSpec, AuthChange, CardCheck, CardFormat, ClientSession, Command, Health, MemberChange } from './types.js';
 
 /** The command format version this code writes and reads. */
 export const COMMAND_VERSION = 1;
@@ -76,6 +81,8 @@ function packCommand(cmd: Command): Uint8Array {
         ...(cmd.expectedRevision ? { expectedRevision: cmd.expectedRevision } : {}),
         ...(cmd.createOnly ? { createOnly: true } : {}),
         ...(cmd.timeMs ? { timeMs: cmd.timeMs } : {}),
+        ...(cmd.principal !== undefined ? { p: cmd.principal } : {}),
+        ...(cmd.cardCheck ? { cc: [cmd.cardCheck.verifiedKeyId ?? '', cmd.cardCheck.signatureError ?? ''] } : {}),
       });
     case 'deregister':
       return registryPackr.pack({
@@ -85,9 +92,19 @@ function packCommand(cmd: Command): Uint8Array {
         id: cmd.id,
         ...(cmd.session ? { s: [cmd.session.clientId, cmd.session.sequence] } : {}),
         ...(cmd.expectedRevision ? { expectedRevision: cmd.expectedRevision } : {}),
+        ...(cmd.principal !== undefined ? { p: cmd.principal } : {}),
       });
     case 'setHealth':
-      return registryPackr.pack({ v: COMMAND_VERSION, t: 'setHealth', requestId: cmd.requestId, id: cmd.id, health: cmd.health });
+      return registryPackr.pack({ v: COMMAND_VERSION, t: 'setHealth', requestId: cmd.requestId, id: cmd.id, health: cmd.health, ...(cmd.principal !== undefined ? { p: cmd.principal } : {}) });
+    case 'auth':
+      return registryPackr.pack({
+        v: COMMAND_VERSION,
+        t: 'auth',
+        requestId: cmd.requestId,
+        change: { ...cmd.change },
+        ...(cmd.principal !== undefined ? { p: cmd.principal } : {}),
+        ...(cmd.timeMs ? { timeMs: cmd.timeMs } : {}),
+      });
     case 'expire':
       return registryPackr.pack({
         v: COMMAND_VERSION,
@@ -128,6 +145,8 @@ export function decodeCommand(data: Uint8Array): Command {
       const expectedRevision = optionalCount(decoded.expectedRevision, 'expectedRevision');
       const createOnly = decoded.createOnly;
       const timeMs = optionalCount(decoded.timeMs, 'timeMs');
+      const principal = optionalString(decoded.p, 'p');
+      const cardCheck = parseCardCheck(decoded.cc);
       if (createOnly !== undefined && typeof createOnly !== 'boolean') throw new CommandDecodeError('createOnly', `expected a boolean, got ${typeof createOnly}`);
       return {
         type: 'register',
@@ -139,21 +158,32 @@ export function decodeCommand(data: Uint8Array): Command {
         ...(expectedRevision !== undefined ? { expectedRevision } : {}),
         ...(createOnly !== undefined ? { createOnly } : {}),
         ...(timeMs !== undefined ? { timeMs } : {}),
+        ...(principal !== undefined ? { principal } : {}),
+        ...(cardCheck ? { cardCheck } : {}),
       };
     }
     case 'deregister': {
       const session = parseSession(decoded.s);
       const expectedRevision = optionalCount(decoded.expectedRevision, 'expectedRevision');
+      const principal = optionalString(decoded.p, 'p');
       return {
         type: 'deregister',
         requestId,
         id: expectString(decoded.id, 'id'),
         ...(session ? { session } : {}),
         ...(expectedRevision !== undefined ? { expectedRevision } : {}),
+        ...(principal !== undefined ? { principal } : {}),
       };
     }
-    case 'setHealth':
-      return { type: 'setHealth', requestId, id: expectString(decoded.id, 'id'), health: parseHealth(decoded.health, 'health') };
+    case 'setHealth': {
+      const principal = optionalString(decoded.p, 'p');
+      return { type: 'setHealth', requestId, id: expectString(decoded.id, 'id'), health: parseHealth(decoded.health, 'health'), ...(principal !== undefined ? { principal } : {}) };
+    }
+    case 'auth': {
+      const principal = optionalString(decoded.p, 'p');
+      const timeMs = optionalCount(decoded.timeMs, 'timeMs');
+      return { type: 'auth', requestId, change: parseAuthChange(decoded.change), ...(principal !== undefined ? { principal } : {}), ...(timeMs !== undefined ? { timeMs } : {}) };
+    }
     case 'expire':
       return { type: 'expire', requestId, leases: parseLeases(decoded.leases) };
     default:
@@ -177,6 +207,50 @@ function optionalCount(x: unknown, field: string): number | undefined {
   if (x === undefined) return undefined;
   if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) throw new CommandDecodeError(field, 'expected a non-negative integer');
   return x;
+}
+
+/** An optional string field; `undefined` when absent. */
+function optionalString(x: unknown, field: string): string | undefined {
+  return x === undefined ? undefined : expectString(x, field);
+}
+
+/** Decodes the optional `cc: [verifiedKeyId, signatureError]` of a register ('' = none). */
+function parseCardCheck(x: unknown): CardCheck | undefined {
+  if (x === undefined) return undefined;
+  if (!Array.isArray(x) || x.length !== 2) throw new CommandDecodeError('cc', 'expected [verifiedKeyId, signatureError]');
+  const verifiedKeyId = expectString(x[0], 'cc[0]');
+  const signatureError = expectString(x[1], 'cc[1]');
+  return { ...(verifiedKeyId !== '' ? { verifiedKeyId } : {}), ...(signatureError !== '' ? { signatureError } : {}) };
+}
+
+/** Decodes the `change` of an `auth` command. */
+function parseAuthChange(x: unknown): AuthChange {
+  if (!isPlainMap(x)) throw new CommandDecodeError('change', 'not a map');
+  switch (x.op) {
+    case 'addSigningKey': {
+      const key = x.key;
+      if (!isPlainMap(key)) throw new CommandDecodeError('change.key', 'not a map');
+      for (const f of ['ifNone', 'retirePrevious'] as const) {
+        if (x[f] !== undefined && typeof x[f] !== 'boolean') throw new CommandDecodeError(`change.${f}`, 'expected a boolean');
+      }
+      return {
+        op: 'addSigningKey',
+        key: { kid: expectString(key.kid, 'change.key.kid'), privateJwk: expectString(key.privateJwk, 'change.key.privateJwk'), publicJwk: expectString(key.publicJwk, 'change.key.publicJwk') },
+        ...(x.ifNone === true ? { ifNone: true } : {}),
+        ...(x.retirePrevious === true ? { retirePrevious: true } : {}),
+      };
+    }
+    case 'revokeToken': {
+      const expiresAtSec = optionalCount(x.expiresAtSec, 'change.expiresAtSec') ?? 0;
+      return { op: 'revokeToken', tokenId: expectString(x.tokenId, 'change.tokenId'), expiresAtSec };
+    }
+    case 'trustCardKey':
+      return { op: 'trustCardKey', keyId: expectString(x.keyId, 'change.keyId'), publicJwk: expectString(x.publicJwk, 'change.publicJwk') };
+    case 'untrustCardKey':
+      return { op: 'untrustCardKey', keyId: expectString(x.keyId, 'change.keyId') };
+    default:
+      throw new CommandDecodeError('change.op', `unknown auth change ${JSON.stringify(x.op)}`);
+  }
 }
 
 /** Decodes the `leases: [[id, modRevision], ...]` of an `expire` command. */

@@ -58,6 +58,8 @@ export interface Filters {
   readonly labels: readonly (readonly [string, string])[];
   readonly health: Health | undefined;
   readonly namePrefix: string | undefined;
+  /** Only agents with a verified card signature. */
+  readonly verifiedOnly: boolean;
 }
 
 /**
@@ -271,6 +273,7 @@ export function matches(agent: Agent, filters: Filters): boolean {
   if (filters.kind !== undefined && agent.kind !== filters.kind) return false;
   if (filters.health !== undefined && agent.health !== filters.health) return false;
   if (filters.namePrefix !== undefined && !agent.name.startsWith(filters.namePrefix)) return false;
+  if (filters.verifiedOnly && agent.verifiedKeyId === undefined) return false;
   for (const [key, value] of filters.labels) {
     if (!Object.hasOwn(agent.labels, key) || agent.labels[key] !== value) return false;
   }
@@ -279,7 +282,8 @@ export function matches(agent: Agent, filters: Filters): boolean {
 
 export function parseFilters(query: FindQuery): Filters {
   if (typeof query !== 'object' || query === null) throw new QueryError('query', 'must be an object');
-  const { capability, capabilityPrefix, kind, labels, health, namePrefix } = query;
+  const { capability, capabilityPrefix, kind, labels, health, namePrefix, verifiedOnly } = query;
+  if (verifiedOnly !== undefined && typeof verifiedOnly !== 'boolean') throw new QueryError('verified_only', 'must be a boolean');
   if (capability !== undefined && typeof capability !== 'string') throw new QueryError('capability', 'must be a string');
   if (capabilityPrefix !== undefined && typeof capabilityPrefix !== 'string') throw new QueryError('capability_prefix', 'must be a string');
   if (kind !== undefined && typeof kind !== 'string') throw new QueryError('kind', 'must be a string');
@@ -305,6 +309,7 @@ export function parseFilters(query: FindQuery): Filters {
     // `unspecified` is the proto default: no health filter, like an empty string.
     health: health === undefined || health === 'unspecified' ? undefined : health,
     namePrefix: namePrefix === undefined || namePrefix === '' ? undefined : namePrefix,
+    verifiedOnly: verifiedOnly === true,
   };
 }
 

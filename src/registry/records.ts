@@ -31,6 +31,9 @@ export function agentRecordFields(agent: Agent): Record<string, unknown> {
     health: agent.health,
     ...(agent.createdAtMs !== undefined ? { createdAtMs: agent.createdAtMs } : {}),
     ...(agent.updatedAtMs !== undefined ? { updatedAtMs: agent.updatedAtMs } : {}),
+    ...(agent.modifiedBy !== undefined ? { modifiedBy: agent.modifiedBy } : {}),
+    ...(agent.verifiedKeyId !== undefined ? { verifiedKeyId: agent.verifiedKeyId } : {}),
+    ...(agent.signatureError !== undefined ? { signatureError: agent.signatureError } : {}),
   };
 }
 
@@ -63,7 +66,7 @@ export function parseAgentRecord(decoded: unknown, what: string): Agent {
   } catch (err) {
     throw new CorruptionError(`${what} does not decode: ${(err as Error).message}`);
   }
-  const { createRevision, modRevision, ttlSeconds = 0, health = 'unspecified', createdAtMs, updatedAtMs } = decoded as Record<string, unknown>;
+  const { createRevision, modRevision, ttlSeconds = 0, health = 'unspecified', createdAtMs, updatedAtMs, modifiedBy, verifiedKeyId, signatureError } = decoded as Record<string, unknown>;
   if (!isPositiveInteger(createRevision) || !isPositiveInteger(modRevision) || modRevision < createRevision) {
     throw new CorruptionError(`${what} has bad revisions`);
   }
@@ -76,6 +79,9 @@ export function parseAgentRecord(decoded: unknown, what: string): Agent {
   for (const [field, v] of [['createdAtMs', createdAtMs], ['updatedAtMs', updatedAtMs]] as const) {
     if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) throw new CorruptionError(`${what} has a bad ${field}`);
   }
+  for (const [field, v] of [['modifiedBy', modifiedBy], ['verifiedKeyId', verifiedKeyId], ['signatureError', signatureError]] as const) {
+    if (v !== undefined && typeof v !== 'string') throw new CorruptionError(`${what} has a bad ${field}`);
+  }
   return {
     ...spec,
     createRevision,
@@ -84,6 +90,9 @@ export function parseAgentRecord(decoded: unknown, what: string): Agent {
     health: health as Health,
     ...(createdAtMs !== undefined ? { createdAtMs: createdAtMs as number } : {}),
     ...(updatedAtMs !== undefined ? { updatedAtMs: updatedAtMs as number } : {}),
+    ...(modifiedBy !== undefined ? { modifiedBy: modifiedBy as string } : {}),
+    ...(verifiedKeyId !== undefined ? { verifiedKeyId: verifiedKeyId as string } : {}),
+    ...(signatureError !== undefined ? { signatureError: signatureError as string } : {}),
   };
 }
 

@@ -41,6 +41,7 @@ import { AgentTally, MAX_COUNTED_AGENT_KINDS, type AgentCount } from './agent-co
 import { EVENT_HISTORY_REVISIONS, encodeEvents, readEvents } from './event-history.js';
 import type { LeaseRecord } from './lease-types.js';
 import { decodeMembers, encodeMembers, nextMembers } from './members.js';
+import { applyAuthChange, AUTH_KEY, decodeAuthState, EMPTY_AUTH_STATE, encodeAuthState, type AuthState } from './auth-state.js';
 import { capabilityCounts, listCapabilities } from './capabilities.js';
 import { CounterDeltaMap, flushCounters } from './counters.js';
 import { findAgents, QueryError } from './queries.js';
@@ -90,6 +91,8 @@ interface PendingApply {
   readonly tally: AgentTally;
   /** Counter values staged in this batch, by key (see `counters.ts`). */
   readonly counters: Map<string, number>;
+  /** The auth state after this batch, when an auth change was staged in it. */
+  auth?: AuthState;
 }
 
 /** The agent counts as {@link RegistryStateMachine.agentCounts} reports them. */
@@ -123,6 +126,12 @@ export class RegistryStateMachine {
   private prefetched: Map<string, Agent | undefined> | undefined;
   /** The membership as staged by the newest applied config entry (undefined: read the store). */
   private stagedMembers: Member[] | undefined;
+  /** The auth state of the durable applied index (loaded by {@link open}). */
+  private committedAuth: AuthState = EMPTY_AUTH_STATE;
+  /** The auth state as staged by the newest applied auth change (undefined: {@link committedAuth}). */
+  private stagedAuth: AuthState | undefined;
+  /** Hears of every change of the durable auth state (after the batch holding it is written). */
+  onAuthChanged: ((state: AuthState) => void) | undefined;
   /** Session results read ahead for the `applyEntries` call in progress. */
   private prefetchedSessions: Map<string, SessionResult> | undefined;
   /** Counter deltas of the `applyEntries` call in progress, staged into its batch at its end. */
@@ -178,6 +187,9 @@ export class RegistryStateMachine {
     this.stagedApplied = applied;
     this.pending = [];
     this.stagedMembers = undefined;
+    const auth = await this.store.kv.get(AUTH_KEY);
+    this.committedAuth = auth === undefined ? EMPTY_AUTH_STATE : decodeAuthState(auth);
+    this.stagedAuth = undefined;
     this.opened = true;
     this.generation++;
     this.agentTally = undefined;
@@ -388,10 +400,16 @@ export class RegistryStateMachine {
     if (batch === undefined) this.durableApplied = this.stagedApplied;
     if (at < 0) return;
     if (batch !== undefined) this.durableApplied = (this.pending[at] as PendingApply).appliedIndex;
+    let authChanged = false;
     for (const p of this.pending.splice(0, at + 1)) {
       for (const e of p.events) this.committedEvents.push(e);
       if (!p.tally.empty) (this.agentTally ?? this.tallySinceCount)?.addAll(p.tally);
+      if (p.auth !== undefined) {
+        this.committedAuth = p.auth;
+        authChanged = true;
+      }
     }
+    if (authChanged) this.onAuthChanged?.(this.committedAuth);
     this.maybeCountAgents();
     const excess = this.committedEvents.length - MAX_UNTAKEN_EVENTS;
     if (excess > 0) {
@@ -457,6 +475,15 @@ export class RegistryStateMachine {
     this.pending = [];
     this.stagedApplied = this.durableApplied;
     this.stagedMembers = undefined;
+    this.stagedAuth = undefined;
+  }
+
+  /**
+   * The auth state (signing keys, revoked token ids, trusted card keys) of the durable applied
+   * index: what this node verifies tokens and card signatures against. O(1).
+   */
+  authState(): AuthState {
+    return this.committedAuth;
   }
 
   /**
@@ -644,6 +671,9 @@ export class RegistryStateMachine {
           ttlSeconds: cmd.ttlSeconds ?? 0,
           health: cmd.health ?? existing?.health ?? 'unspecified',
           ...writeTimes(existing, cmd.timeMs),
+          ...(cmd.principal !== undefined ? { modifiedBy: cmd.principal } : {}),
+          ...(cmd.cardCheck?.verifiedKeyId !== undefined ? { verifiedKeyId: cmd.cardCheck.verifiedKeyId } : {}),
+          ...(cmd.cardCheck?.signatureError !== undefined ? { signatureError: cmd.cardCheck.signatureError } : {}),
         };
         this.writeRecord(pending, existing, agent);
         events.push({ type: 'put', agent, revision, expired: false });
@@ -664,7 +694,7 @@ export class RegistryStateMachine {
       case 'setHealth': {
         const existing = await this.lookup(cmd.id);
         if (existing === undefined || existing.health === cmd.health) return { type: 'setHealth', agent: existing, revision };
-        const agent: Agent = { ...existing, health: cmd.health, modRevision: revision };
+        const agent: Agent = { ...existing, health: cmd.health, modRevision: revision, ...(cmd.principal !== undefined ? { modifiedBy: cmd.principal } : {}) };
         this.writeRecord(pending, existing, agent);
         events.push({ type: 'put', agent, revision, expired: false });
         return { type: 'setHealth', agent, revision };
@@ -681,6 +711,14 @@ export class RegistryStateMachine {
           expired.push(existing.id);
         }
         return { type: 'expire', expired, revision };
+      }
+      case 'auth': {
+        const { state, refused } = applyAuthChange(this.stagedAuth ?? this.committedAuth, cmd.change, Math.floor((cmd.timeMs ?? 0) / 1000));
+        if (refused !== undefined) return { type: 'auth', applied: false, reason: refused, revision };
+        this.stagedAuth = state;
+        pending.auth = state;
+        pending.batch.put(AUTH_KEY, encodeAuthState(state));
+        return { type: 'auth', applied: true, revision };
       }
       default:
         return assertNever(cmd);
@@ -718,6 +756,8 @@ function idsOf(cmd: Command): string[] {
       return [cmd.id];
     case 'expire':
       return cmd.leases.map((l) => l.id);
+    case 'auth':
+      return [];
     default:
       return assertNever(cmd);
   }

@@ -55,7 +55,40 @@ export interface Agent extends AgentSpec {
    * count): that register's `timeMs`, never below `createdAtMs`; absent when unknown.
    */
   readonly updatedAtMs?: number;
+  /**
+   * The principal whose write last changed the record (its token's `sub`; `anonymous` without
+   * auth, `system` for a lease expiry); absent in records written before principals existed.
+   */
+  readonly modifiedBy?: string;
+  /** The trusted key id whose signature over the card verified; absent when none did. */
+  readonly verifiedKeyId?: string;
+  /** Why the card's signatures failed to verify; absent when they verified or there were none. */
+  readonly signatureError?: string;
 }
+
+/** What the node that took a register found of the card's signatures (`src/auth/card-signatures.ts`). */
+export interface CardCheck {
+  readonly verifiedKeyId?: string;
+  readonly signatureError?: string;
+}
+
+/** One signing key of the cluster's tokens: its id and its Ed25519 key pair as JWK JSON text. */
+export interface SigningKey {
+  readonly kid: string;
+  readonly privateJwk: string;
+  readonly publicJwk: string;
+}
+
+/**
+ * A change to the replicated auth state (`auth-state.ts`): a new signing key (`ifNone`: only
+ * when there is none yet, the bootstrap key; `retirePrevious`: drop the others), a revoked token
+ * id (with its expiry in Unix seconds, 0 when unknown), a trusted card key added or removed.
+ */
+export type AuthChange =
+  | { readonly op: 'addSigningKey'; readonly key: SigningKey; readonly ifNone?: boolean; readonly retirePrevious?: boolean }
+  | { readonly op: 'revokeToken'; readonly tokenId: string; readonly expiresAtSec: number }
+  | { readonly op: 'trustCardKey'; readonly keyId: string; readonly publicJwk: string }
+  | { readonly op: 'untrustCardKey'; readonly keyId: string };
 
 /** One change a watcher sees (etcd's watch event): the agent after a PUT, its last version for a DELETE. */
 export interface WatchEvent {
@@ -103,6 +136,10 @@ export type Command =
        * the record's `createdAtMs` / `updatedAtMs`. Absent in entries written before it existed.
        */
       readonly timeMs?: number;
+      /** Who wrote it (becomes the record's `modifiedBy`). */
+      readonly principal?: string;
+      /** What the proposing node found of the card's signatures (verification is not redone on apply). */
+      readonly cardCheck?: CardCheck;
     }
   | {
       readonly type: 'deregister';
@@ -111,9 +148,19 @@ export type Command =
       readonly session?: ClientSession;
       /** Compare-and-set: apply only if the agent's current `modRevision` equals this (0 = none). */
       readonly expectedRevision?: number;
+      readonly principal?: string;
     }
   /** A health change reported by a heartbeat (only changes are proposed). */
-  | { readonly type: 'setHealth'; readonly requestId: string; readonly id: string; readonly health: Health }
+  | { readonly type: 'setHealth'; readonly requestId: string; readonly id: string; readonly health: Health; readonly principal?: string }
+  /** A change to the replicated auth state, by `principal`. */
+  | {
+      readonly type: 'auth';
+      readonly requestId: string;
+      readonly change: AuthChange;
+      readonly principal?: string;
+      /** The leader's wall clock when it proposed the change, in ms since the Unix epoch. */
+      readonly timeMs?: number;
+    }
   /**
    * Lease expiry decided by the leader: each listed agent is deleted if it still exists with
    * that `modRevision` and still holds a lease (a re-registration in between keeps it).
@@ -131,7 +178,9 @@ export type CommandResult =
   /** A compare-and-set condition did not hold: nothing was written. `currentRevision` is the agent's `modRevision`, 0 if absent. */
   | { readonly type: 'conflict'; readonly revision: number; readonly currentRevision: number; readonly reason: string }
   | { readonly type: 'setHealth'; readonly agent: Agent | undefined; readonly revision: number }
-  | { readonly type: 'expire'; readonly expired: readonly string[]; readonly revision: number };
+  | { readonly type: 'expire'; readonly expired: readonly string[]; readonly revision: number }
+  /** An auth change: `applied` false (with `reason`) when it was refused (e.g. a full revocation list). */
+  | { readonly type: 'auth'; readonly applied: boolean; readonly reason?: string; readonly revision: number };
 
 /** A member of the cluster, as the replicated membership record holds it. */
 export interface Member {
@@ -164,6 +213,8 @@ export interface FindQuery {
   readonly health?: Health;
   /** Only agents whose name starts with this. */
   readonly namePrefix?: string;
+  /** Only agents whose card signature verified with a trusted key (a filter on the records read). */
+  readonly verifiedOnly?: boolean;
   /** Results per page; 0 means DEFAULT_PAGE_SIZE, more than MAX_PAGE_SIZE is refused. */
   readonly pageSize?: number;
   /** Opaque token from a previous page's `nextPageToken`, or empty for the first page. */

@@ -62,7 +62,7 @@ const ID_PATTERN = /^[A-Za-z0-9._:/@-]+$/;
 /** Matches an unpaired UTF-16 surrogate (paired ones are consumed as one code point in `u` mode). */
 const LONE_SURROGATE_PATTERN = /\p{Surrogate}/u;
 /** Fields a find query may carry. */
-const QUERY_FIELDS = new Set(['capability', 'capabilityPrefix', 'kind', 'labels', 'health', 'namePrefix', 'pageSize', 'pageToken']);
+const QUERY_FIELDS = new Set(['capability', 'capabilityPrefix', 'kind', 'labels', 'health', 'namePrefix', 'verifiedOnly', 'pageSize', 'pageToken']);
 /** Every spelling of a health value: the internal name, the proto enum name and its number. */
 const HEALTH_SPELLINGS: ReadonlyMap<unknown, Health> = new Map<unknown, Health>([
   ['unspecified', 'unspecified'],
@@ -332,9 +332,17 @@ export function validateFindQuery(input: unknown, path = 'query'): Required<Find
     labels: validateStringMap(input.labels, `${path}.labels`, LABEL_MAP_RULE),
     health: input.health === undefined ? 'unspecified' : validateHealth(input.health, `${path}.health`),
     namePrefix: optionalString(input.namePrefix, `${path}.namePrefix`, { maxChars: MAX_NAME_CHARS }),
+    verifiedOnly: optionalBoolean(input.verifiedOnly, `${path}.verifiedOnly`),
     pageSize,
     pageToken: optionalString(input.pageToken, `${path}.pageToken`, { maxChars: MAX_PAGE_TOKEN_CHARS }),
   };
+}
+
+/** An optional boolean (absent: false). @throws ValidationError naming `field`. */
+function optionalBoolean(value: unknown, field: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new ValidationError(field, `must be a boolean, got ${typeName(value)}`);
+  return value;
 }
 
 /**

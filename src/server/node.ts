@@ -2,13 +2,16 @@
  * One registry node: a LevelDB store, the registry state machine, the Raft driver, the peer
  * transport and the client API, all on one gRPC port (peers and clients alike).
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { clusterHandlers, GrpcLeaderLink, registryHandlers } from '../api/grpc-service.js';
-import { RegistryApi } from '../api/handlers.js';
-import { ClusterService, RegistryService as RegistryServiceDefinition } from '../api/registry-proto.js';
+import { authHandlers, clusterHandlers, GrpcLeaderLink, registryHandlers } from '../api/grpc-service.js';
+import { AUTH_BOOTSTRAP_RETRY_MS, RegistryApi } from '../api/handlers.js';
+import { AuthService, ClusterService, RegistryService as RegistryServiceDefinition } from '../api/registry-proto.js';
+import { RateLimits, type RateLimitOverrides } from '../auth/rate-limits.js';
+import { mintToken } from '../auth/tokens.js';
+import type { AuthState } from '../registry/auth-state.js';
 import type { Logger } from '../log.js';
 import { nodeId, type NodeId } from '../raft/types.js';
 import { RegistryStateMachine } from '../registry/state-machine.js';
@@ -31,6 +34,10 @@ import { HttpFrontEnd } from '../http/server.js';
 export const SNAPSHOT_DIR = 'snapshots';
 /** How long a shutdown waits for in-flight calls before it forces them closed, in ms. */
 export const SHUTDOWN_GRACE_MS = 2_000;
+/** The file in a node's data dir that receives the bootstrap admin token (mode 0600). */
+export const ADMIN_TOKEN_FILE = 'admin.token';
+/** The principal name of the bootstrap admin tokens. */
+export const BOOTSTRAP_ADMIN_NAME = 'admin';
 
 /** Settings of one node. */
 export interface NodeOptions {
@@ -71,6 +78,35 @@ export interface NodeOptions {
   readonly httpListen?: string;
   /** Browser origins allowed to call the HTTP front end besides the cluster's own (`['*']`: any). */
   readonly corsOrigins?: readonly string[];
+  /**
+   * Require bearer tokens on every client call (`--auth on`). A new cluster's first leader
+   * creates the signing key; every node then writes a bootstrap admin token to
+   * `<dataDir>/admin.token` (mode 0600) if that file does not exist yet.
+   */
+  readonly auth?: boolean;
+  /** Rate-limit calls per principal and per address (default: on exactly when `auth` is). */
+  readonly rateLimits?: boolean;
+  /** Overrides of the default rate limits (`src/auth/rate-limits.ts`). */
+  readonly rateLimitSettings?: RateLimitOverrides;
+  /** Refuse registers whose card carries no signature that verifies with a trusted key. */
+  readonly requireSignedCards?: boolean;
+}
+
+/**
+ * Writes a bootstrap admin token to `file` once the cluster has a signing key, unless the file
+ * exists (it is never overwritten: delete it to get a new one). The token never expires; its id
+ * is `bootstrap-<node id>`, so `registry token revoke bootstrap-n1` revokes it.
+ */
+async function writeAdminToken(file: string, state: AuthState, id: string, nowSec: number, log: Logger): Promise<void> {
+  const key = state.signingKeys.at(-1);
+  if (key === undefined) return;
+  const { token } = await mintToken(key, { name: BOOTSTRAP_ADMIN_NAME, role: 'admin', tokenId: `bootstrap-${id}` }, nowSec);
+  try {
+    await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    log.info({ file }, 'wrote the bootstrap admin token');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
 }
 
 /**
@@ -103,6 +139,7 @@ export class RegistryNode {
     private readonly health: HealthAndReflection,
     /** The HTTP/JSON front end, when the node serves one. */
     readonly http?: HttpFrontEnd,
+    private readonly authTimer?: NodeJS.Timeout,
   ) {}
 
   /**
@@ -163,6 +200,8 @@ export class RegistryNode {
       const apiLog = log.child({ component: 'api' });
       // The HTTP address is known once its port is bound, after the API exists.
       let httpAddress = '';
+      const authOn = opts.auth === true;
+      const rateLimitsOn = opts.rateLimits ?? authOn;
       const api = new RegistryApi({
         id,
         store,
@@ -176,12 +215,30 @@ export class RegistryNode {
         get httpAddress() {
           return httpAddress;
         },
+        auth: {
+          enabled: authOn,
+          ...(rateLimitsOn ? { rateLimits: new RateLimits(opts.rateLimitSettings) } : {}),
+          ...(opts.requireSignedCards ? { requireSignedCards: true } : {}),
+        },
       });
+      let authTimer: NodeJS.Timeout | undefined;
+      if (authOn) {
+        const tokenFile = join(opts.dataDir, ADMIN_TOKEN_FILE);
+        const maybeWriteToken = (state: AuthState): void => {
+          writeAdminToken(tokenFile, state, opts.id, Math.floor(Date.now() / 1000), log).catch((err: unknown) => log.error({ err, file: tokenFile }, 'writing the bootstrap admin token failed'));
+        };
+        stateMachine.onAuthChanged = maybeWriteToken;
+        maybeWriteToken(stateMachine.authState());
+        raft.on('role', () => api.maybeBootstrapAuth());
+        authTimer = setInterval(() => api.maybeBootstrapAuth(), AUTH_BOOTSTRAP_RETRY_MS);
+        authTimer.unref();
+      }
       const server = new grpc.Server(PEER_SERVER_OPTIONS);
       transport.addToServer(server);
       const observeRequest = (method: string, code: string, seconds: number): void => metrics.observeRequest('grpc', method, code, seconds);
       server.addService(RegistryServiceDefinition, registryHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
       server.addService(ClusterService, clusterHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
+      server.addService(AuthService, authHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
       const health = addHealthAndReflection(server, raft, log.child({ component: 'health' }));
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
@@ -194,7 +251,7 @@ export class RegistryNode {
         : undefined;
       httpAddress = http?.address ?? '';
       log.info({ address, ...(http ? { http: http.address } : {}), peers: opts.peers, dataDir: opts.dataDir }, 'node serving');
-      return new RegistryNode(id, address, raft, server, transport, api, store, log, metrics, health, http);
+      return new RegistryNode(id, address, raft, server, transport, api, store, log, metrics, health, http, authTimer);
     } catch (err) {
       await store.close().catch(() => undefined);
       throw err;
@@ -203,6 +260,7 @@ export class RegistryNode {
 
   /** Stops serving, stops Raft, closes peer streams and the store. Safe to call twice. */
   async stop(): Promise<void> {
+    clearInterval(this.authTimer);
     this.health.close();
     await this.http?.close().catch((err: unknown) => this.log.warn({ err }, 'closing the HTTP front end failed'));
     await this.raft.stop();

@@ -303,7 +303,7 @@ describe('validateAgentSpec: each limit names its field', () => {
 
 describe('validateFindQuery', () => {
   it('fills defaults and keeps given filters', () => {
-    expect(validateFindQuery(undefined)).toEqual({ capability: '', capabilityPrefix: '', kind: '', labels: {}, health: 'unspecified', namePrefix: '', pageSize: 0, pageToken: '' });
+    expect(validateFindQuery(undefined)).toEqual({ capability: '', capabilityPrefix: '', kind: '', labels: {}, health: 'unspecified', namePrefix: '', verifiedOnly: false, pageSize: 0, pageToken: '' });
     expect(validateFindQuery({ capability: 'npm', labels: { b: '1', a: '' }, pageSize: 10 })).toEqual({
       capability: 'npm',
       capabilityPrefix: '',
@@ -311,6 +311,7 @@ describe('validateFindQuery', () => {
       labels: { a: '', b: '1' },
       health: 'unspecified',
       namePrefix: '',
+      verifiedOnly: false,
       pageSize: 10,
       pageToken: '',
     });

@@ -304,6 +304,10 @@ function callApi<M extends ForwardedMethod>(api: RegistryApi, method: M, request
     RemoveMember: (r, c) => api.removeMember(r as ForwardedCalls['RemoveMember'][0], c) as Promise<ForwardedCalls[M][1]>,
     PromoteMember: (r, c) => api.promoteMember(r as ForwardedCalls['PromoteMember'][0], c) as Promise<ForwardedCalls[M][1]>,
     TransferLeadership: (r, c) => api.transferLeadership(r as ForwardedCalls['TransferLeadership'][0], c) as Promise<ForwardedCalls[M][1]>,
+    RevokeToken: (r, c) => api.revokeToken(r as ForwardedCalls['RevokeToken'][0], c) as Promise<ForwardedCalls[M][1]>,
+    RotateSigningKey: (r, c) => api.rotateSigningKey(r as ForwardedCalls['RotateSigningKey'][0], c) as Promise<ForwardedCalls[M][1]>,
+    TrustCardKey: (r, c) => api.trustCardKey(r as ForwardedCalls['TrustCardKey'][0], c) as Promise<ForwardedCalls[M][1]>,
+    UntrustCardKey: (r, c) => api.untrustCardKey(r as ForwardedCalls['UntrustCardKey'][0], c) as Promise<ForwardedCalls[M][1]>,
   };
   return table[method](request, call);
 }

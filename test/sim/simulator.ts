@@ -17,7 +17,7 @@
  * {@link SafetyViolation} carrying the trace. A node that stops by itself is a violation: only
  * local corruption may stop a node, and the simulated disks are never corrupt.
  */
-import { RegistryApi, type WatchStream } from '../../src/api/handlers.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, RegistryApi, type WatchStream } from '../../src/api/handlers.js';
 import type { RegisterRequest, WireAgent, WireWatchEvent } from '../../src/api/registry-proto.js';
 import { ApiError, Code, codeName } from '../../src/api/status.js';
 import { silentLogger } from '../../src/log.js';
@@ -217,6 +217,9 @@ const agentOf = (key: string, version: string): WireAgent => ({
   lease_expires_unix_ms: 0,
   card: '',
   card_format: 'CARD_FORMAT_UNSPECIFIED',
+  modified_by: '',
+  verified_key_id: '',
+  signature_error: '',
 });
 
 /** Whether an error means the call was never accepted (it cannot have taken effect). */
@@ -897,7 +900,7 @@ export class Simulation {
         if (err.code !== Code.UNAVAILABLE) this.violation ??= `watch on ${n.id} failed: ${codeName(err.code)} ${err.message}`;
       },
     };
-    api.watch({ start_revision: log.lastRevision + 1 }, stream).catch((err: unknown) => {
+    api.watch({ start_revision: log.lastRevision + 1 }, stream, { budgetMs: DEFAULT_REQUEST_TIMEOUT_MS }).catch((err: unknown) => {
       if (n.generation !== generation) return;
       this.violation ??= `watch on ${n.id} from ${log.lastRevision + 1} refused: ${String(err)}`;
     });

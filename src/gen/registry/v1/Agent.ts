@@ -80,6 +80,23 @@ export interface Agent {
    * The format of card; CARD_FORMAT_UNSPECIFIED with a card means "detect it from the document".
    */
   'card_format'?: (_registry_v1_CardFormat);
+  /**
+   * The principal whose write last changed the agent (the `sub` of its token; "anonymous" when
+   * the cluster runs without auth, "system" for a lease expiry). Output only.
+   */
+  'modified_by'?: (string);
+  /**
+   * The key id (`kid`) of the trusted key whose signature over the card verified (A2A v1.0
+   * AgentCard `signatures`, RFC 7515 detached JWS over the RFC 8785 canonical card), or empty.
+   * Output only.
+   */
+  'verified_key_id'?: (string);
+  /**
+   * Why the card's signatures did not verify (a malformed entry, an unsupported algorithm, an
+   * unknown key id, a signature that does not verify), or empty when they did or there were
+   * none. Output only.
+   */
+  'signature_error'?: (string);
 }
 
 /**
@@ -157,4 +174,21 @@ export interface Agent__Output {
    * The format of card; CARD_FORMAT_UNSPECIFIED with a card means "detect it from the document".
    */
   'card_format': (_registry_v1_CardFormat__Output);
+  /**
+   * The principal whose write last changed the agent (the `sub` of its token; "anonymous" when
+   * the cluster runs without auth, "system" for a lease expiry). Output only.
+   */
+  'modified_by': (string);
+  /**
+   * The key id (`kid`) of the trusted key whose signature over the card verified (A2A v1.0
+   * AgentCard `signatures`, RFC 7515 detached JWS over the RFC 8785 canonical card), or empty.
+   * Output only.
+   */
+  'verified_key_id': (string);
+  /**
+   * Why the card's signatures did not verify (a malformed entry, an unsupported algorithm, an
+   * unknown key id, a signature that does not verify), or empty when they did or there were
+   * none. Output only.
+   */
+  'signature_error': (string);
 }

@@ -47,6 +47,10 @@ export interface FindRequest {
    * At most 128 characters.
    */
   'capability_prefix'?: (string);
+  /**
+   * Only agents whose card carries a signature that verified with a trusted key.
+   */
+  'verified_only'?: (boolean);
 }
 
 /**
@@ -92,4 +96,8 @@ export interface FindRequest__Output {
    * At most 128 characters.
    */
   'capability_prefix': (string);
+  /**
+   * Only agents whose card carries a signature that verified with a trusted key.
+   */
+  'verified_only': (boolean);
 }
