@@ -130,12 +130,15 @@ function defaultWebDir(): string | undefined {
 
 /**
  * The {@link CallContext} of an HTTP request: its budget from {@link TIMEOUT_HEADER}, its bearer
- * token from `Authorization`, and the client's address.
+ * token from `Authorization` (or the `access_token` query parameter), and the client's address.
  */
 function contextOf(req: FastifyRequest): CallContext {
   const raw = req.headers[TIMEOUT_HEADER];
   const ms = typeof raw === 'string' && raw !== '' ? Number(raw) : undefined;
-  const token = bearerToken(req.headers.authorization);
+  // Browsers cannot set headers on an EventSource or a WebSocket: there the token may come as the
+  // `access_token` query parameter (RFC 6750 §2.3).
+  const query = req.query as Record<string, unknown> | undefined;
+  const token = bearerToken(req.headers.authorization) ?? (typeof query?.access_token === 'string' && query.access_token !== '' ? query.access_token : undefined);
   return {
     budgetMs: budgetFrom(ms !== undefined && Number.isFinite(ms) && ms > 0 ? ms : undefined),
     ...(token !== undefined ? { token } : {}),
@@ -191,11 +194,11 @@ const SEARCH_QUERY = {
   properties: { q: { type: 'string', description: 'the words to look for' }, ...FIND_QUERY.properties },
 } as const;
 
-/** Query of the watch routes. */
+/** Query of the watch routes; `access_token` carries the bearer token of a browser's EventSource or WebSocket. */
 const WATCH_QUERY = {
   type: 'object',
   additionalProperties: false,
-  properties: { startRevision: uint64Param, idPrefix: string, capability: string, kind: string },
+  properties: { startRevision: uint64Param, idPrefix: string, capability: string, kind: string, access_token: string },
 } as const;
 
 interface FindQuery {
@@ -694,6 +697,8 @@ function parseWatchQuery(q: unknown): WatchQuery {
       case 'kind':
         out[k] = v;
         break;
+      case 'access_token':
+        break; // read by contextOf
       default:
         throw new ApiError(Code.INVALID_ARGUMENT, `query.${k}: unknown field`);
     }

@@ -124,8 +124,13 @@ describe('auth on a 3-node cluster', () => {
     const backup = await http(follower, '/v1/snapshot', { token: adminToken });
     expect(backup.status).toBe(200);
     expect((await backup.arrayBuffer()).byteLength).toBeGreaterThan(0);
-    // A watch needs a token too.
+    // A watch needs a token too; a browser's EventSource passes it as access_token (RFC 6750 §2.3).
     expect((await http(follower, '/v1/watch?capability=auth-test', { signal: AbortSignal.timeout(2_000) })).status).toBe(401);
+    const ac = new AbortController();
+    const sse = await http(follower, `/v1/watch?capability=auth-test&access_token=${reader.token}`, { signal: ac.signal });
+    expect(sse.status).toBe(200);
+    expect(sse.headers.get('content-type')).toMatch(/text\/event-stream/);
+    ac.abort();
   });
 
   it('keeps a writer for io.github.alice out of io.github.bob/… by every route and node, leaving nothing behind', async () => {
