@@ -61,6 +61,16 @@ export const MAX_TTL_SECONDS = 3600;
 const ID_PATTERN = /^[A-Za-z0-9._:/@-]+$/;
 /** Matches an unpaired UTF-16 surrogate (paired ones are consumed as one code point in `u` mode). */
 const LONE_SURROGATE_PATTERN = /\p{Surrogate}/u;
+/** Every unpaired UTF-16 surrogate. */
+const LONE_SURROGATES = /\p{Surrogate}/gu;
+
+/**
+ * `text` with each unpaired UTF-16 surrogate replaced by U+FFFD (what `String#toWellFormed` does),
+ * so it can be encoded as UTF-8 or passed to `encodeURI` (which throws `URIError` otherwise).
+ */
+export function wellFormed(text: string): string {
+  return text.replace(LONE_SURROGATES, '\uFFFD');
+}
 /** Fields a find query may carry. */
 const QUERY_FIELDS = new Set(['capability', 'capabilityPrefix', 'kind', 'labels', 'health', 'namePrefix', 'verifiedOnly', 'pageSize', 'pageToken']);
 /** Every spelling of a health value: the internal name, the proto enum name and its number. */
@@ -97,9 +107,14 @@ export class ValidationError extends Error {
   /** Path of the offending value. */
   readonly field: string;
 
-  /** `problem` is the rule that was broken, e.g. `must not be empty`. */
+  /**
+   * `problem` is the rule that was broken, e.g. `must not be empty`. The message is made
+   * well-formed ({@link wellFormed}): it may quote client input (a JSON parser's excerpt of a card
+   * can end in half a surrogate pair), and gRPC percent-encodes it with `encodeURI`, which throws
+   * on an unpaired surrogate and took the node down.
+   */
   constructor(field: string, problem: string) {
-    super(`${field} ${problem}`);
+    super(wellFormed(`${field} ${problem}`));
     this.field = field;
   }
 }

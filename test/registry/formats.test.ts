@@ -432,3 +432,23 @@ describe('registry import: the format of a file, detected', () => {
     }
   });
 });
+
+describe('a card that is not JSON', () => {
+  // Found by test/fuzz/api.fuzz.test.ts: JSON.parse's message quotes the start of the text and can
+  // cut a surrogate pair in half; the error became gRPC status details, and grpc-js's encodeURI
+  // threw on it and killed the node.
+  it('is refused with a well-formed message even when the parser quotes half an emoji', () => {
+    for (const card of ['\u{1F600}'.repeat(200), 'x' + '\u{1F600}'.repeat(200)]) {
+      let err: unknown;
+      try {
+        specFromCard({ card });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(CardValidationError);
+      const message = (err as Error).message;
+      expect(message).toMatch(/not valid JSON/);
+      expect(() => encodeURI(message)).not.toThrow();
+    }
+  });
+});

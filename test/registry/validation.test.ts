@@ -26,6 +26,7 @@ import {
   validateHealth,
   validateId,
   validateTtlSeconds,
+  wellFormed,
 } from '../../src/registry/validation.js';
 
 /** Runs `f` and returns the ValidationError it throws (fails the test if it throws nothing else). */
@@ -385,5 +386,28 @@ describe('validateHealth', () => {
       expect(rejection(() => validateHealth(bad)).field).toBe('health');
     }
     expect(rejection(() => validateHealth('x', 'agent.health')).field).toBe('agent.health');
+  });
+});
+
+describe('error messages are well-formed Unicode (they become gRPC status details)', () => {
+  // Found by test/fuzz/api.fuzz.test.ts: a card of emoji made JSON.parse quote half a surrogate
+  // pair in its message; grpc-js percent-encodes status details with encodeURI, which threw
+  // URIError outside any handler and killed the node.
+  it('wellFormed replaces unpaired surrogates and keeps pairs', () => {
+    expect(wellFormed('a\uD800b\uDFFFc')).toBe('a\uFFFDb\uFFFDc');
+    expect(wellFormed('\u{1F600}')).toBe('\u{1F600}');
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (s) => {
+        const w = wellFormed(s);
+        expect(() => encodeURI(w)).not.toThrow();
+        if (!/\p{Surrogate}/u.test(s)) expect(w).toBe(s);
+      }),
+    );
+  });
+
+  it('a ValidationError quoting a lone surrogate has a message encodeURI accepts', () => {
+    const e = new ValidationError('agent.card', 'is not valid JSON (Unexpected token, "x\uD83D"...)');
+    expect(() => encodeURI(e.message)).not.toThrow();
+    expect(e.message).toContain('\uFFFD');
   });
 });

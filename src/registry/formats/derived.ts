@@ -17,6 +17,7 @@ import {
   MAX_NAME_CHARS,
   MAX_VERSION_CHARS,
   ValidationError,
+  wellFormed,
 } from '../validation.js';
 import type { AgentSpec } from '../types.js';
 
@@ -39,7 +40,7 @@ export class CardValidationError extends ValidationError {
   constructor(field: string, pointer: string, problem: string) {
     super(field, problem);
     this.pointer = pointer;
-    this.message = `${field}: ${pointer === '' ? '(document)' : pointer} ${problem}`;
+    this.message = wellFormed(`${field}: ${pointer === '' ? '(document)' : pointer} ${problem}`);
   }
 }
 
