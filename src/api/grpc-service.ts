@@ -10,6 +10,7 @@ import { BackupError } from '../server/backup.js';
 import { budgetFrom, type CallContext, type ForwardedCalls, type ForwardedMethod, type LeaderLink, type RegistryApi } from './handlers.js';
 import { AuthGrpcClient, ClusterGrpcClient, RegistryGrpcClient, type AuthHandlers, type ClusterHandlers, type RegistryHandlers, type StatusResponse } from './registry-proto.js';
 import { ApiError, Code, codeName, toApiError } from './status.js';
+import { wellFormed } from '../registry/validation.js';
 
 /**
  * Hears of every answered unary call (for metrics): the RPC `method` (e.g. `Register`), the
@@ -54,9 +55,40 @@ function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWri
   };
 }
 
-/** An {@link ApiError} as a gRPC status. */
+/** An {@link ApiError} as a gRPC status; the details are made well-formed Unicode, since grpc-js URI-encodes them and a lone surrogate (quoted client input) would throw outside any handler. */
 function toGrpcError(err: ApiError): Partial<grpc.ServiceError> {
-  return { code: err.code as number as grpc.status, details: err.message };
+  return { code: err.code as number as grpc.status, details: wellFormed(err.message) };
+}
+
+/** Where {@link safeService} records why a request's bytes did not decode. */
+const UNDECODABLE = Symbol('undecodable');
+
+/**
+ * `definition` with request deserializers that never throw: grpc-js answers a deserializer's
+ * throw with INTERNAL, but bytes that are not the method's message are the caller's error. A
+ * request that does not decode reaches the handler marked, and is answered INVALID_ARGUMENT.
+ */
+export function safeService<T extends grpc.ServiceDefinition>(definition: T): T {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition as grpc.ServiceDefinition)) {
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return { [UNDECODABLE]: err instanceof Error ? err.message : String(err) };
+        }
+      },
+    };
+  }
+  return out as unknown as T;
+}
+
+/** The INVALID_ARGUMENT for a request {@link safeService} could not decode, or undefined. */
+function undecodableError(request: unknown, method: string): ApiError | undefined {
+  if (typeof request !== 'object' || request === null || !(UNDECODABLE in request)) return undefined;
+  return new ApiError(Code.INVALID_ARGUMENT, `request: the bytes are not a ${method} request (${String((request as Record<symbol, unknown>)[UNDECODABLE])})`);
 }
 
 /** Makes unary handlers that answer through `body`, map its errors, and report each call to `observe`. */
@@ -66,8 +98,9 @@ function unaryMaker(log: Logger, observe: RequestObserver | undefined) {
       const started = performance.now();
       const done = (code: number): void => observe?.(method, codeName(code), (performance.now() - started) / MS_PER_SECOND);
       let answer: Promise<Res>;
+      const bad = undecodableError(call.request, method);
       try {
-        answer = body(call.request, contextOf(call));
+        answer = bad ? Promise.reject(bad) : body(call.request, contextOf(call));
       } catch (err) {
         answer = Promise.reject(err);
       }
@@ -102,6 +135,11 @@ export function registryHandlers(api: RegistryApi, log: Logger, observe?: Reques
       const fail = (err: ApiError): void => {
         if (!call.cancelled) call.destroy(Object.assign(new Error(err.message), toGrpcError(err)));
       };
+      const bad = undecodableError(call.request, 'Watch');
+      if (bad) {
+        fail(bad);
+        return;
+      }
       api
         .watch(
           call.request,
@@ -134,6 +172,11 @@ export function clusterHandlers(api: RegistryApi, log: Logger, observe?: Request
     RemoveMember: unary('RemoveMember', (req, call) => api.removeMember(req, call)),
     PromoteMember: unary('PromoteMember', (req, call) => api.promoteMember(req, call)),
     Snapshot: (call) => {
+      const bad = undecodableError(call.request, 'Snapshot');
+      if (bad) {
+        call.destroy(Object.assign(new Error(bad.message), toGrpcError(bad)));
+        return;
+      }
       void (async () => {
         const chunks = api.backup(contextOf(call));
         try {

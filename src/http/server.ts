@@ -509,52 +509,60 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
     return reply;
   });
 
-  app.get('/v1/watch/ws', { websocket: true, schema: { hide: true } }, (socket: WebSocket, req: FastifyRequest) => {
-    let pending = 0;
-    let resumeWhenDrained: (() => void) | undefined;
-    const sent = (): void => {
-      pending--;
-      if (resumeWhenDrained && pending <= WS_MAX_PENDING_MESSAGES / 2) {
-        const r = resumeWhenDrained;
-        resumeWhenDrained = undefined;
-        r();
+  app.route({
+    method: 'GET',
+    url: '/v1/watch/ws',
+    schema: { hide: true },
+    // A plain request (no Upgrade header) gets a JSON answer saying what the route needs.
+    handler: async (_req, reply) =>
+      reply.code(426).header('upgrade', 'websocket').send(statusBody(new ApiError(Code.FAILED_PRECONDITION, 'GET /v1/watch/ws needs a WebSocket upgrade (Upgrade: websocket); GET /v1/watch serves the same events as Server-Sent Events'))),
+    wsHandler: (socket: WebSocket, req: FastifyRequest) => {
+      let pending = 0;
+      let resumeWhenDrained: (() => void) | undefined;
+      const sent = (): void => {
+        pending--;
+        if (resumeWhenDrained && pending <= WS_MAX_PENDING_MESSAGES / 2) {
+          const r = resumeWhenDrained;
+          resumeWhenDrained = undefined;
+          r();
+        }
+      };
+      const failWith = (err: ApiError): void => {
+        if (socket.readyState !== socket.OPEN) return;
+        socket.send(JSON.stringify({ error: statusBody(err) }), () => socket.close(1011, err.message.slice(0, 120)));
+      };
+      const stream: WatchStream = {
+        write: (e) => {
+          pending++;
+          socket.send(eventJson(e), sent);
+          return pending < WS_MAX_PENDING_MESSAGES;
+        },
+        onDrain: (resume) => {
+          resumeWhenDrained = resume;
+        },
+        fail: failWith,
+      };
+      // Browsers apply no CORS to WebSockets, so the same origins are checked here.
+      const origin = req.headers.origin;
+      if (origin !== undefined && !originAllowed(origin)) {
+        failWith(new ApiError(Code.PERMISSION_DENIED, `origin ${origin} may not watch this node (registry-node --cors-origin)`));
+        return;
       }
-    };
-    const failWith = (err: ApiError): void => {
-      if (socket.readyState !== socket.OPEN) return;
-      socket.send(JSON.stringify({ error: statusBody(err) }), () => socket.close(1011, err.message.slice(0, 120)));
-    };
-    const stream: WatchStream = {
-      write: (e) => {
-        pending++;
-        socket.send(eventJson(e), sent);
-        return pending < WS_MAX_PENDING_MESSAGES;
-      },
-      onDrain: (resume) => {
-        resumeWhenDrained = resume;
-      },
-      fail: failWith,
-    };
-    // Browsers apply no CORS to WebSockets, so the same origins are checked here.
-    const origin = req.headers.origin;
-    if (origin !== undefined && !originAllowed(origin)) {
-      failWith(new ApiError(Code.PERMISSION_DENIED, `origin ${origin} may not watch this node (registry-node --cors-origin)`));
-      return;
-    }
-    let request: WatchRequest;
-    try {
-      request = watchRequestOf(parseWatchQuery(req.query), undefined);
-    } catch (err) {
-      failWith(httpApiError(err, log, MAX_HTTP_BODY_BYTES));
-      return;
-    }
-    api.watch(request, stream, contextOf(req)).then(
-      (cancel) => {
-        socket.on('close', cancel);
-        if (socket.readyState !== socket.OPEN) cancel();
-      },
-      (err: unknown) => failWith(httpApiError(err, log, MAX_HTTP_BODY_BYTES)),
-    );
+      let request: WatchRequest;
+      try {
+        request = watchRequestOf(parseWatchQuery(req.query), undefined);
+      } catch (err) {
+        failWith(httpApiError(err, log, MAX_HTTP_BODY_BYTES));
+        return;
+      }
+      api.watch(request, stream, contextOf(req)).then(
+        (cancel) => {
+          socket.on('close', cancel);
+          if (socket.readyState !== socket.OPEN) cancel();
+        },
+        (err: unknown) => failWith(httpApiError(err, log, MAX_HTTP_BODY_BYTES)),
+      );
+    },
   });
 
   // --- registry.v1.Cluster --------------------------------------------------------------------
