@@ -40,6 +40,27 @@ export function reachableAddress(address, pageHostname) {
   return address;
 }
 
+/** Where the page keeps the bearer token of a cluster running with --auth on (for this tab only). */
+const TOKEN_STORAGE_KEY = 'registry-token';
+
+/**
+ * The bearer token the page sends: given once in the URL fragment (`#token=<jwt>`, never sent to
+ * a server, and removed from the address bar), then kept in sessionStorage. '' for none.
+ */
+export function pageToken() {
+  try {
+    const fromHash = new URLSearchParams(globalThis.location?.hash?.slice(1) ?? '').get('token');
+    if (fromHash) {
+      sessionStorage.setItem(TOKEN_STORAGE_KEY, fromHash);
+      history.replaceState(null, '', globalThis.location.pathname + globalThis.location.search);
+      return fromHash;
+    }
+    return sessionStorage.getItem(TOKEN_STORAGE_KEY) ?? '';
+  } catch {
+    return '';
+  }
+}
+
 /** Decimal-string (proto3 JSON) 64-bit integers as numbers; registry indexes fit 2^53. */
 export const num = (v) => (v === undefined || v === null || v === '' ? 0 : Number(v));
 
@@ -54,6 +75,8 @@ export class Cluster extends EventTarget {
     this.homeAddress = homeAddress;
     this.protocol = pageProtocol;
     this.hostname = pageHostname;
+    /** The bearer token sent with every read and the watch ('' for none). */
+    this.token = pageToken();
     /** The node that served the page, once it has answered. */
     this.homeId = '';
     /**
@@ -94,7 +117,9 @@ export class Cluster extends EventTarget {
   }
 
   wsUrl(id, path) {
-    return `${this.protocol === 'https:' ? 'wss:' : 'ws:'}//${this.nodes.get(id).address}${path}`;
+    // A WebSocket cannot carry an Authorization header: the token goes as access_token (RFC 6750 §2.3).
+    const auth = this.token ? `${path.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(this.token)}` : '';
+    return `${this.protocol === 'https:' ? 'wss:' : 'ws:'}//${this.nodes.get(id).address}${path}${auth}`;
   }
 
   /** Polls every known member once, then updates the membership, the leader and the followed node. */
@@ -253,7 +278,8 @@ export class Cluster extends EventTarget {
     let lastErr = null;
     for (const id of this.readOrder()) {
       try {
-        const res = await fetch(this.url(id, path), { signal: AbortSignal.timeout(READ_TIMEOUT_MS), cache: 'no-store', headers: { accept: 'application/json' } });
+        const headers = { accept: 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) };
+        const res = await fetch(this.url(id, path), { signal: AbortSignal.timeout(READ_TIMEOUT_MS), cache: 'no-store', headers });
         const text = await res.text();
         let body = null;
         try {

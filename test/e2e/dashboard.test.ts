@@ -8,13 +8,14 @@
  *
  * Skipped when Chromium is missing (`.ci/run` installs it). Screenshots go to test-results/.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ProcessCluster } from '../../cluster/process-cluster.js';
+import { ProcessCluster, waitFor } from '../../cluster/process-cluster.js';
+import { ADMIN_TOKEN_FILE } from '../../src/server/node.js';
 
 /** Debian's Chromium (`apt-get install chromium`); CHROMIUM_PATH overrides it. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -221,4 +222,55 @@ describe('the dashboard, in Chromium, on a 3-node cluster', () => {
     await page.screenshot({ path: join(RESULTS_DIR, 'dashboard.png'), fullPage: true, animations: 'disabled' });
     expect(pageErrors).toEqual([]);
   }, 120_000);
+});
+
+describe('the dashboard, in Chromium, on a cluster running with --auth on', () => {
+  if (!existsSync(CHROMIUM)) {
+    it('needs Chromium', () => {
+      throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)`);
+    });
+    return;
+  }
+  let cluster: ProcessCluster;
+  let context: BrowserContext;
+  let userDataDir: string;
+  let adminToken: string;
+
+  beforeAll(async () => {
+    cluster = await ProcessCluster.start(1, ['--auth', 'on']);
+    await cluster.waitForLeader();
+    const file = join(cluster.dataDir('n1'), ADMIN_TOKEN_FILE);
+    adminToken = await waitFor('admin.token', 20_000, async () => (existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined));
+    userDataDir = mkdtempSync(join(tmpdir(), 'dashboard-auth-chromium-'));
+    context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  }, 90_000);
+
+  afterAll(async () => {
+    await context?.close().catch(() => undefined);
+    await cluster?.destroy();
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  }, 30_000);
+
+  it('sends the token given in the URL fragment with its reads and its watch', async () => {
+    const base = `http://${cluster.httpAddresses.get('n1') as string}`;
+    const admin = cluster.client(undefined, 10_000, adminToken);
+    try {
+      const reader = (await admin.createToken({ role: 'reader', name: 'dashboard' })).token;
+      const page = context.pages()[0] ?? (await context.newPage());
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`${base}/#token=${reader}`);
+      // The fragment is taken out of the address bar; the token stays for the tab.
+      await page.waitForFunction(() => !location.hash.includes('token='), undefined, { timeout: UI_WAIT_MS });
+      await page.waitForSelector('#feed-list li.marker', { timeout: UI_WAIT_MS, state: 'attached' });
+      await admin.register({ id: 'io.github.e2e/with-auth', name: 'with auth', kind: 'mcp-server', version: '1.0.0', description: '', capabilities: [CAPABILITY], endpoints: {}, labels: {} });
+      await page.waitForSelector('#feed-list li[data-id="io.github.e2e/with-auth"]', { timeout: UI_WAIT_MS, state: 'attached' });
+      await page.getByLabel('Capability').fill(CAPABILITY);
+      await page.getByRole('button', { name: 'Find' }).click();
+      await page.waitForSelector('#agents-table tbody tr[data-id="io.github.e2e/with-auth"]', { timeout: UI_WAIT_MS, state: 'attached' });
+      expect(errors).toEqual([]);
+    } finally {
+      admin.close();
+    }
+  }, 60_000);
 });
