@@ -651,7 +651,7 @@ export class RegistryApi {
    */
   addMember(req: AddMemberRequest, call: CallContext): Promise<MemberListResponse> {
     return this.guard(async () => {
-      await this.admit(call, 'admin');
+      const principal = await this.admit(call, 'admin');
       const id = validateId(req.id, 'id');
       const address = validateAddress(req.address, 'address');
       const learner = Boolean(req.learner);
@@ -663,18 +663,18 @@ export class RegistryApi {
       }
       if (existing && (existing.voter || learner)) return this.memberList();
       if (!existing) {
-        const res = await this.changeMembers({ type: 'addLearner', nodeId: id, address }, call);
+        const res = await this.changeMembers({ type: 'addLearner', nodeId: id, address, principal }, call);
         if (learner) return res;
       }
       await this.waitCaughtUp(id, call);
-      return this.changeMembers({ type: 'addVoter', nodeId: id, address }, call);
+      return this.changeMembers({ type: 'addVoter', nodeId: id, address, principal }, call);
     });
   }
 
   /** `Cluster.RemoveMember`: removes a member; a removed leader hands over and steps down. */
   removeMember(req: RemoveMemberRequest, call: CallContext): Promise<MemberListResponse> {
     return this.guard(async () => {
-      await this.admit(call, 'admin');
+      const principal = await this.admit(call, 'admin');
       const id = validateId(req.id, 'id');
       const forwarded = await this.forwardIfFollower('RemoveMember', { id }, call, false);
       if (forwarded) return forwarded;
@@ -684,14 +684,14 @@ export class RegistryApi {
       if (m.voter && members.filter((x) => x.voter).length === 1) {
         throw new ApiError(Code.FAILED_PRECONDITION, `cannot remove ${id}: it is the last voter`);
       }
-      return this.changeMembers({ type: 'removeNode', nodeId: id, address: '' }, call);
+      return this.changeMembers({ type: 'removeNode', nodeId: id, address: '', principal }, call);
     });
   }
 
   /** `Cluster.PromoteMember`: makes a caught-up learner a voter. */
   promoteMember(req: PromoteMemberRequest, call: CallContext): Promise<MemberListResponse> {
     return this.guard(async () => {
-      await this.admit(call, 'admin');
+      const principal = await this.admit(call, 'admin');
       const id = validateId(req.id, 'id');
       const forwarded = await this.forwardIfFollower('PromoteMember', { id }, call, false);
       if (forwarded) return forwarded;
@@ -702,7 +702,7 @@ export class RegistryApi {
       if (!rep || rep.lastIndex - rep.matchIndex > PROMOTE_MAX_LAG_ENTRIES) {
         throw new ApiError(Code.FAILED_PRECONDITION, `${id} is ${rep ? rep.lastIndex - rep.matchIndex : 'an unknown number of'} entries behind; promote it once it has caught up`);
       }
-      return this.changeMembers({ type: 'addVoter', nodeId: id, address: m.address }, call);
+      return this.changeMembers({ type: 'addVoter', nodeId: id, address: m.address, principal }, call);
     });
   }
 

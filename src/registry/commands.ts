@@ -277,9 +277,9 @@ function parseSession(x: unknown): ClientSession | undefined {
   return { clientId: expectString(clientId, 's[0]'), sequence };
 }
 
-/** Encodes a membership change as the data of a `config` log entry (`{ v: 1, t: 'conf', ... }`). */
+/** Encodes a membership change as the data of a `config` log entry (`{ v: 1, t: 'conf', ..., p? }`, `p` the principal). */
 export function encodeMemberChange(c: MemberChange): Uint8Array {
-  return ownBytes(registryPackr.pack({ v: COMMAND_VERSION, t: 'conf', type: c.type, nodeId: c.nodeId, address: c.address }));
+  return ownBytes(registryPackr.pack({ v: COMMAND_VERSION, t: 'conf', type: c.type, nodeId: c.nodeId, address: c.address, ...(c.principal !== undefined ? { p: c.principal } : {}) }));
 }
 
 /** Decodes a `config` entry's data; throws {@link CommandDecodeError} naming the field. */
@@ -294,7 +294,8 @@ export function decodeMemberChange(data: Uint8Array): MemberChange {
   if (decoded.v !== COMMAND_VERSION) throw new CommandDecodeError('v', `unknown version ${JSON.stringify(decoded.v)}`);
   const type = decoded.type;
   if (type !== 'addLearner' && type !== 'addVoter' && type !== 'removeNode') throw new CommandDecodeError('type', `unknown change ${JSON.stringify(type)}`);
-  return { type, nodeId: expectString(decoded.nodeId, 'nodeId'), address: expectString(decoded.address, 'address') };
+  const principal = optionalString(decoded.p, 'p');
+  return { type, nodeId: expectString(decoded.nodeId, 'nodeId'), address: expectString(decoded.address, 'address'), ...(principal !== undefined ? { principal } : {}) };
 }
 
 /**

@@ -200,6 +200,8 @@ export interface MemberChange {
   readonly nodeId: string;
   /** The member's address; empty for `removeNode`. */
   readonly address: string;
+  /** Who asked for the change (absent in entries written before principals existed, and in bootstrap entries). */
+  readonly principal?: string;
 }
 
 /** Filters of a find; all given filters must hold (AND). Empty strings mean "any". */
