@@ -2,7 +2,7 @@
 /**
  * `registry`: the command-line client of a registry cluster.
  *
- *   registry [--endpoints a,b,c] [--json] [--timeout ms] <command>
+ *   registry [--endpoints a,b,c] [--json] [--timeout ms] [--cacert F [--cert F --key F]] <command>
  *     import FILE|DIR                register every valid entry: the MCP seed list, server.json documents or
  *                                    A2A AgentCards (an object, an array or JSON Lines; the format is detected)
  *     register --file agent.json | --card card.json [--id ID] [--ttl 30s] [--expected-revision R] [--create-only]
@@ -18,8 +18,12 @@
  *     leader transfer ID             hand leadership to member ID
  *     member list|add ID ADDR [--learner]|remove ID|promote ID
  *     snapshot save FILE             a consistent backup from any node
+ *     certs init DIR --nodes n1,n2,n3 [--hosts h1,h2] [--days N] [--force]
+ *                                    a cluster CA and node and client certificates for TLS
  *
  * Endpoints come from `--endpoints`, else `REGISTRY_ENDPOINTS`, else {@link DEFAULT_ENDPOINTS}.
+ * With `--cacert` (or `REGISTRY_CACERT`) the CLI dials with TLS, trusting that CA, and presents
+ * `--cert`/`--key` (`REGISTRY_CERT`/`REGISTRY_KEY`) as client certificate.
  * Output is human-readable, or JSON with `--json`. Any error prints `error: <CODE> <message>` on
  * stderr (CODE a gRPC status name, or a system error code such as ENOENT) and exits non-zero.
  */
@@ -35,6 +39,9 @@ import type { Agent, AgentSpec, Health } from '../registry/types.js';
 import { specFromCard } from '../registry/formats/card.js';
 import { parseImportFiles } from '../registry/seed.js';
 import { ValidationError } from '../registry/validation.js';
+import { loadClientTlsFiles, TlsConfigError } from '../auth/tls.js';
+import { CertsError } from '../auth/certs.js';
+import { registerCertsCommand } from './certs.js';
 
 /** The endpoints of a local three-node cluster, used when neither flag nor environment names any. */
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003';
@@ -70,6 +77,9 @@ interface GlobalOptions {
   endpoints: string;
   json?: boolean;
   timeout?: string;
+  cacert?: string;
+  cert?: string;
+  key?: string;
 }
 
 /** Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds into ms. */
@@ -119,6 +129,9 @@ export function buildProgram(ctx: CliContext): Command {
     )
     .option('--json', 'print JSON instead of text')
     .option('--timeout <ms>', 'overall deadline of each request, retries included, in milliseconds')
+    .addOption(new Option('--cacert <file>', 'dial with TLS, trusting this CA certificate (PEM)').env('REGISTRY_CACERT'))
+    .addOption(new Option('--cert <file>', 'client certificate (PEM) for mutual TLS, with --key and --cacert').env('REGISTRY_CERT'))
+    .addOption(new Option('--key <file>', 'private key (PEM) of --cert').env('REGISTRY_KEY'))
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.out(s.replace(/\n$/, '')),
@@ -131,6 +144,7 @@ export function buildProgram(ctx: CliContext): Command {
     const options: RegistryClientOptions = {
       endpoints: parseEndpoints(opts.endpoints),
       ...(opts.timeout !== undefined ? { deadlineMs: parsePositiveInt(opts.timeout, '--timeout') } : {}),
+      ...clientTls(opts),
     };
     const client = (ctx.createClient ?? ((o) => new RegistryClient(o)))(options);
     try {
@@ -501,7 +515,17 @@ export function buildProgram(ctx: CliContext): Command {
       });
     });
 
+  registerCertsCommand(program, (line) => io.out(line));
   return program;
+}
+
+/** The client's TLS settings from `--cacert`/`--cert`/`--key`. @throws TlsConfigError naming the flag and file. */
+function clientTls(opts: GlobalOptions): Pick<RegistryClientOptions, 'tls'> {
+  if (opts.cacert === undefined) {
+    if (opts.cert !== undefined || opts.key !== undefined) throw new TlsConfigError('--cert and --key need --cacert (the cluster CA to trust)');
+    return {};
+  }
+  return { tls: loadClientTlsFiles({ ca: opts.cacert, ...(opts.cert !== undefined ? { cert: opts.cert } : {}), ...(opts.key !== undefined ? { key: opts.key } : {}) }) };
 }
 
 /**
@@ -525,7 +549,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo, cre
 /** The code and message printed for an error. */
 function describeError(e: unknown): { code: string; message: string } {
   if (e instanceof RegistryError) return { code: e.codeName, message: e.details };
-  if (e instanceof ValidationError) return { code: 'INVALID_ARGUMENT', message: e.message };
+  if (e instanceof ValidationError || e instanceof TlsConfigError || e instanceof CertsError) return { code: 'INVALID_ARGUMENT', message: e.message };
   if (e instanceof Error) {
     const code = (e as NodeJS.ErrnoException).code;
     return { code: typeof code === 'string' ? code : 'UNKNOWN', message: e.message };
