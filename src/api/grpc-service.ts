@@ -4,7 +4,7 @@
  * there, once), and {@link GrpcLeaderLink}, the gRPC way a follower reaches its leader.
  */
 import * as grpc from '@grpc/grpc-js';
-import { peerChannelCredentials, type TlsMaterial } from '../auth/tls.js';
+import { peerChannelCredentials, peerChannelOptions, type TlsMaterial } from '../auth/tls.js';
 import type { Logger } from '../log.js';
 import type { Member } from '../registry/types.js';
 import { BackupError } from '../server/backup.js';
@@ -184,9 +184,10 @@ export class GrpcLeaderLink implements LeaderLink {
     let client = this.clients.get(key);
     if (!client) {
       const creds = this.tls ? peerChannelCredentials(this.tls, to.id) : grpc.credentials.createInsecure();
+      const options = this.tls ? peerChannelOptions(to.id) : {};
       client = service === 'registry'
-        ? new RegistryGrpcClient(address, creds)
-        : new ClusterGrpcClient(address, creds);
+        ? new RegistryGrpcClient(address, creds, options)
+        : new ClusterGrpcClient(address, creds, options);
       this.clients.set(key, client);
     }
     return client;

@@ -188,6 +188,15 @@ export function peerChannelCredentials(tls: TlsMaterial, expected: string): grpc
 }
 
 /**
+ * Channel options to go with {@link peerChannelCredentials} for member `expected`: the TLS
+ * server name (SNI) becomes the member id instead of the IP address dialed (which RFC 6066
+ * does not allow, and Node warns about). The identity check stays {@link peerChannelCredentials}'s.
+ */
+export function peerChannelOptions(expected: string): grpc.ChannelOptions {
+  return { 'grpc.ssl_target_name_override': expected };
+}
+
+/**
  * Channel credentials of a client: trusts `ca`, presents `cert`/`key` when given (the nodes'
  * gRPC port refuses a client without one). The server's certificate must name the host dialed
  * (node certificates from `registry certs init` carry `localhost`, `127.0.0.1`, `::1`, the node

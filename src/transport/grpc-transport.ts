@@ -25,7 +25,7 @@
  *   messages keep flowing while a large snapshot is in transit.
  */
 import * as grpc from '@grpc/grpc-js';
-import { memberNameOf, peerChannelCredentials, type TlsMaterial } from '../auth/tls.js';
+import { memberNameOf, peerChannelCredentials, peerChannelOptions, type TlsMaterial } from '../auth/tls.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { InstallSnapshot, Message, NodeId } from '../raft/types.js';
 import {
@@ -394,7 +394,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
       address: peer.address,
       message,
       chunks,
-      channelOptions: SNAPSHOT_CHANNEL_OPTIONS,
+      channelOptions: this.tls ? { ...SNAPSHOT_CHANNEL_OPTIONS, ...peerChannelOptions(peer.id) } : SNAPSHOT_CHANNEL_OPTIONS,
       credentials: this.credentialsFor(peer.id),
       log: this.log,
     });
@@ -545,7 +545,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
 
   private openStream(peer: PeerState): void {
     if (this.closed || this.peers.get(peer.id) !== peer) return;
-    peer.client ??= new grpc.Client(peer.address, this.credentialsFor(peer.id), this.channelOptions);
+    peer.client ??= new grpc.Client(peer.address, this.credentialsFor(peer.id), this.tls ? { ...this.channelOptions, ...peerChannelOptions(peer.id) } : this.channelOptions);
     // waitForReady: while the peer is unreachable the call waits for the channel (which keeps
     // reconnecting with the same back-off bounds) instead of failing at once.
     const metadata = new grpc.Metadata({ waitForReady: true });
