@@ -111,3 +111,21 @@ describe('loading TLS files', () => {
     for (const h of ['0.0.0.0', '10.0.0.1', '::', 'example.com', '128.0.0.1']) expect(isLoopbackHost(h)).toBe(false);
   });
 });
+
+describe('registry certs init (the CLI command)', () => {
+  it('writes the files and refuses a second run without --force', async () => {
+    const { runCli } = await import('../../src/cli/registry.js');
+    const d = join(tempDir(), 'certs');
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l), isTTY: false };
+    expect(await runCli(['certs', 'init', d, '--nodes', 'n1,n2', '--hosts', 'db.example', '--days', '10'], io)).toBe(0);
+    expect(out.join('\n')).toContain(join(d, 'n2.crt'));
+    const n2 = new X509Certificate(readFileSync(join(d, 'n2.crt')));
+    expect(n2.subjectAltName).toContain('DNS:db.example');
+    expect(statSync(join(d, 'ca.key')).mode & 0o777).toBe(KEY_FILE_MODE);
+    expect(await runCli(['certs', 'init', d, '--nodes', 'n1'], io)).toBe(1);
+    expect(err.join('\n')).toMatch(/error: INVALID_ARGUMENT .*ca\.key already exists/);
+    expect(await runCli(['certs', 'init', d, '--nodes', 'n1', '--force'], io)).toBe(0);
+  });
+});

@@ -7,6 +7,7 @@
  * while the cluster keeps serving; bad TLS files stop a node at start with a clear message; the
  * HTTP front end answers over HTTPS.
  */
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
@@ -165,6 +166,23 @@ describe('TLS and mutual TLS', () => {
       const r = await startWith(['--tls-cert', files.nodes.n1!.cert, '--tls-key', files.nodes.n2!.key, '--tls-ca', files.caCert]);
       expect(r.code, r.out).toBe(2);
       expect(r.out).toMatch(/error: --tls-key \S+n2\.key: the key does not match the certificate --tls-cert \S+n1\.crt/);
+    }, 30_000);
+
+    it('a node without TLS listening beyond loopback warns at start', async () => {
+      const [port, httpPort] = await freePorts(2);
+      const p = spawn(process.execPath, [NODE_BIN, '--id', 'n1', '--listen', `0.0.0.0:${port}`, '--peers', `n1=127.0.0.1:${port}`, '--data-dir', join(cluster.dir, 'open-node'), '--http-listen', `0.0.0.0:${httpPort}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+      try {
+        await waitFor('the node to start serving', 20_000, async () => (out.includes('node serving') ? true : undefined));
+        expect(out).toContain(`listening on 0.0.0.0:${port} without TLS: anyone who can reach it can`);
+        expect(out).toContain(`listening on 0.0.0.0:${httpPort} without TLS: anyone who can reach it can`);
+      } finally {
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGKILL');
+        await exited;
+      }
     }, 30_000);
 
     it('exits 2 when only some of the three flags are given', async () => {
