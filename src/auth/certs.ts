@@ -7,7 +7,8 @@
  * `DNS:<id>`, `DNS:localhost`, `IP:127.0.0.1`, `IP:::1` and each extra host; the member name the
  * cluster checks on a peer connection is the subject CN (see `memberNameOf` in `./tls.ts`). The
  * client certificate has `CN=client` ({@link CLIENT_CERT_NAME}), which is therefore refused as a
- * node id.
+ * node id, and extended key usage clientAuth only: node certificates carry serverAuth too, and
+ * only those are accepted on the peer path.
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
@@ -116,14 +117,17 @@ export async function createCa(days = DEFAULT_CERT_VALIDITY_DAYS): Promise<Issue
 }
 
 /**
- * A leaf certificate `CN=<name>` signed by `ca`, for serverAuth and clientAuth, with `hosts`
- * (DNS names or IP addresses) as subject alternative names.
+ * A leaf certificate `CN=<name>` signed by `ca`, with `hosts` (DNS names or IP addresses) as
+ * subject alternative names. `role` `node` gives extended key usages serverAuth and clientAuth
+ * (a member: the cluster accepts peer calls only from such a certificate); `client` gives
+ * clientAuth only (it can call the API but never pose as a member).
  */
 export async function issueCert(
   ca: { readonly cert: x509.X509Certificate; readonly keys: CryptoKeyPair },
   name: string,
   hosts: readonly string[],
   days = DEFAULT_CERT_VALIDITY_DAYS,
+  role: 'node' | 'client' = 'node',
 ): Promise<Issued> {
   const keys = await generateKeys();
   const san = [...new Set(hosts)].map((h) => ({ type: isIP(h) ? ('ip' as const) : ('dns' as const), value: h }));
@@ -138,7 +142,7 @@ export async function issueCert(
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.ExtendedKeyUsageExtension(role === 'node' ? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth] : [x509.ExtendedKeyUsage.clientAuth]),
       ...(san.length > 0 ? [new x509.SubjectAlternativeNameExtension(san)] : []),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),
@@ -205,7 +209,7 @@ export async function initCerts(dir: string, options: InitCertsOptions): Promise
     await writeFileMode(files.cert, issued.certPem, CERT_FILE_MODE);
     nodes[id] = files;
   }
-  const client = await issueCert(ca, CLIENT_CERT_NAME, [], days);
+  const client = await issueCert(ca, CLIENT_CERT_NAME, [], days, 'client');
   const clientCert = join(dir, `${CLIENT_CERT_NAME}.crt`);
   const clientKey = join(dir, `${CLIENT_CERT_NAME}.key`);
   await writeFileMode(clientKey, client.keyPem, KEY_FILE_MODE);

@@ -163,6 +163,20 @@ export function memberNameOf(cert: X509Certificate | PeerCertificate | undefined
   return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
+/** Object identifier of the serverAuth extended key usage (RFC 5280 §4.2.1.12). */
+export const SERVER_AUTH_OID = '1.3.6.1.5.5.7.3.1';
+
+/**
+ * Whether a certificate may act as a cluster member: it has the serverAuth extended key usage
+ * (node certificates have serverAuth and clientAuth; the CLI's client certificate only
+ * clientAuth), or no extended key usage at all (any use). Accepts what {@link memberNameOf} does.
+ */
+export function isMemberCertificate(cert: X509Certificate | PeerCertificate | undefined | null): boolean {
+  if (!cert) return false;
+  const usages = cert instanceof X509Certificate ? cert.keyUsage : (cert as PeerCertificate & { ext_key_usage?: string[] }).ext_key_usage;
+  return usages === undefined || usages.includes(SERVER_AUTH_OID);
+}
+
 /**
  * gRPC server credentials with mutual TLS: the node's certificate, and a client certificate
  * signed by the CA required of every connection (peers and clients alike).

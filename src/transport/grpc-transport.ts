@@ -25,7 +25,7 @@
  *   messages keep flowing while a large snapshot is in transit.
  */
 import * as grpc from '@grpc/grpc-js';
-import { memberNameOf, peerChannelCredentials, peerChannelOptions, type TlsMaterial } from '../auth/tls.js';
+import { isMemberCertificate, memberNameOf, peerChannelCredentials, peerChannelOptions, type TlsMaterial } from '../auth/tls.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { InstallSnapshot, Message, NodeId } from '../raft/types.js';
 import {
@@ -155,7 +155,8 @@ export interface GrpcTransportOptions {
    * This node's TLS material. With it, peers are dialed with mutual TLS (this node's certificate
    * as client certificate; the server must present a certificate naming the peer id), and an
    * inbound stream or snapshot call is refused with `UNAUTHENTICATED` unless the connection
-   * carries a client certificate whose member name equals its `raft-from` metadata. The server
+   * carries a member certificate (`isMemberCertificate`) whose member name equals its
+   * `raft-from` metadata. The server
    * must then be bound with `grpcServerCredentials` (client certificates required).
    */
   readonly tls?: TlsMaterial;
@@ -166,8 +167,9 @@ export type InboundPeerCall = Pick<grpc.ServerReadableStream<Buffer, unknown>, '
 
 /**
  * Why an inbound peer call may not proceed: undefined when it may. With TLS the connection's
- * client certificate must name the member the call claims to come from (`raft-from`); without
- * TLS there is nothing to check.
+ * client certificate must name the member the call claims to come from (`raft-from`) and be a
+ * member's (serverAuth usage, not the CLI's client-only certificate); without TLS there is
+ * nothing to check.
  */
 export function peerCallRefusal(call: InboundPeerCall, tls: boolean): { claimed: string; certName: string | undefined; details: string } | undefined {
   if (!tls) return undefined;
@@ -179,6 +181,9 @@ export function peerCallRefusal(call: InboundPeerCall, tls: boolean): { claimed:
   if (certName === undefined) return { claimed, certName, details: `peer call claiming raft-from ${JSON.stringify(claimed)} carries no client certificate naming a member` };
   if (certName !== claimed) {
     return { claimed, certName, details: `peer call claims raft-from ${JSON.stringify(claimed)} but its client certificate names ${JSON.stringify(certName)}` };
+  }
+  if (!isMemberCertificate(cert)) {
+    return { claimed, certName, details: `peer call from ${JSON.stringify(claimed)} carries a client-only certificate (no serverAuth extended key usage), not a member's` };
   }
   return undefined;
 }

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CertsError, initCerts, KEY_FILE_MODE, type CertFiles } from '../../src/auth/certs.js';
-import { isLoopbackHost, loadClientTlsFiles, loadTlsFiles, memberNameOf, TlsConfigError } from '../../src/auth/tls.js';
+import { isLoopbackHost, isMemberCertificate, loadClientTlsFiles, loadTlsFiles, memberNameOf, TlsConfigError } from '../../src/auth/tls.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -54,6 +54,10 @@ describe('registry certs init', () => {
     const client = new X509Certificate(readFileSync(files.clientCert));
     expect(client.verify(ca.publicKey)).toBe(true);
     expect(memberNameOf(client)).toBe('client');
+    // The CLI's certificate can authenticate to the API but not act as a member.
+    expect(client.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']);
+    expect(isMemberCertificate(client)).toBe(false);
+    expect(isMemberCertificate(new X509Certificate(readFileSync(files.nodes.n1!.cert)))).toBe(true);
   });
 
   it('writes the private keys with mode 0600', () => {

@@ -116,6 +116,10 @@ describe('TLS and mutual TLS', () => {
     const impostor = await rawPeerStream(target, n2Creds, 'n1', [forged]);
     expect(impostor.code, impostor.details).toBe(grpc.status.UNAUTHENTICATED);
     expect(impostor.details).toMatch(/claims raft-from "n1" but its client certificate names "n2"/);
+    // The CLI's client certificate, honest about its name, is still no member's.
+    const asClient = await rawPeerStream(target, grpc.credentials.createSsl(read(files.caCert), read(files.clientKey), read(files.clientCert)), 'client', []);
+    expect(asClient.code, asClient.details).toBe(grpc.status.UNAUTHENTICATED);
+    expect(asClient.details).toMatch(/client-only certificate/);
     await waitFor('n3 to log the refusal', 10_000, async () => ((cluster.logs.get('n3') ?? []).join('').includes('refusing peer stream') ? true : undefined));
 
     // Honest about the stream (n2 as n2) but a message inside claims n1: dropped, the stream lives.
