@@ -4,12 +4,13 @@
  * teardown by PID. Runs the built binaries in dist/ (`npm test` and `npm run bench` build first).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RegistryClient, type ClusterStatus } from '../src/client/index.js';
+import { RegistryClient, type ClientTlsOptions, type ClusterStatus } from '../src/client/index.js';
+import { initCerts, type CertFiles } from '../src/auth/certs.js';
 
 /** The package root, from cluster/ in the sources or dist/cluster/ when built. */
 function packageRoot(): string {
@@ -83,6 +84,17 @@ export async function waitFor<T>(what: string, timeoutMs: number, check: () => P
   }
 }
 
+/** Options of {@link ProcessCluster.start}. */
+export interface ProcessClusterOptions {
+  /**
+   * Start the nodes with TLS: a CA and a certificate per node (and `client.crt`) are made in
+   * `<dir>/certs` and each node gets `--tls-cert`, `--tls-key`, `--tls-ca`; the cluster's own
+   * clients use `client.crt`, and `httpUrl` is `https://`. Nodes added with `addSlot` later have
+   * no certificate. Default false (plaintext).
+   */
+  readonly tls?: boolean;
+}
+
 /** A local cluster of node processes. */
 export class ProcessCluster {
   readonly ids: string[];
@@ -92,6 +104,8 @@ export class ProcessCluster {
   readonly procs = new Map<string, ChildProcess>();
   readonly logs = new Map<string, string[]>();
   readonly dir: string;
+  /** The certificates of a TLS cluster (`start(n, args, { tls: true })`); undefined when plaintext. */
+  tlsFiles: CertFiles | undefined;
   private readonly extraArgs: string[];
 
   private constructor(ids: string[], ports: number[], extraArgs: string[]) {
@@ -105,10 +119,11 @@ export class ProcessCluster {
     this.extraArgs = extraArgs;
   }
 
-  /** Starts `n` nodes on fresh ports. */
-  static async start(n: number, extraArgs: string[] = []): Promise<ProcessCluster> {
+  /** Starts `n` nodes on fresh ports; with `options.tls`, with certificates made for them. */
+  static async start(n: number, extraArgs: string[] = [], options: ProcessClusterOptions = {}): Promise<ProcessCluster> {
     const ports = await freePorts(2 * n);
     const c = new ProcessCluster(Array.from({ length: n }, (_, i) => `n${i + 1}`), ports, extraArgs);
+    if (options.tls) c.tlsFiles = await initCerts(join(c.dir, 'certs'), { nodes: c.ids });
     for (const id of c.ids) c.startNode(id);
     return c;
   }
@@ -117,11 +132,24 @@ export class ProcessCluster {
     return [...this.addresses].map(([id, a]) => `${id}=${a}`).join(',');
   }
 
-  /** The base URL of node `id`'s HTTP/JSON API, e.g. `http://127.0.0.1:40123`. */
+  /** The base URL of node `id`'s HTTP/JSON API, e.g. `http://127.0.0.1:40123` (`https://` with TLS). */
   httpUrl(id: string): string {
     const a = this.httpAddresses.get(id);
     if (!a) throw new Error(`no node ${id}`);
-    return `http://${a}`;
+    return `${this.tlsFiles ? 'https' : 'http'}://${a}`;
+  }
+
+  /** The client TLS settings of a TLS cluster (its CA and `client.crt`); undefined when plaintext. */
+  clientTls(): ClientTlsOptions | undefined {
+    const f = this.tlsFiles;
+    return f ? { ca: readFileSync(f.caCert), cert: readFileSync(f.clientCert), key: readFileSync(f.clientKey) } : undefined;
+  }
+
+  /** The `--tls-*` flags of node `id` in a TLS cluster; none when plaintext or it has no certificate. */
+  tlsArgs(id: string): string[] {
+    const f = this.tlsFiles;
+    const node = f?.nodes[id];
+    return f && node ? ['--tls-cert', node.cert, '--tls-key', node.key, '--tls-ca', f.caCert] : [];
   }
 
   endpoints(ids: string[] = this.ids): string[] {
@@ -150,7 +178,7 @@ export class ProcessCluster {
   startNode(id: string, join_ = false): ChildProcess {
     const p = spawn(
       process.execPath,
-      [...NODE_FLAGS, NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, ...(join_ ? ['--join'] : ['--peers', this.peers]), '--data-dir', join(this.dir, id), '--http-listen', this.httpAddresses.get(id) as string, ...this.extraArgs],
+      [...NODE_FLAGS, NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, ...(join_ ? ['--join'] : ['--peers', this.peers]), '--data-dir', join(this.dir, id), '--http-listen', this.httpAddresses.get(id) as string, ...this.tlsArgs(id), ...this.extraArgs],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } },
     );
     const buf = this.logs.get(id) ?? [];
@@ -177,7 +205,8 @@ export class ProcessCluster {
 
   /** The status of every reachable node. */
   async statuses(ids: string[] = this.ids): Promise<ClusterStatus[]> {
-    const client = new RegistryClient({ endpoints: this.endpoints(ids), deadlineMs: 1_000 });
+    const tls = this.clientTls();
+    const client = new RegistryClient({ endpoints: this.endpoints(ids), deadlineMs: 1_000, ...(tls ? { tls } : {}) });
     try {
       return (await client.statusAll()).flatMap((s) => (s.status ? [s.status] : []));
     } finally {
@@ -195,9 +224,10 @@ export class ProcessCluster {
     });
   }
 
-  /** A client on the given nodes (default: all), with a bearer token when given. */
+  /** A client on the given nodes (default: all), with a bearer token when given (and the cluster's client certificate with TLS). */
   client(ids: string[] = this.ids, deadlineMs = 15_000, token?: string): RegistryClient {
-    return new RegistryClient({ endpoints: this.endpoints(ids), deadlineMs, ...(token !== undefined ? { token } : {}) });
+    const tls = this.clientTls();
+    return new RegistryClient({ endpoints: this.endpoints(ids), deadlineMs, ...(token !== undefined ? { token } : {}), ...(tls ? { tls } : {}) });
   }
 
   /** Node `id`'s data dir. */

@@ -4,6 +4,7 @@
  * there, once), and {@link GrpcLeaderLink}, the gRPC way a follower reaches its leader.
  */
 import * as grpc from '@grpc/grpc-js';
+import { peerChannelCredentials, peerChannelOptions, type TlsMaterial } from '../auth/tls.js';
 import type { Logger } from '../log.js';
 import type { Member } from '../registry/types.js';
 import { BackupError } from '../server/backup.js';
@@ -227,26 +228,32 @@ const SERVICE_OF: Record<ForwardedMethod, ForwardService> = {
   UntrustCardKey: 'auth',
 };
 
-/** {@link LeaderLink} over gRPC: one client per leader address and service, kept until `close`. */
+/**
+ * {@link LeaderLink} over gRPC: one client per leader address and service, kept until `close`.
+ * With `tls` (this node's material) it dials with mutual TLS and accepts only a server whose
+ * certificate names the member it calls (`peerChannelCredentials`).
+ */
 export class GrpcLeaderLink implements LeaderLink {
   private readonly clients = new Map<string, grpc.Client>();
+
+  constructor(private readonly tls?: TlsMaterial) {}
 
   /** {@inheritDoc LeaderLink.call} */
   call<M extends ForwardedMethod>(to: Member, method: M, request: ForwardedCalls[M][0], budgetMs: number, from: string, token?: string): Promise<ForwardedCalls[M][1]> {
     const md = new grpc.Metadata();
     md.set(FORWARDED_METADATA_KEY, from);
     if (token !== undefined) md.set(AUTHORIZATION_METADATA_KEY, `Bearer ${token}`);
-    return this.unary(SERVICE_OF[method], to.address, method, request, md, budgetMs);
+    return this.unary(SERVICE_OF[method], to, method, request, md, budgetMs);
   }
 
   /** {@inheritDoc LeaderLink.status} */
   status(to: Member, budgetMs: number): Promise<StatusResponse> {
-    return this.unary('cluster', to.address, 'Status', {}, new grpc.Metadata(), budgetMs);
+    return this.unary('cluster', to, 'Status', {}, new grpc.Metadata(), budgetMs);
   }
 
-  /** One unary call of `method` on `service` at `address`; a failure rejects with an {@link ApiError} of its status. */
-  private unary<Res>(service: ForwardService, address: string, method: string, request: unknown, md: grpc.Metadata, budgetMs: number): Promise<Res> {
-    const client = this.clientFor(service, address);
+  /** One unary call of `method` on `service` at member `to`; a failure rejects with an {@link ApiError} of its status. */
+  private unary<Res>(service: ForwardService, to: Member, method: string, request: unknown, md: grpc.Metadata, budgetMs: number): Promise<Res> {
+    const client = this.clientFor(service, to);
     type Method = (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: Res) => void) => void;
     const fn = (client as unknown as Record<string, Method>)[method] as Method;
     return new Promise((resolve, reject) => {
@@ -257,13 +264,16 @@ export class GrpcLeaderLink implements LeaderLink {
     });
   }
 
-  /** The kept client of `service` at `address`, created on first use. */
-  private clientFor(service: ForwardService, address: string): grpc.Client {
-    const key = `${service} ${address}`;
+  /** The kept client of `service` at member `to`'s address, created on first use. */
+  private clientFor(service: ForwardService, to: Member): grpc.Client {
+    const { address } = to;
+    const key = `${service} ${address} ${to.id}`;
     let client = this.clients.get(key);
     if (!client) {
+      const creds = this.tls ? peerChannelCredentials(this.tls, to.id) : grpc.credentials.createInsecure();
+      const options = this.tls ? peerChannelOptions(to.id) : {};
       const Client = service === 'registry' ? RegistryGrpcClient : service === 'cluster' ? ClusterGrpcClient : AuthGrpcClient;
-      client = new Client(address, grpc.credentials.createInsecure());
+      client = new Client(address, creds, options);
       this.clients.set(key, client);
     }
     return client;

@@ -4,12 +4,19 @@
  *
  *   registry-node --id n1 --listen 127.0.0.1:7001 \
  *     --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 --data-dir ./data/n1 \
- *     --http-listen 127.0.0.1:8001
+ *     --http-listen 127.0.0.1:8001 [--tls-cert n1.crt --tls-key n1.key --tls-ca ca.crt]
+ *
+ * With the three TLS flags (all or none; make the files with `registry certs init`) the gRPC
+ * port requires mutual TLS and the HTTP front end serves HTTPS; a file that is missing, not PEM,
+ * or does not fit the others (key of another certificate, certificate of another CA, of another
+ * member) stops the start with `error: <flag> <file>: <problem>` on stderr and exit code 2.
  *
  * SIGTERM or SIGINT stops it cleanly (exit 0); a restart with the same data dir resumes.
- * Exit codes: 0 clean stop, 1 fatal error (corrupt data, broken invariant), 2 bad arguments.
+ * Exit codes: 0 clean stop, 1 fatal error (corrupt data, broken invariant), 2 bad arguments
+ * (bad TLS files included).
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { TlsConfigError } from '../auth/tls.js';
 import { createLogger } from '../log.js';
 import { DEFAULT_ELECTION_TICKS, DEFAULT_HEARTBEAT_TICKS } from '../raft/raft.js';
 import { RegistryNode } from '../server/node.js';
@@ -95,12 +102,22 @@ const program = new Command()
   .option('--rate-limit-address-read <rate>', 'reads per remote address', rateFlag('--rate-limit-address-read'))
   .option('--rate-limit-address-heartbeat <rate>', 'lease renewals per remote address', rateFlag('--rate-limit-address-heartbeat'))
   .option('--require-signed-cards', 'refuse registers whose card carries no signature that verifies with a trusted key (registry card trust)', false)
+  .option('--tls-cert <file>', 'this node\'s certificate, PEM (with --tls-key and --tls-ca: mutual TLS on the gRPC port, HTTPS on --http-listen)')
+  .option('--tls-key <file>', 'the private key of --tls-cert, PEM')
+  .option('--tls-ca <file>', 'the cluster CA certificate, PEM: peers and clients must present a certificate it signed')
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.parse();
 if (!program.opts().join && !program.opts().peers) {
   process.stderr.write('error: --peers is required unless --join is given\n');
   process.exit(2);
+}
+{
+  const given = (['tlsCert', 'tlsKey', 'tlsCa'] as const).filter((k) => program.opts()[k] !== undefined);
+  if (given.length > 0 && given.length < 3) {
+    process.stderr.write('error: --tls-cert, --tls-key and --tls-ca go together: give all three or none\n');
+    process.exit(2);
+  }
 }
 const opts = program.opts<{
   id: string;
@@ -128,6 +145,9 @@ const opts = program.opts<{
   rateLimitAddressRead?: BucketSettings;
   rateLimitAddressHeartbeat?: BucketSettings;
   requireSignedCards: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
 }>();
 
 /** The rate limit flags given, as overrides of the defaults. */
@@ -168,6 +188,7 @@ async function main(): Promise<void> {
     ...(opts.rateLimits !== undefined ? { rateLimits: opts.rateLimits } : {}),
     rateLimitSettings,
     requireSignedCards: opts.requireSignedCards,
+    ...(opts.tlsCert && opts.tlsKey && opts.tlsCa ? { tls: { cert: opts.tlsCert, key: opts.tlsKey, ca: opts.tlsCa } } : {}),
     logger,
     onFatal: (err) => {
       logger.fatal({ err }, 'stopping on a fatal error');
@@ -196,6 +217,14 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof TlsConfigError) {
+    // A bad file is a bad argument: say which, plainly, where the operator looks.
+    logger.fatal({ err: err.message }, 'node failed to start: bad TLS files');
+    logger.flush();
+    process.stderr.write(`error: ${err.message}\n`);
+    setTimeout(() => process.exit(2), 50);
+    return;
+  }
   logger.fatal({ err }, 'node failed to start');
   logger.flush();
   setTimeout(() => process.exit(1), 50);

@@ -2,7 +2,7 @@
 /**
  * `registry`: the command-line client of a registry cluster.
  *
- *   registry [--endpoints a,b,c] [--json] [--timeout ms] <command>
+ *   registry [--endpoints a,b,c] [--json] [--timeout ms] [--cacert F [--cert F --key F]] <command>
  *     import FILE|DIR                register every valid entry: the MCP seed list, server.json documents or
  *                                    A2A AgentCards (an object, an array or JSON Lines; the format is detected)
  *     register --file agent.json | --card card.json [--id ID] [--ttl 30s] [--expected-revision R] [--create-only]
@@ -18,8 +18,12 @@
  *     leader transfer ID             hand leadership to member ID
  *     member list|add ID ADDR [--learner]|remove ID|promote ID
  *     snapshot save FILE             a consistent backup from any node
+ *     certs init DIR --nodes n1,n2,n3 [--hosts h1,h2] [--days N] [--force]
+ *                                    a cluster CA and node and client certificates for TLS
  *
  * Endpoints come from `--endpoints`, else `REGISTRY_ENDPOINTS`, else {@link DEFAULT_ENDPOINTS}.
+ * With `--cacert` (or `REGISTRY_CACERT`) the CLI dials with TLS, trusting that CA, and presents
+ * `--cert`/`--key` (`REGISTRY_CERT`/`REGISTRY_KEY`) as client certificate.
  * Output is human-readable, or JSON with `--json`. Any error prints `error: <CODE> <message>` on
  * stderr (CODE a gRPC status name, or a system error code such as ENOENT) and exits non-zero.
  */
@@ -42,6 +46,9 @@ import { addAuthCommands } from './auth-commands.js';
 export const TOKEN_ENV = 'REGISTRY_TOKEN';
 /** Environment variable naming a file that holds a bearer token (the default of `--token-file`). */
 export const TOKEN_FILE_ENV = 'REGISTRY_TOKEN_FILE';
+import { loadClientTlsFiles, TlsConfigError } from '../auth/tls.js';
+import { CertsError } from '../auth/certs.js';
+import { registerCertsCommand } from './certs.js';
 
 /** The endpoints of a local three-node cluster, used when neither flag nor environment names any. */
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003';
@@ -79,6 +86,9 @@ interface GlobalOptions {
   timeout?: string;
   token?: string;
   tokenFile?: string;
+  cacert?: string;
+  cert?: string;
+  key?: string;
 }
 
 /** Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds into ms. */
@@ -130,6 +140,9 @@ export function buildProgram(ctx: CliContext): Command {
     .option('--timeout <ms>', 'overall deadline of each request, retries included, in milliseconds')
     .addOption(new Option('--token <token>', 'bearer token for a cluster running with --auth on').env(TOKEN_ENV))
     .addOption(new Option('--token-file <file>', 'read the bearer token from a file (e.g. <data-dir>/admin.token)').env(TOKEN_FILE_ENV))
+    .addOption(new Option('--cacert <file>', 'dial with TLS, trusting this CA certificate (PEM)').env('REGISTRY_CACERT'))
+    .addOption(new Option('--cert <file>', 'client certificate (PEM) for mutual TLS, with --key and --cacert').env('REGISTRY_CERT'))
+    .addOption(new Option('--key <file>', 'private key (PEM) of --cert').env('REGISTRY_KEY'))
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.out(s.replace(/\n$/, '')),
@@ -144,6 +157,7 @@ export function buildProgram(ctx: CliContext): Command {
       endpoints: parseEndpoints(opts.endpoints),
       ...(opts.timeout !== undefined ? { deadlineMs: parsePositiveInt(opts.timeout, '--timeout') } : {}),
       ...(token !== undefined && token !== '' ? { token } : {}),
+      ...clientTls(opts),
     };
     const client = (ctx.createClient ?? ((o) => new RegistryClient(o)))(options);
     try {
@@ -516,7 +530,17 @@ export function buildProgram(ctx: CliContext): Command {
 
   addCardCommand(program, ctx);
   addAuthCommands(program, io, withClient);
+  registerCertsCommand(program, (line) => io.out(line));
   return program;
+}
+
+/** The client's TLS settings from `--cacert`/`--cert`/`--key`. @throws TlsConfigError naming the flag and file. */
+function clientTls(opts: GlobalOptions): Pick<RegistryClientOptions, 'tls'> {
+  if (opts.cacert === undefined) {
+    if (opts.cert !== undefined || opts.key !== undefined) throw new TlsConfigError('--cert and --key need --cacert (the cluster CA to trust)');
+    return {};
+  }
+  return { tls: loadClientTlsFiles({ ca: opts.cacert, ...(opts.cert !== undefined ? { cert: opts.cert } : {}), ...(opts.key !== undefined ? { key: opts.key } : {}) }) };
 }
 
 /**
@@ -540,7 +564,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo, cre
 /** The code and message printed for an error. */
 function describeError(e: unknown): { code: string; message: string } {
   if (e instanceof RegistryError) return { code: e.codeName, message: e.details };
-  if (e instanceof ValidationError) return { code: 'INVALID_ARGUMENT', message: e.message };
+  if (e instanceof ValidationError || e instanceof TlsConfigError || e instanceof CertsError) return { code: 'INVALID_ARGUMENT', message: e.message };
   if (e instanceof Error) {
     const code = (e as NodeJS.ErrnoException).code;
     return { code: typeof code === 'string' ? code : 'UNKNOWN', message: e.message };

@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
+import { clientChannelCredentials, type ClientTlsOptions } from '../auth/tls.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import {
@@ -74,6 +75,12 @@ export interface RegistryClientOptions {
    * gRPC metadata `authorization: Bearer <token>`; needed by a cluster running with `--auth on`.
    */
   readonly token?: string;
+  /**
+   * Dial with TLS: trust `ca` (the cluster CA, PEM) and present `cert`/`key` (PEM) as client
+   * certificate — a node with TLS requires one on its gRPC port. The node's certificate must
+   * name the endpoint's host. Plaintext when absent.
+   */
+  readonly tls?: ClientTlsOptions;
 }
 
 /** Options of a read. */
@@ -166,6 +173,7 @@ export class RegistryClient {
   private readonly readAttemptMs: number;
   private readonly logger: Logger;
   private readonly token: string | undefined;
+  private readonly credentials: grpc.ChannelCredentials;
   private readonly channels = new Map<string, grpc.Client>();
   /** Index in `endpoints` of the endpoint that last answered. */
   private preferred = 0;
@@ -173,7 +181,8 @@ export class RegistryClient {
 
   /**
    * @throws ValidationError when `endpoints` is empty or holds a non-string or empty entry, or
-   *   `deadlineMs` or `readAttemptMs` is not a positive number.
+   *   `deadlineMs` or `readAttemptMs` is not a positive number, or `tls` has a cert without a
+   *   key or a key without a cert.
    */
   constructor(options: RegistryClientOptions) {
     const endpoints: unknown = options.endpoints;
@@ -189,6 +198,10 @@ export class RegistryClient {
     this.logger = (options.logger ?? silentLogger).child({ component: 'client' });
     if (options.token !== undefined && (typeof options.token !== 'string' || options.token.trim() === '')) throw new ValidationError('token', 'must be a non-empty string');
     this.token = options.token?.trim();
+    if (options.tls && (options.tls.cert === undefined) !== (options.tls.key === undefined)) {
+      throw new ValidationError('tls', 'cert and key go together: give both or neither');
+    }
+    this.credentials = options.tls ? clientChannelCredentials(options.tls) : grpc.credentials.createInsecure();
     this.clientId = randomUUID();
   }
 
@@ -610,7 +623,7 @@ export class RegistryClient {
   private channel(endpoint: string): grpc.Client {
     let channel = this.channels.get(endpoint);
     if (channel === undefined) {
-      channel = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
+      channel = new grpc.Client(endpoint, this.credentials, {
         'grpc.initial_reconnect_backoff_ms': CHANNEL_INITIAL_RECONNECT_BACKOFF_MS,
         'grpc.max_reconnect_backoff_ms': CHANNEL_MAX_RECONNECT_BACKOFF_MS,
       });

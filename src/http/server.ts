@@ -114,6 +114,11 @@ export interface HttpFrontEndOptions {
    */
   readonly corsOrigins?: readonly string[];
   readonly metrics?: HttpMetrics;
+  /**
+   * Serve HTTPS with this certificate and key (PEM) instead of plain HTTP; no client
+   * certificate is asked for. The cluster's own CORS origins are then `https://<member>`.
+   */
+  readonly https?: { readonly cert: Buffer; readonly key: Buffer };
   /** Folder of the dashboard's files (default: `web/` of the package, if present). */
   readonly webDir?: string;
 }
@@ -287,12 +292,14 @@ export class HttpFrontEnd {
 export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstance> {
   const log = opts.logger;
   const { api, raft, metrics } = opts;
+  // With `https` Fastify serves over an https.Server; the routes are the same either way.
   const app = Fastify({
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
     loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger,
     disableRequestLogging: true,
     bodyLimit: MAX_HTTP_BODY_BYTES,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
-  });
+  }) as unknown as FastifyInstance;
 
   // Unknown fields are refused, never silently dropped. Query strings and paths are text, so
   // their values are coerced (`?pageSize=10`, a repeated `label`); a JSON body never is (an id
@@ -324,7 +331,8 @@ export async function buildApp(opts: HttpFrontEndOptions): Promise<FastifyInstan
   const extra = new Set(opts.corsOrigins ?? []);
   const originAllowed = (origin: string): boolean => {
     if (extra.has('*') || extra.has(origin)) return true;
-    return api.memberHttpAddresses().some((a) => `http://${a}` === origin);
+    const scheme = opts.https ? 'https' : 'http';
+    return api.memberHttpAddresses().some((a) => `${scheme}://${a}` === origin);
   };
   await app.register(fastifyCors, {
     origin: (origin, cb) => cb(null, origin !== undefined && originAllowed(origin)),

@@ -13,6 +13,7 @@ import { RateLimits, type RateLimitOverrides } from '../auth/rate-limits.js';
 import { mintToken } from '../auth/tokens.js';
 import type { AuthState } from '../registry/auth-state.js';
 import type { Logger } from '../log.js';
+import { grpcServerCredentials, httpsServerOptions, isLoopbackHost, loadTlsFiles, NODE_TLS_FLAGS, TlsConfigError, type TlsFiles, type TlsMaterial } from '../auth/tls.js';
 import { nodeId, type NodeId } from '../raft/types.js';
 import { RegistryStateMachine } from '../registry/state-machine.js';
 import type { Member } from '../registry/types.js';
@@ -90,6 +91,14 @@ export interface NodeOptions {
   readonly rateLimitSettings?: RateLimitOverrides;
   /** Refuse registers whose card carries no signature that verifies with a trusted key. */
   readonly requireSignedCards?: boolean;
+  /**
+   * This node's TLS files (`--tls-cert`, `--tls-key`, `--tls-ca`). With them the gRPC port
+   * requires mutual TLS (a client certificate from the CA, peers and clients alike), peers and
+   * the leader are dialed with TLS and must present a certificate naming their member id, and
+   * the HTTP front end serves HTTPS. The certificate's member name (its CN) must be `id`.
+   * Without them everything is plaintext.
+   */
+  readonly tls?: TlsFiles;
 }
 
 /**
@@ -106,6 +115,37 @@ async function writeAdminToken(file: string, state: AuthState, id: string, nowSe
     log.info({ file }, 'wrote the bootstrap admin token');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
+
+
+/** The host of a `host:port` (brackets of an IPv6 literal removed). */
+function hostOf(listen: string): string {
+  return listen.slice(0, listen.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+}
+
+/**
+ * Reads and checks the node's TLS files; throws {@link TlsConfigError} naming the flag and file,
+ * or when the certificate names another member than `id`.
+ */
+function loadNodeTls(id: string, files: TlsFiles): TlsMaterial {
+  const tls = loadTlsFiles(files, NODE_TLS_FLAGS);
+  if (tls.name !== id) {
+    throw new TlsConfigError(`${NODE_TLS_FLAGS.cert} ${files.cert}: the certificate names member ${JSON.stringify(tls.name ?? '')} (its CN), but this node is --id ${id}`);
+  }
+  return tls;
+}
+
+/** Warns about each address served in plaintext that is reachable beyond this host. */
+function warnIfExposed(opts: NodeOptions, log: Logger): void {
+  if (opts.tls) return;
+  for (const [flag, listen, what] of [
+    ['--listen', opts.listen, 'read and write the registry and pose as a cluster member'],
+    ['--http-listen', opts.httpListen, 'read and write the registry'],
+  ] as const) {
+    if (listen !== undefined && !isLoopbackHost(hostOf(listen))) {
+      log.warn({ flag, address: listen }, `listening on ${listen} without TLS: anyone who can reach it can ${what}, and the traffic is in clear (give --tls-cert, --tls-key and --tls-ca)`);
+    }
   }
 }
 
@@ -151,6 +191,9 @@ export class RegistryNode {
     const id = nodeId(opts.id);
     if (!opts.join && !(opts.id in opts.peers)) throw new Error(`--id ${opts.id} is not one of --peers (${Object.keys(opts.peers).join(', ')})`);
     const log = opts.logger;
+    // TLS files are checked before anything is opened, so a bad file stops the start at once.
+    const tls = opts.tls ? loadNodeTls(opts.id, opts.tls) : undefined;
+    warnIfExposed(opts, log);
     await mkdir(opts.dataDir, { recursive: true });
     const store = await openLevelStore(opts.dataDir, { logger: log.child({ component: 'storage' }) });
     try {
@@ -166,7 +209,7 @@ export class RegistryNode {
       const stored = await stateMachine.members();
       let members: readonly Member[] = stored.length > 0 ? stored : bootstrap;
       const peerAddresses = { ...opts.peers, ...Object.fromEntries(members.map((m) => [m.id, m.address])) };
-      const transport = new GrpcTransport({ id, peers: peerAddresses, logger: log, advertiseAddress: opts.listen });
+      const transport = new GrpcTransport({ id, peers: peerAddresses, logger: log, advertiseAddress: opts.listen, ...(tls ? { tls } : {}) });
       const watchHub = new WatchHub(stateMachine, log.child({ component: 'watch' }));
       const leases = new LeaseManager();
       const metrics = new NodeMetrics({ id, transport, stateMachine, leases, watchHub });
@@ -210,7 +253,7 @@ export class RegistryNode {
         stateMachine,
         members: () => members,
         clock: systemClock,
-        leaderLink: new GrpcLeaderLink(),
+        leaderLink: new GrpcLeaderLink(tls),
         logger: apiLog,
         get httpAddress() {
           return httpAddress;
@@ -241,16 +284,16 @@ export class RegistryNode {
       server.addService(safeService(AuthService), authHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
       const health = addHealthAndReflection(server, raft, log.child({ component: 'health' }));
       const port = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+        server.bindAsync(opts.listen, tls ? grpcServerCredentials(tls) : grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
       );
       disableNagle(server);
       const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
       const address = `${host}:${port}`;
       const http = opts.httpListen
-        ? await HttpFrontEnd.start({ listen: opts.httpListen, api, raft, metrics, logger: log, ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}) })
+        ? await HttpFrontEnd.start({ listen: opts.httpListen, api, raft, metrics, logger: log, ...(opts.corsOrigins ? { corsOrigins: opts.corsOrigins } : {}), ...(tls ? { https: httpsServerOptions(tls) } : {}) })
         : undefined;
       httpAddress = http?.address ?? '';
-      log.info({ address, ...(http ? { http: http.address } : {}), peers: opts.peers, dataDir: opts.dataDir }, 'node serving');
+      log.info({ address, ...(http ? { http: http.address } : {}), tls: tls !== undefined, peers: opts.peers, dataDir: opts.dataDir }, 'node serving');
       return new RegistryNode(id, address, raft, server, transport, api, store, log, metrics, health, http, authTimer);
     } catch (err) {
       await store.close().catch(() => undefined);

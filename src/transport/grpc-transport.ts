@@ -25,6 +25,7 @@
  *   messages keep flowing while a large snapshot is in transit.
  */
 import * as grpc from '@grpc/grpc-js';
+import { isMemberCertificate, memberNameOf, peerChannelCredentials, peerChannelOptions, type TlsMaterial } from '../auth/tls.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { InstallSnapshot, Message, NodeId } from '../raft/types.js';
 import {
@@ -150,6 +151,41 @@ export interface GrpcTransportOptions {
   readonly advertiseAddress?: string;
   /** Longest reconnect delay, in ms (default {@link RECONNECT_BACKOFF_MAX_MS}). */
   readonly reconnectBackoffMaxMs?: number;
+  /**
+   * This node's TLS material. With it, peers are dialed with mutual TLS (this node's certificate
+   * as client certificate; the server must present a certificate naming the peer id), and an
+   * inbound stream or snapshot call is refused with `UNAUTHENTICATED` unless the connection
+   * carries a member certificate (`isMemberCertificate`) whose member name equals its
+   * `raft-from` metadata. The server
+   * must then be bound with `grpcServerCredentials` (client certificates required).
+   */
+  readonly tls?: TlsMaterial;
+}
+
+/** What {@link peerCallRefusal} reads of an inbound call: its metadata and its connection's certificate. */
+export type InboundPeerCall = Pick<grpc.ServerReadableStream<Buffer, unknown>, 'metadata' | 'getAuthContext' | 'getPeer'>;
+
+/**
+ * Why an inbound peer call may not proceed: undefined when it may. With TLS the connection's
+ * client certificate must name the member the call claims to come from (`raft-from`) and be a
+ * member's (serverAuth usage, not the CLI's client-only certificate); without TLS there is
+ * nothing to check.
+ */
+export function peerCallRefusal(call: InboundPeerCall, tls: boolean): { claimed: string; certName: string | undefined; details: string } | undefined {
+  if (!tls) return undefined;
+  const hint = call.metadata.get('raft-from')[0];
+  const claimed = typeof hint === 'string' ? hint : '';
+  const cert = call.getAuthContext()?.sslPeerCertificate;
+  const certName = cert && Object.keys(cert).length > 0 ? memberNameOf(cert) : undefined;
+  if (claimed === '') return { claimed, certName, details: 'peer call without raft-from metadata' };
+  if (certName === undefined) return { claimed, certName, details: `peer call claiming raft-from ${JSON.stringify(claimed)} carries no client certificate naming a member` };
+  if (certName !== claimed) {
+    return { claimed, certName, details: `peer call claims raft-from ${JSON.stringify(claimed)} but its client certificate names ${JSON.stringify(certName)}` };
+  }
+  if (!isMemberCertificate(cert)) {
+    return { claimed, certName, details: `peer call from ${JSON.stringify(claimed)} carries a client-only certificate (no serverAuth extended key usage), not a member's` };
+  }
+  return undefined;
 }
 
 interface PeerState {
@@ -203,6 +239,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
   private readonly advertiseAddress: string | undefined;
   private readonly backoffMaxMs: number;
   private readonly channelOptions: grpc.ChannelOptions;
+  private readonly tls: TlsMaterial | undefined;
   private readonly peers = new Map<NodeId, PeerState>();
   private readonly inbound = new Set<InboundStream>();
   private readonly inboundSnapshots = new Set<InboundSnapshot>();
@@ -233,6 +270,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     this.id = options.id;
     this.advertiseAddress = options.advertiseAddress;
     this.backoffMaxMs = options.reconnectBackoffMaxMs ?? RECONNECT_BACKOFF_MAX_MS;
+    this.tls = options.tls;
     this.channelOptions = { ...PEER_CHANNEL_OPTIONS, 'grpc.max_reconnect_backoff_ms': this.backoffMaxMs };
     this.log = (options.logger ?? silentLogger).child({ component: 'transport' });
     loadRaftProto();
@@ -361,7 +399,8 @@ export class GrpcTransport implements Transport, SnapshotTransport {
       address: peer.address,
       message,
       chunks,
-      channelOptions: SNAPSHOT_CHANNEL_OPTIONS,
+      channelOptions: this.tls ? { ...SNAPSHOT_CHANNEL_OPTIONS, ...peerChannelOptions(peer.id) } : SNAPSHOT_CHANNEL_OPTIONS,
+      credentials: this.credentialsFor(peer.id),
       log: this.log,
     });
     peer.snapshotSends.add(transfer);
@@ -511,7 +550,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
 
   private openStream(peer: PeerState): void {
     if (this.closed || this.peers.get(peer.id) !== peer) return;
-    peer.client ??= new grpc.Client(peer.address, grpc.credentials.createInsecure(), this.channelOptions);
+    peer.client ??= new grpc.Client(peer.address, this.credentialsFor(peer.id), this.tls ? { ...this.channelOptions, ...peerChannelOptions(peer.id) } : this.channelOptions);
     // waitForReady: while the peer is unreachable the call waits for the channel (which keeps
     // reconnecting with the same back-off bounds) instead of failing at once.
     const metadata = new grpc.Metadata({ waitForReady: true });
@@ -543,6 +582,23 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     });
     // The status reaches the callback; this listener only keeps an 'error' event from throwing.
     call.on('error', (err: Error) => this.log.debug({ peer: peer.id, err: err.message }, 'peer stream error'));
+  }
+
+  /** Credentials for dialing peer `id`: mutual TLS checking that the server is `id`, or plaintext. */
+  private credentialsFor(id: NodeId): grpc.ChannelCredentials {
+    return this.tls ? peerChannelCredentials(this.tls, id) : grpc.credentials.createInsecure();
+  }
+
+  /**
+   * Refuses an inbound peer call whose client certificate does not name the member it claims to
+   * be (TLS only; see {@link peerCallRefusal}); true when refused (the call is answered).
+   */
+  private refusePeerCall(call: InboundPeerCall, callback: (err: Partial<grpc.StatusObject>) => void, what: string): boolean {
+    const refusal = peerCallRefusal(call, this.tls !== undefined);
+    if (refusal === undefined) return false;
+    this.log.warn({ claimed: refusal.claimed, certName: refusal.certName ?? null, peer: call.getPeer(), call: what }, `refusing ${what}: ${refusal.details}`);
+    callback({ code: grpc.status.UNAUTHENTICATED, details: refusal.details });
+    return true;
   }
 
   private onStreamEnd(peer: PeerState, call: grpc.ClientWritableStream<Buffer>, err: grpc.ServiceError | null): void {
@@ -681,6 +737,8 @@ export class GrpcTransport implements Transport, SnapshotTransport {
       callback({ code: grpc.status.UNAVAILABLE, details: 'peer transport closed' });
       return;
     }
+    // Before anything of the call is read or believed (its raft-from-address included).
+    if (this.refusePeerCall(call, callback, 'peer stream')) return;
     const stream: InboundStream = { call, callback, done: false };
     this.inbound.add(stream);
     const peerHint = call.metadata.get('raft-from')[0];
@@ -706,7 +764,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
       if (stream.done) return;
       learn();
       if (typeof peerHint === 'string') this.reconnectIfHeardFrom(peerHint);
-      this.receiveBatch(bytes, from);
+      this.receiveBatch(bytes, from, typeof peerHint === 'string' ? peerHint : undefined);
     });
     call.on('end', () => this.finishInbound(stream, null));
     call.on('error', (err: Error) => {
@@ -721,6 +779,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
       callback({ code: grpc.status.UNAVAILABLE, details: 'peer transport closed' });
       return;
     }
+    if (this.refusePeerCall(call, callback, 'snapshot transfer')) return;
     const transfer = new InboundSnapshot(call, callback, {
       localId: this.id,
       handler: () => this.snapshotHandler,
@@ -740,7 +799,12 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     else stream.callback(status);
   }
 
-  private receiveBatch(bytes: Buffer, from: string): void {
+  /**
+   * Decodes one batch and hands its messages to the handler. `claimed` is the stream's
+   * `raft-from` (checked against the client certificate under TLS): a message whose `from`
+   * differs is dropped and counted as misaddressed.
+   */
+  private receiveBatch(bytes: Buffer, from: string, claimed: string | undefined): void {
     let wire: unknown[];
     try {
       wire = decodeWireBatch(bytes);
@@ -764,6 +828,11 @@ export class GrpcTransport implements Transport, SnapshotTransport {
         // Only the snapshot call carries a snapshot, with its payload; one on the stream has none.
         this.malformedDropped++;
         this.log.warn({ from: msg.from }, 'dropping InstallSnapshot that arrived on the peer stream without its payload');
+        continue;
+      }
+      if (claimed !== undefined && msg.from !== claimed) {
+        this.misaddressedDropped++;
+        this.log.warn({ streamFrom: claimed, from: msg.from, to: msg.to, type: msg.type }, 'dropping message whose sender is not the stream\'s raft-from');
         continue;
       }
       if (msg.to !== this.id) {

@@ -190,6 +190,8 @@ export interface OutboundSnapshotOptions {
   readonly chunks: AsyncIterable<Uint8Array>;
   /** Options of the transfer's own channel (a connection apart from the peer stream's). */
   readonly channelOptions: grpc.ChannelOptions;
+  /** Credentials of that channel (mutual TLS, or plaintext when absent). */
+  readonly credentials?: grpc.ChannelCredentials;
   /** The transport's logger; the transfer logs under `peer` and `snapshotIndex`. */
   readonly log: Logger;
 }
@@ -226,7 +228,7 @@ export class OutboundSnapshot {
   constructor(private readonly options: OutboundSnapshotOptions) {
     this.to = options.message.to;
     this.log = options.log.child({ peer: this.to, snapshotIndex: options.message.snapshot.metadata.index });
-    this.client = new grpc.Client(options.address, grpc.credentials.createInsecure(), options.channelOptions);
+    this.client = new grpc.Client(options.address, options.credentials ?? grpc.credentials.createInsecure(), options.channelOptions);
     const metadata = new grpc.Metadata();
     metadata.set('raft-from', options.localId);
     const status = new Promise<void>((resolve) => {
@@ -408,6 +410,8 @@ export interface InboundSnapshotOptions {
 export class InboundSnapshot {
   /** The sender, from `raft-from` metadata (or the connection's address). */
   readonly from: string;
+  /** The call's `raft-from`, when it has one: the header's `from` must equal it. */
+  private readonly claimed: string | undefined;
   private readonly sequence = new SnapshotChunkSequence(MAX_SNAPSHOT_CHUNK_BYTES);
   private readonly log: Logger;
   private queue: SnapshotChunkQueue | undefined;
@@ -420,6 +424,7 @@ export class InboundSnapshot {
     private readonly options: InboundSnapshotOptions,
   ) {
     const hint = call.metadata.get('raft-from')[0];
+    this.claimed = typeof hint === 'string' ? hint : undefined;
     this.from = typeof hint === 'string' ? hint : call.getPeer();
     this.log = options.log.child({ from: this.from });
     call.on('data', (bytes: Buffer) => this.onData(bytes));
@@ -463,6 +468,11 @@ export class InboundSnapshot {
     if (header.to !== this.options.localId) {
       this.log.warn({ to: header.to }, 'refusing snapshot addressed to another node');
       this.refuse(grpc.status.INVALID_ARGUMENT, `snapshot addressed to ${header.to}, this node is ${this.options.localId}`);
+      return false;
+    }
+    if (this.claimed !== undefined && header.from !== this.claimed) {
+      this.log.warn({ headerFrom: header.from }, 'refusing snapshot whose sender is not the call\'s raft-from');
+      this.refuse(grpc.status.PERMISSION_DENIED, `snapshot from ${header.from} sent on a call from ${this.claimed}`);
       return false;
     }
     const handler = this.options.handler();

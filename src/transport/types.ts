@@ -95,7 +95,10 @@ export interface TransportStats {
   readonly receivedMessages: number;
   /** Inbound messages or batches dropped because they did not decode or validate. */
   readonly malformedDropped: number;
-  /** Inbound messages dropped because their `to` is not this node. */
+  /**
+   * Inbound messages dropped because their `to` is not this node, or their `from` is not the
+   * sender their stream declared (`raft-from`, checked against its certificate under TLS).
+   */
   readonly misaddressedDropped: number;
   /** Inbound messages dropped because no handler was registered or the transport was closed. */
   readonly unhandledDropped: number;
