@@ -143,6 +143,9 @@ export function buildProgram(ctx: CliContext): Command {
     .addOption(new Option('--cacert <file>', 'dial with TLS, trusting this CA certificate (PEM)').env('REGISTRY_CACERT'))
     .addOption(new Option('--cert <file>', 'client certificate (PEM) for mutual TLS, with --key and --cacert').env('REGISTRY_CERT'))
     .addOption(new Option('--key <file>', 'private key (PEM) of --cert').env('REGISTRY_KEY'))
+    // Global options go before the command, so a command may have an option of the same name
+    // (`registry --key client.key card sign --key card.jwk`).
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.out(s.replace(/\n$/, '')),
