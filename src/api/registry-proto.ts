@@ -528,6 +528,7 @@ export function searchQueryToWire(q: SearchQuery, consistency?: Consistency): Se
     page_size: f.page_size,
     page_token: f.page_token,
     consistency: f.consistency,
+    verified_only: f.verified_only,
   };
 }
 
@@ -547,6 +548,7 @@ export function searchQueryFromWire(req: SearchRequest): { query: Required<Searc
     pageToken: req.page_token,
     health: req.health ?? 'HEALTH_UNSPECIFIED',
     namePrefix: req.name_prefix ?? '',
+    verifiedOnly: req.verified_only ?? false,
   });
   return { query, consistency: consistencyFromWire(req.consistency) };
 }

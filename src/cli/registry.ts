@@ -311,9 +311,10 @@ export function buildProgram(ctx: CliContext): Command {
     .option('--limit <n>', 'stop after this many agents')
     .option('--page-size <n>', 'agents per request (0: the server default)', '0')
     .option('--serializable', 'read the answering nodes\' local state (maybe stale)')
+    .option('--verified', 'only agents whose card signature verified with a trusted key')
     .action(
       async (
-        options: { capability?: string; capabilityPrefix?: string; kind?: string; label: Record<string, string>; limit?: string; pageSize: string; serializable?: boolean },
+        options: { capability?: string; capabilityPrefix?: string; kind?: string; label: Record<string, string>; limit?: string; pageSize: string; serializable?: boolean; verified?: boolean },
         command: Command,
       ) => {
         const limit = options.limit === undefined ? Infinity : parsePositiveInt(options.limit, '--limit');
@@ -326,6 +327,7 @@ export function buildProgram(ctx: CliContext): Command {
             ...(options.capabilityPrefix !== undefined ? { capabilityPrefix: options.capabilityPrefix } : {}),
             ...(options.kind !== undefined ? { kind: options.kind } : {}),
             labels: options.label,
+            ...(options.verified ? { verifiedOnly: true } : {}),
             pageSize,
           };
           const consistency = options.serializable ? 'serializable' : 'linearizable';
@@ -680,7 +682,30 @@ function isMainModule(): boolean {
   }
 }
 
+/**
+ * The process-level setup of the `registry` command: output piped into a reader that stops
+ * early (`registry token create | head -1`) ends the command quietly instead of crashing on
+ * EPIPE; and Node's DEP0123 warning, which grpc-js triggers by sending an IP endpoint's address
+ * as the TLS server name (the certificate is still checked against that IP), is not printed.
+ */
+function setUpProcess(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
+  const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const options = rest[0];
+    const code = typeof options === 'object' && options !== null ? (options as { code?: string }).code : rest[1];
+    if (code === 'DEP0123') return;
+    emitWarning(warning, ...rest);
+  }) as typeof process.emitWarning;
+}
+
 if (isMainModule()) {
+  setUpProcess();
   void runCli(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

@@ -185,6 +185,7 @@ const FIND_QUERY = {
     label: { type: 'array', items: { type: 'string', pattern: '^[^=]+=', description: 'key=value; repeat for several' } },
     health: { type: 'string', enum: HEALTH_VALUES },
     namePrefix: string,
+    verifiedOnly: { type: 'boolean', description: 'only agents whose card signature verified with a trusted key' },
     pageSize: { type: 'integer', minimum: 0, maximum: MAX_PAGE_SIZE_PARAM },
     pageToken: string,
     consistency: { type: 'string', enum: CONSISTENCY_VALUES },
@@ -213,6 +214,7 @@ interface FindQuery {
   label?: string[];
   health?: string;
   namePrefix?: string;
+  verifiedOnly?: boolean;
   pageSize?: number;
   pageToken?: string;
   consistency?: string;
@@ -248,6 +250,7 @@ function findFiltersOf(q: FindQuery): FindRequest {
     health: healthOf(q.health),
     name_prefix: q.namePrefix ?? '',
     capability_prefix: q.capabilityPrefix ?? '',
+    verified_only: q.verifiedOnly ?? false,
   };
 }
 

@@ -37,6 +37,10 @@ export interface SearchRequest {
    * Unspecified means linearizable. Each page is a separate read.
    */
   'consistency'?: (_registry_v1_Consistency);
+  /**
+   * Only agents whose card signature verified with a trusted key.
+   */
+  'verified_only'?: (boolean);
 }
 
 /**
@@ -72,4 +76,8 @@ export interface SearchRequest__Output {
    * Unspecified means linearizable. Each page is a separate read.
    */
   'consistency': (_registry_v1_Consistency__Output);
+  /**
+   * Only agents whose card signature verified with a trusted key.
+   */
+  'verified_only': (boolean);
 }
