@@ -115,7 +115,8 @@ async function main(): Promise<void> {
         const h = results.get(`${call} ${s.name}`) as hdr.Histogram;
         const p50 = h.getValueAtPercentile(50);
         const p99 = h.getValueAtPercentile(99);
-        const delta = s.name === 'plaintext' ? '' : ` (+${ms(p50 - base.getValueAtPercentile(50))} / +${ms(p99 - base.getValueAtPercentile(99))})`;
+        const signed = (us: number) => `${us >= 0 ? '+' : ''}${ms(us)}`;
+        const delta = s.name === 'plaintext' ? '' : ` (${signed(p50 - base.getValueAtPercentile(50))} / ${signed(p99 - base.getValueAtPercentile(99))})`;
         return `${ms(p50)} / ${ms(p99)}${delta}`;
       });
       console.log(`| ${call} | ${cells.join(' | ')} |`);
