@@ -27,7 +27,7 @@ import { logIndex, type LogIndex, type NodeId, type Term } from '../raft/types.j
 import { encodeMemberChange, registryPackr } from '../registry/commands.js';
 import { APPLIED_INDEX_KEY, MEMBERS_KEY } from '../registry/keys.js';
 import type { Member } from '../registry/types.js';
-import { decodeStatePairs, encodeStatePairs } from '../storage/snapshot-codec.js';
+import { decodeStatePairs, encodeStatePairBatches } from '../storage/snapshot-codec.js';
 import type { NodeStore, SnapshotStore, StateMachineView } from '../storage/types.js';
 
 /** The first bytes of every backup file. */
@@ -69,13 +69,13 @@ export async function* backupStream(view: StateMachineView, nodeId: string, term
   let crc = 0;
   let size = 0;
   let index = 0;
-  const pairs = (async function* () {
-    for await (const [key, value] of view.entries()) {
-      if (key === APPLIED_INDEX_KEY) index = registryPackr.unpack(value) as number;
-      yield [key, value] as [string, Uint8Array];
+  const batches = (async function* () {
+    for await (const batch of view.entryBatches()) {
+      for (const [key, value] of batch) if (key === APPLIED_INDEX_KEY) index = registryPackr.unpack(value) as number;
+      yield batch;
     }
   })();
-  for await (const chunk of encodeStatePairs(pairs, BACKUP_CHUNK_BYTES)) {
+  for await (const chunk of encodeStatePairBatches(batches, BACKUP_CHUNK_BYTES)) {
     crc = crc32(chunk, crc);
     size += chunk.byteLength;
     yield chunk;
@@ -200,7 +200,7 @@ export async function restoreBackup(store: NodeStore, snapshots: SnapshotStore, 
     confState: { voters: members.filter((m) => m.voter).map((m) => m.id as NodeId), learners: members.filter((m) => !m.voter).map((m) => m.id as NodeId) },
   });
   try {
-    for await (const chunk of encodeStatePairs(view.entries(), BACKUP_CHUNK_BYTES)) await sink.write(chunk);
+    for await (const chunk of encodeStatePairBatches(view.entryBatches(), BACKUP_CHUNK_BYTES)) await sink.write(chunk);
     await sink.finish();
   } catch (err) {
     await sink.abort().catch(() => undefined);

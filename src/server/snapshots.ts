@@ -22,7 +22,7 @@
 import type { Logger } from '../log.js';
 import { logIndex, type InstallSnapshot, type LogIndex, type NodeId, type RawNode, type Ready, type Snapshot, type SnapshotMetadata, type Term } from '../raft/index.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
-import { decodeStatePairs, encodeStatePairs } from '../storage/snapshot-codec.js';
+import { decodeStatePairs, encodeStatePairBatches } from '../storage/snapshot-codec.js';
 import type { NodeStore, SnapshotMeta, SnapshotStore } from '../storage/types.js';
 import type { SnapshotTransport } from '../transport/types.js';
 import type { Clock, RaftNodeObserver } from './ports.js';
@@ -110,7 +110,7 @@ export class SnapshotManager {
     void (async () => {
       const sink = this.ctx.snapshots.create(metadata);
       try {
-        for await (const chunk of encodeStatePairs(view.entries(), this.ctx.chunkBytes)) await sink.write(chunk);
+        for await (const chunk of encodeStatePairBatches(view.entryBatches(), this.ctx.chunkBytes)) await sink.write(chunk);
         const file = await sink.finish();
         if (this.ctx.stopped()) return;
         this.files.set(file.index, file);

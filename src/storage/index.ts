@@ -41,7 +41,7 @@ export {
   type SnapshotPoint,
   type SnapshotStoreOptions,
 } from './snapshot-store.js';
-export { MAX_STATE_FRAME_BYTES, STATE_STREAM_MAGIC, decodeStatePairs, encodeStatePairs } from './snapshot-codec.js';
+export { MAX_STATE_FRAME_BYTES, STATE_STREAM_MAGIC, decodeStatePairs, encodeStatePairBatches, encodeStatePairs } from './snapshot-codec.js';
 export {
   CRC_BYTES,
   LOG_KEY_HEX_DIGITS,

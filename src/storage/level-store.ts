@@ -126,6 +126,8 @@ export interface StateMachineGeneration {
 
 /** Entries a range read takes from LevelDB per native call (`iterator.nextv`). */
 export const RANGE_READ_ENTRIES = 256;
+/** Pairs read per native call when a whole state machine view is read (a snapshot, a backup). */
+export const SNAPSHOT_READ_ENTRIES = 1_024;
 
 /** Options of {@link openLevelStore}. */
 export interface LevelStoreOptions {
@@ -459,10 +461,22 @@ class LevelStateMachineView implements StateMachineView {
 
   /** Every pair of the generation as of the snapshot, in key order; may be iterated again. */
   async *entries(): AsyncIterable<[string, Uint8Array]> {
+    for await (const batch of this.entryBatches()) yield* batch;
+  }
+
+  /**
+   * The pairs {@link SNAPSHOT_READ_ENTRIES} at a time (one native call each): reading them one
+   * await at a time cost about 4 µs a pair, most of a snapshot's time.
+   */
+  async *entryBatches(): AsyncIterable<[string, Uint8Array][]> {
     if (this.closed) throw new Error('state machine view is closed');
     const it = this.sm.iterator({ snapshot: this.snapshot });
     try {
-      for await (const [key, value] of it) yield [key, value];
+      for (;;) {
+        const entries = await it.nextv(SNAPSHOT_READ_ENTRIES);
+        if (entries.length === 0) break;
+        yield entries;
+      }
     } finally {
       await it.close();
     }

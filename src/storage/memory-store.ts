@@ -29,6 +29,9 @@ import {
 } from './types.js';
 import { Staging, writeBatchOver, checkEntriesRange, checkLimit, compareUtf8, type KvOp, type LogBounds } from './staging.js';
 
+/** Pairs per batch of a view's `entryBatches()`. */
+const MEMORY_VIEW_BATCH_ENTRIES = 1_024;
+
 /** One copy of everything a disk holds. */
 interface MemoryState {
   readonly log: Map<number, Entry>;
@@ -250,6 +253,13 @@ export class MemoryStore implements NodeStore {
         if (closed) throw new Error('state machine view is closed');
         const keys = [...kv.keys()].sort(compareUtf8);
         for (const key of keys) yield [key, (kv.get(key) as Uint8Array).slice()];
+      },
+      async *entryBatches() {
+        if (closed) throw new Error('state machine view is closed');
+        const keys = [...kv.keys()].sort(compareUtf8);
+        for (let i = 0; i < keys.length; i += MEMORY_VIEW_BATCH_ENTRIES) {
+          yield keys.slice(i, i + MEMORY_VIEW_BATCH_ENTRIES).map((key): [string, Uint8Array] => [key, (kv.get(key) as Uint8Array).slice()]);
+        }
       },
       async close() {
         closed = true;

@@ -58,6 +58,19 @@ const packr = new Packr({ useRecords: false });
  * {@link MAX_STATE_FRAME_BYTES}, `TypeError` on a pair that is not `[string, Uint8Array]`.
  */
 export async function* encodeStatePairs(pairs: AsyncIterable<[string, Uint8Array]>, chunkBytes: number): AsyncIterable<Uint8Array> {
+  yield* encodeStatePairBatches(singletons(pairs), chunkBytes);
+}
+
+/** Each pair of `pairs` as a batch of one. */
+async function* singletons(pairs: AsyncIterable<[string, Uint8Array]>): AsyncIterable<readonly [string, Uint8Array][]> {
+  for await (const pair of pairs) yield [pair];
+}
+
+/**
+ * {@link encodeStatePairs} for pairs that come in batches (a view's `entryBatches()`): the same
+ * stream, with one await per batch instead of one per pair. Same errors.
+ */
+export async function* encodeStatePairBatches(batches: AsyncIterable<readonly [string, Uint8Array][]>, chunkBytes: number): AsyncIterable<Uint8Array> {
   if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1) {
     throw new RangeError(`chunkBytes must be a positive integer, got ${String(chunkBytes)}`);
   }
@@ -65,19 +78,21 @@ export async function* encodeStatePairs(pairs: AsyncIterable<[string, Uint8Array
   let frame: [string, Uint8Array][] = [];
   let frameBytes = 0;
   let count = 0;
-  for await (const pair of pairs) {
-    const [key, value] = pair;
-    if (typeof key !== 'string') throw new TypeError('pair key must be a string');
-    if (!(value instanceof Uint8Array)) throw new TypeError(`value of ${JSON.stringify(key)} must be a Uint8Array`);
-    const bytes = Buffer.byteLength(key, 'utf8') + value.byteLength + PAIR_OVERHEAD_BYTES;
-    if (frame.length > 0 && frameBytes + bytes > chunkBytes) {
-      yield encodeFrame(frame);
-      frame = [];
-      frameBytes = 0;
+  for await (const batch of batches) {
+    for (const pair of batch) {
+      const [key, value] = pair;
+      if (typeof key !== 'string') throw new TypeError('pair key must be a string');
+      if (!(value instanceof Uint8Array)) throw new TypeError(`value of ${JSON.stringify(key)} must be a Uint8Array`);
+      const bytes = Buffer.byteLength(key, 'utf8') + value.byteLength + PAIR_OVERHEAD_BYTES;
+      if (frame.length > 0 && frameBytes + bytes > chunkBytes) {
+        yield encodeFrame(frame);
+        frame = [];
+        frameBytes = 0;
+      }
+      frame.push([key, value]);
+      frameBytes += bytes;
+      count++;
     }
-    frame.push([key, value]);
-    frameBytes += bytes;
-    count++;
   }
   if (frame.length > 0) yield encodeFrame(frame);
   const end = new Uint8Array(FRAME_LENGTH_BYTES + PAIR_COUNT_BYTES);

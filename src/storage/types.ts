@@ -84,6 +84,11 @@ export interface SnapshotStore {
 export interface StateMachineView {
   /** Every key/value pair, in key order. */
   entries(): AsyncIterable<[string, Uint8Array]>;
+  /**
+   * The same pairs in batches (consecutive, in key order, none empty): what reads the whole
+   * view (a snapshot, a backup) takes, so that it pays one await per batch, not one per pair.
+   */
+  entryBatches(): AsyncIterable<readonly [string, Uint8Array][]>;
   /** Releases the view (the underlying LevelDB snapshot). */
   close(): Promise<void>;
 }

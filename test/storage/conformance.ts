@@ -516,6 +516,11 @@ export function describeNodeStoreConformance(name: string, makeHarness: () => Pr
       const expected: [string, string][] = [['a', 'v-a'], ['b', 'v-b'], ['c', 'v-c'], ['k\u00e9', 'v-k\u00e9'], ['k\u{1F600}', 'v-k\u{1F600}']];
       expect(await collect(view.entries())).toEqual(expected);
       expect(await collect(view.entries())).toEqual(expected); // can be read again
+      // The batches hold the same pairs, in order, none empty.
+      const batches: (readonly [string, Uint8Array][])[] = [];
+      for await (const batch of view.entryBatches()) batches.push(batch);
+      expect(batches.every((x) => x.length > 0)).toBe(true);
+      expect(batches.flat().map(([k, v]) => [k, Buffer.from(v).toString()])).toEqual(expected);
       expect(await collect(store.kv.range('a', 'zz'))).toEqual([['b', 'changed'], ['k\u00e9', 'v-k\u00e9'], ['k\u{1F600}', 'v-k\u{1F600}'], ['z', 'new']]);
       await view.close();
       await view.close(); // idempotent
