@@ -287,6 +287,13 @@ export class RegistryApi {
       try {
         principal = await this.verifier.verify(call.token);
       } catch (err) {
+        // A refused token still costs its sender's address a read, so that a flood of bad
+        // tokens (each a signature check) is limited like any other.
+        const limits = this.ctx.auth?.rateLimits;
+        if (limits !== undefined && call.forwardedBy === undefined) {
+          const decision = await limits.consume('read', undefined, call.remoteAddress);
+          if (!decision.allowed) throw rateLimited(decision);
+        }
         throw authToApi(err);
       }
     }
@@ -294,9 +301,7 @@ export class RegistryApi {
     if (limits !== undefined && kind !== undefined) {
       const address = call.forwardedBy === undefined ? call.remoteAddress : undefined;
       const decision = await limits.consume(kind, principal?.name, address);
-      if (!decision.allowed) {
-        throw new ApiError(Code.RESOURCE_EXHAUSTED, `rate limit exceeded (${decision.limit}); retry after ${decision.retryAfterMs} ms`, decision.retryAfterMs);
-      }
+      if (!decision.allowed) throw rateLimited(decision);
     }
     return principal;
   }
@@ -1028,6 +1033,11 @@ export class RegistryApi {
     }
     return res;
   }
+}
+
+/** A refusal of the rate limits as `RESOURCE_EXHAUSTED`, with when to retry. */
+function rateLimited(decision: { readonly retryAfterMs: number; readonly limit: string }): ApiError {
+  return new ApiError(Code.RESOURCE_EXHAUSTED, `rate limit exceeded (${decision.limit}); retry after ${decision.retryAfterMs} ms`, decision.retryAfterMs);
 }
 
 /** The principal name of the cluster's own writes. */

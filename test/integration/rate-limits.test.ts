@@ -40,7 +40,7 @@ describe('rate limits', () => {
   const clients: RegistryClient[] = [];
 
   beforeAll(async () => {
-    cluster = await ProcessCluster.start(3, ['--auth', 'on', '--rate-limit-write', '20/s:burst=20', '--rate-limit-read', '50/s:burst=50']);
+    cluster = await ProcessCluster.start(3, ['--auth', 'on', '--rate-limit-write', '20/s:burst=20', '--rate-limit-read', '50/s:burst=50', '--rate-limit-address-read', '100/s:burst=100']);
     await cluster.waitForLeader();
   }, 60_000);
 
@@ -128,6 +128,37 @@ describe('rate limits', () => {
     const bobWrites = (await admin.find({ namePrefix: 'io.github.bob/flood-', pageSize: 1000 })).agents.length;
     expect(bobWrites).toBeLessThanOrEqual(3 * (20 + 20 * Math.ceil(FLOOD_MS / 1000 + 1)));
   }, 60_000);
+});
+
+describe('rate limits on refused tokens', () => {
+  let cluster: ProcessCluster;
+
+  beforeAll(async () => {
+    // A window of a minute (20 per 60 s): the test ends well within it, however slow the machine.
+    cluster = await ProcessCluster.start(1, ['--auth', 'on', '--rate-limit-address-read', '20/m:burst=20']);
+    await cluster.waitForLeader();
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
+  it('charge a flood of bad tokens to its address: past the limit it is RESOURCE_EXHAUSTED, not another signature check', async () => {
+    const codes = new Map<number, number>();
+    const bad = cluster.client(undefined, 10_000, 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJtIn0.AAAA');
+    try {
+      for (let i = 0; i < 50; i++) {
+        const code = await bad.get('io.github.x/y').then(() => grpc.status.OK, (e: unknown) => (e instanceof RegistryError ? e.code : -1));
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+      }
+    } finally {
+      bad.close();
+    }
+    expect(codes.get(grpc.status.UNAUTHENTICATED) ?? 0).toBeGreaterThan(0);
+    expect(codes.get(grpc.status.UNAUTHENTICATED) ?? 0).toBeLessThanOrEqual(20);
+    expect(codes.get(grpc.status.RESOURCE_EXHAUSTED) ?? 0).toBeGreaterThan(0);
+    expect([...codes.keys()].sort()).toEqual([grpc.status.RESOURCE_EXHAUSTED, grpc.status.UNAUTHENTICATED].sort());
+  });
 });
 
 describe('--require-signed-cards', () => {
