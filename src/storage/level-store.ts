@@ -111,11 +111,6 @@ function parseSmSublevelName(name: string): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-/** One operation of the root-level batch; `sublevel` says which key space it targets. */
-type BatchOp =
-  | { type: 'put'; sublevel: Sublevel; key: string; value: Uint8Array }
-  | { type: 'del'; sublevel: Sublevel; key: string };
-
 /** A state machine generation: its number and its sublevel (see the module documentation). */
 export interface StateMachineGeneration {
   /** The generation number (0 is the `sm` sublevel, n >= 1 is `sm-<n>`). */
@@ -317,21 +312,26 @@ export class LevelStore implements NodeStore {
       // A generation number is never reused while open, but one left over by a crash is
       // cleared at open; clear anyway so the copy starts empty.
       await gen.db.clear();
-      let ops: { type: 'put'; key: string; value: Uint8Array }[] = [];
+      // Chained batches, as in `write`: far cheaper per pair than array batches.
+      let batch = gen.db.batch();
       let bytes = 0;
-      for await (const pair of pairs) {
-        const [key, value] = checkPair(pair);
-        const size = Buffer.byteLength(key, 'utf8') + value.byteLength;
-        // A pair larger than the limit gets a batch of its own.
-        if (ops.length > 0 && bytes + size > INSTALL_BATCH_BYTES) {
-          await gen.db.batch(ops);
-          ops = [];
-          bytes = 0;
+      try {
+        for await (const pair of pairs) {
+          const [key, value] = checkPair(pair);
+          const size = Buffer.byteLength(key, 'utf8') + value.byteLength;
+          // A pair larger than the limit gets a batch of its own.
+          if (batch.length > 0 && bytes + size > INSTALL_BATCH_BYTES) {
+            await batch.write();
+            batch = gen.db.batch();
+            bytes = 0;
+          }
+          batch.put(key, value);
+          bytes += size;
         }
-        ops.push({ type: 'put', key, value });
-        bytes += size;
+        if (batch.length > 0) await batch.write();
+      } finally {
+        if (batch.length > 0) await batch.close();
       }
-      if (ops.length > 0) await gen.db.batch(ops);
       return gen;
     } catch (err) {
       this.clearInBackground(gen);
@@ -367,27 +367,31 @@ export class LevelStore implements NodeStore {
     const plan = staging.beginWrite({ firstIndex: this.first, lastIndex: this.last });
     if (staging.empty && install === undefined) return;
     const sm = install ?? this.live;
-    const ops: BatchOp[] = [];
-    for (const index of plan.deletes) ops.push({ type: 'del', sublevel: this.logDb, key: encodeLogKey(index) });
-    for (const [index, entry] of staging.entries) {
-      ops.push({ type: 'put', sublevel: this.logDb, key: encodeLogKey(index), value: encodeEntry(entry) });
+    // A chained batch: abstract-level's array batch clones and re-encodes every operation in
+    // JS, which cost about 7x more per key than this (one batch of a Ready often holds
+    // thousands of index keys).
+    const batch = this.db.batch();
+    const log = { sublevel: this.logDb };
+    const meta = { sublevel: this.metaDb };
+    const state = { sublevel: sm.db };
+    try {
+      for (const index of plan.deletes) batch.del(encodeLogKey(index), log);
+      for (const [index, entry] of staging.entries) batch.put(encodeLogKey(index), encodeEntry(entry), log);
+      if (plan.compaction !== undefined) {
+        const point = { index: plan.compaction.index as LogIndex, term: plan.compaction.term as Term };
+        batch.put(COMPACTED_KEY, encodeCompactionPoint(point), meta);
+      }
+      if (staging.hardState !== undefined) batch.put(HARD_STATE_KEY, encodeHardState(staging.hardState), meta);
+      if (install !== undefined) batch.put(SM_GENERATION_KEY, encodeGeneration(install.number), meta);
+      for (const op of staging.kvOps) {
+        if (op.type === 'put') batch.put(op.key, op.value, state);
+        else batch.del(op.key, state);
+      }
+    } catch (err) {
+      await batch.close();
+      throw err;
     }
-    if (plan.compaction !== undefined) {
-      const point = { index: plan.compaction.index as LogIndex, term: plan.compaction.term as Term };
-      ops.push({ type: 'put', sublevel: this.metaDb, key: COMPACTED_KEY, value: encodeCompactionPoint(point) });
-    }
-    if (staging.hardState !== undefined) {
-      ops.push({ type: 'put', sublevel: this.metaDb, key: HARD_STATE_KEY, value: encodeHardState(staging.hardState) });
-    }
-    if (install !== undefined) {
-      ops.push({ type: 'put', sublevel: this.metaDb, key: SM_GENERATION_KEY, value: encodeGeneration(install.number) });
-    }
-    for (const op of staging.kvOps) {
-      ops.push(op.type === 'put'
-        ? { type: 'put', sublevel: sm.db, key: op.key, value: op.value }
-        : { type: 'del', sublevel: sm.db, key: op.key });
-    }
-    const done = this.db.batch(ops, { sync: install !== undefined || sync });
+    const done = batch.write({ sync: install !== undefined || sync });
     if (plan.deletes.length > 0) {
       this.truncating.add(done);
       done.then(

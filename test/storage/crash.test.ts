@@ -121,11 +121,18 @@ describe('LevelStore syncs what it is asked to sync', () => {
     const dir = await mkdtemp(join(tmpdir(), 'sync-store-'));
     const store = await openLevelStore(join(dir, 'data'));
     const seen: boolean[] = [];
-    const db = (store as unknown as { db: { batch: (ops: unknown[], opts: { sync?: boolean }) => Promise<void> } }).db;
+    // The store writes through chained batches of its root db: record the sync option of each write.
+    type Chained = { write: (opts?: { sync?: boolean }) => Promise<void> };
+    const db = (store as unknown as { db: { batch: () => Chained } }).db;
     const original = db.batch.bind(db);
-    db.batch = (ops, opts) => {
-      seen.push(opts.sync === true);
-      return original(ops, opts);
+    db.batch = () => {
+      const chained = original();
+      const write = chained.write.bind(chained);
+      chained.write = (opts) => {
+        seen.push(opts?.sync === true);
+        return write(opts);
+      };
+      return chained;
     };
     try {
       const write = async (options?: { sync: boolean }) => {
