@@ -8,14 +8,11 @@
  *
  *   npm run bench:security -- [--ops 1000] [--rounds 4] [--warmup 200]
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command } from 'commander';
 import * as hdr from 'hdr-histogram-js';
-import { ProcessCluster, waitFor } from '../cluster/process-cluster.js';
+import { ProcessCluster } from '../cluster/process-cluster.js';
 import { RegistryClient } from '../src/client/index.js';
 import type { AgentSpec } from '../src/registry/types.js';
-import { ADMIN_TOKEN_FILE } from '../src/server/node.js';
 
 const program = new Command()
   .option('--ops <n>', 'requests per call, configuration and round', (v) => Number(v), 1000)
@@ -59,14 +56,7 @@ async function start(s: Setup): Promise<void> {
   const tls = cluster.clientTls();
   let token: string | undefined;
   if (s.auth) {
-    const file = join(cluster.dataDir(leader), ADMIN_TOKEN_FILE);
-    const admin = await waitFor('admin.token', 20_000, async () => {
-      try {
-        return readFileSync(file, 'utf8').trim() || undefined;
-      } catch {
-        return undefined;
-      }
-    });
+    const admin = await cluster.adminToken(leader);
     const adminClient = new RegistryClient({ endpoints: cluster.endpoints([leader]), token: admin, ...(tls ? { tls } : {}) });
     token = (await adminClient.createToken({ role: 'writer', namespaces: ['io.bench'], name: 'bench' })).token;
     adminClient.close();

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RegistryClient, type ClientTlsOptions, type ClusterStatus } from '../src/client/index.js';
 import { initCerts, type CertFiles } from '../src/auth/certs.js';
+import { ADMIN_TOKEN_FILE } from '../src/server/node.js';
 
 /** The package root, from cluster/ in the sources or dist/cluster/ when built. */
 function packageRoot(): string {
@@ -233,6 +234,15 @@ export class ProcessCluster {
   /** Node `id`'s data dir. */
   dataDir(id: string): string {
     return join(this.dir, id);
+  }
+
+  /**
+   * The bootstrap admin token node `id` writes once the cluster (started with `--auth on`) has
+   * its signing key; waits for the file, up to `timeoutMs`.
+   */
+  async adminToken(id: string, timeoutMs = 20_000): Promise<string> {
+    const file = join(this.dataDir(id), ADMIN_TOKEN_FILE);
+    return waitFor(`${file}`, timeoutMs, async () => (existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined));
   }
 
   /** Kills every node by PID and removes the data. */

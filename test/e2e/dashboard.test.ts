@@ -8,14 +8,13 @@
  *
  * Skipped when Chromium is missing (`.ci/run` installs it). Screenshots go to test-results/.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ProcessCluster, waitFor } from '../../cluster/process-cluster.js';
-import { ADMIN_TOKEN_FILE } from '../../src/server/node.js';
+import { ProcessCluster } from '../../cluster/process-cluster.js';
 
 /** Debian's Chromium (`apt-get install chromium`); CHROMIUM_PATH overrides it. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -239,8 +238,7 @@ describe('the dashboard, in Chromium, on a cluster running with --auth on', () =
   beforeAll(async () => {
     cluster = await ProcessCluster.start(1, ['--auth', 'on']);
     await cluster.waitForLeader();
-    const file = join(cluster.dataDir('n1'), ADMIN_TOKEN_FILE);
-    adminToken = await waitFor('admin.token', 20_000, async () => (existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined));
+    adminToken = await cluster.adminToken('n1');
     userDataDir = mkdtempSync(join(tmpdir(), 'dashboard-auth-chromium-'));
     context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
   }, 90_000);

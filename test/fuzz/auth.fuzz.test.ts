@@ -9,15 +9,12 @@
  * token never gets a write through (the agents stay as they were); and a real token still works
  * afterwards. Fixed seed (FUZZ_SEED / FUZZ_RUNS override it).
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProcessCluster, waitFor } from '../../cluster/process-cluster.js';
+import { ProcessCluster } from '../../cluster/process-cluster.js';
 import { RegistryService, specToWire } from '../../src/api/registry-proto.js';
 import type { RegistryClient } from '../../src/client/registry-client.js';
-import { ADMIN_TOKEN_FILE } from '../../src/server/node.js';
 import { CLIENT_ERROR_CODES, expectAlive, fcParams, FUZZ_SEED, hostileString, rawUnary, runs, statusName } from './support.js';
 
 const b64 = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
@@ -55,15 +52,7 @@ describe('fuzz: the token check with --auth on', () => {
   beforeAll(async () => {
     cluster = await ProcessCluster.start(3, ['--auth', 'on', '--rate-limits', 'off']);
     await cluster.waitForLeader();
-    const file = join(cluster.dataDir('n1'), ADMIN_TOKEN_FILE);
-    const token = await waitFor('admin.token', 20_000, async () => {
-      try {
-        return readFileSync(file, 'utf8').trim() || undefined;
-      } catch {
-        return undefined;
-      }
-    });
-    admin = cluster.client(undefined, 10_000, token);
+    admin = cluster.client(undefined, 10_000, await cluster.adminToken('n1'));
     await admin.register({ id: 'io.github.fuzz/existing', name: 'existing', kind: 'service', version: '1', description: '', capabilities: ['fuzz-auth'], endpoints: {}, labels: {} });
     for (const address of cluster.endpoints()) raw.push(new grpc.Client(address, grpc.credentials.createInsecure()));
   }, 60_000);

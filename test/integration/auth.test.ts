@@ -60,14 +60,8 @@ describe('auth on a 3-node cluster', () => {
     leader = await cluster.waitForLeader();
     follower = cluster.ids.find((id) => id !== leader) as string;
     // Every node writes its own bootstrap admin token once the signing key is committed.
-    await waitFor('every node wrote admin.token', 20_000, async () => {
-      try {
-        return cluster.ids.map((id) => readFileSync(join(cluster.dataDir(id), ADMIN_TOKEN_FILE), 'utf8')).length === 3 ? true : undefined;
-      } catch {
-        return undefined;
-      }
-    });
-    adminToken = readFileSync(join(cluster.dataDir(follower), ADMIN_TOKEN_FILE), 'utf8').trim();
+    for (const id of cluster.ids) await cluster.adminToken(id);
+    adminToken = await cluster.adminToken(follower);
   }, 60_000);
 
   afterAll(async () => {
@@ -240,15 +234,7 @@ describe('signed agent cards', () => {
   beforeAll(async () => {
     cluster = await ProcessCluster.start(3, ['--auth', 'on', '--rate-limits', 'off']);
     await cluster.waitForLeader();
-    const file = join(cluster.dataDir('n1'), ADMIN_TOKEN_FILE);
-    await waitFor('admin.token', 20_000, async () => {
-      try {
-        return readFileSync(file, 'utf8').trim() || undefined;
-      } catch {
-        return undefined;
-      }
-    });
-    admin = cluster.client(undefined, 10_000, readFileSync(file, 'utf8').trim());
+    admin = cluster.client(undefined, 10_000, await cluster.adminToken('n1'));
   }, 60_000);
 
   afterAll(async () => {

@@ -4,15 +4,12 @@
  * heartbeats keep its lease alive throughout; and `--require-signed-cards` on a one-node
  * cluster refuses unsigned cards.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProcessCluster, waitFor } from '../../cluster/process-cluster.js';
+import { ProcessCluster } from '../../cluster/process-cluster.js';
 import { RegistryError } from '../../src/client/errors.js';
 import type { RegistryClient } from '../../src/client/registry-client.js';
 import type { AgentSpec } from '../../src/registry/types.js';
-import { ADMIN_TOKEN_FILE } from '../../src/server/node.js';
 
 const spec = (id: string): AgentSpec => ({ id, name: id, kind: 'service', version: '1', description: '', capabilities: ['flood'], endpoints: {}, labels: {} });
 /** How long the flood runs, in ms (bounded in time and in count). */
@@ -22,18 +19,6 @@ const FLOOD_MAX_REQUESTS = 20_000;
 /** The well-behaved agent's lease, in seconds, and how often it renews it, in ms. */
 const LEASE_TTL_SECONDS = 5;
 const RENEW_EVERY_MS = 1_000;
-
-/** Reads node `id`'s bootstrap admin token once it is written. */
-async function adminTokenOf(cluster: ProcessCluster, id: string): Promise<string> {
-  const file = join(cluster.dataDir(id), ADMIN_TOKEN_FILE);
-  return waitFor('admin.token', 20_000, async () => {
-    try {
-      return readFileSync(file, 'utf8').trim() || undefined;
-    } catch {
-      return undefined;
-    }
-  });
-}
 
 describe('rate limits', () => {
   let cluster: ProcessCluster;
@@ -50,7 +35,7 @@ describe('rate limits', () => {
   });
 
   it('refuse a flooding principal with RESOURCE_EXHAUSTED / 429 and keep another principal\'s lease alive', async () => {
-    const admin = cluster.client(undefined, 10_000, await adminTokenOf(cluster, 'n1'));
+    const admin = cluster.client(undefined, 10_000, await cluster.adminToken('n1'));
     clients.push(admin);
     const alice = cluster.client(undefined, 10_000, (await admin.createToken({ role: 'writer', namespaces: ['io.github.alice'], name: 'alice' })).token);
     const bobToken = (await admin.createToken({ role: 'writer', namespaces: ['io.github.bob'], name: 'bob' })).token;
@@ -174,7 +159,7 @@ describe('--require-signed-cards', () => {
   });
 
   it('refuses a register without a verified card, naming the field', async () => {
-    const admin = cluster.client(undefined, 10_000, await adminTokenOf(cluster, 'n1'));
+    const admin = cluster.client(undefined, 10_000, await cluster.adminToken('n1'));
     try {
       const err = (await admin.register(spec('io.github.x/plain')).catch((e: unknown) => e)) as RegistryError;
       expect(err).toBeInstanceOf(RegistryError);
