@@ -8,7 +8,7 @@ import { peerChannelCredentials, peerChannelOptions, type TlsMaterial } from '..
 import type { Logger } from '../log.js';
 import type { Member } from '../registry/types.js';
 import { BackupError } from '../server/backup.js';
-import { budgetFrom, type CallContext, type ForwardedCalls, type ForwardedMethod, type LeaderLink, type RegistryApi } from './handlers.js';
+import { bearerToken, budgetFrom, type CallContext, type ForwardedCalls, type ForwardedMethod, type LeaderLink, type RegistryApi } from './handlers.js';
 import { AuthGrpcClient, ClusterGrpcClient, RegistryGrpcClient, type AuthHandlers, type ClusterHandlers, type RegistryHandlers, type StatusResponse } from './registry-proto.js';
 import { ApiError, Code, codeName, toApiError } from './status.js';
 import { wellFormed } from '../registry/validation.js';
@@ -28,13 +28,6 @@ export const FORWARDED_METADATA_KEY = 'x-registry-forwarded-by';
 
 /** Metadata key of the caller's bearer token (`authorization: Bearer <token>`), as HTTP has it. */
 export const AUTHORIZATION_METADATA_KEY = 'authorization';
-
-/** The token of an `Authorization` value `Bearer <token>` (case-insensitive scheme), or undefined. */
-export function bearerToken(value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined;
-  const m = /^\s*Bearer\s+(\S+)\s*$/i.exec(value);
-  return m ? m[1] : undefined;
-}
 
 /** The IP address of a gRPC peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`), or the string itself. */
 function peerAddress(peer: string): string {

@@ -41,6 +41,7 @@ import {
 } from '../auth/tokens.js';
 import { nodeId, type NodeId } from '../raft/types.js';
 import { encodeCommand } from '../registry/commands.js';
+import type { AuthState } from '../registry/auth-state.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
 import type { Agent, AgentSpec, AuthChange, CardCheck, Command, CommandResult, Member, MemberChange } from '../registry/types.js';
 import { ValidationError, validateHealth, validateId, validateSession, validateTtlSeconds } from '../registry/validation.js';
@@ -121,6 +122,17 @@ export interface CallContext {
   readonly token?: string;
   /** The caller's IP address, for the per-address rate limits. */
   readonly remoteAddress?: string;
+}
+
+/**
+ * The token of an `Authorization` value `Bearer <token>` (case-insensitive scheme), or
+ * undefined: how both front ends read the credential of a call (gRPC metadata `authorization`,
+ * the HTTP `Authorization` header).
+ */
+export function bearerToken(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = /^\s*Bearer\s+(\S+)\s*$/i.exec(value);
+  return m ? m[1] : undefined;
 }
 
 /** Seconds per millisecond of a wall clock (Unix ms → s). */
@@ -260,6 +272,8 @@ export class RegistryApi {
   private readonly verifier: TokenVerifier;
   private bootstrapping = false;
   private lastBootstrapAttempt = Number.NEGATIVE_INFINITY;
+  /** {@link trustedCardKeys}, and the auth state they were parsed from. */
+  private cardKeys: { state: AuthState; keys: ReadonlyMap<string, Record<string, unknown>> } | undefined;
 
   constructor(private readonly ctx: ApiContext) {
     this.log = ctx.logger;
@@ -307,12 +321,11 @@ export class RegistryApi {
   }
 
   /**
-   * {@link authenticate}, then checks that the principal may do `permission` on `ids`; returns
-   * the principal's name (for `modified_by`). @throws ApiError `PERMISSION_DENIED` besides.
+   * Checks that `principal` (from {@link authenticate}; undefined without auth) may do
+   * `permission` on `ids`; returns its name (for `modified_by`).
+   * @throws ApiError `PERMISSION_DENIED` naming the role or namespace that is missing.
    */
-  private async admit(call: CallContext, permission: Permission, ids: readonly string[] = []): Promise<string> {
-    const kind: CallClass | undefined = permission === 'read' ? 'read' : permission === 'heartbeat' ? 'heartbeat' : permission === 'write' ? 'write' : undefined;
-    const principal = await this.authenticate(call, kind);
+  private authorize(principal: Principal | undefined, permission: Permission, ids: readonly string[] = []): string {
     if (principal === undefined) return ANONYMOUS_PRINCIPAL;
     try {
       checkPermission(principal, permission, ids);
@@ -320,6 +333,14 @@ export class RegistryApi {
       throw authToApi(err);
     }
     return principal.name;
+  }
+
+  /**
+   * {@link authenticate} charged to `permission`'s class, then {@link authorize}: for calls whose
+   * ids are known before their request is validated (reads, admin calls).
+   */
+  private async admit(call: CallContext, permission: Permission): Promise<string> {
+    return this.authorize(await this.authenticate(call, permission === 'read' ? 'read' : undefined), permission);
   }
 
   /**
@@ -339,15 +360,24 @@ export class RegistryApi {
     } catch {
       card = undefined;
     }
-    const trusted = new Map<string, Record<string, unknown>>();
-    for (const [kid, jwk] of this.ctx.stateMachine.authState().cardKeys) trusted.set(kid, JSON.parse(jwk) as Record<string, unknown>);
-    const result = await verifyCardSignatures(card, trusted);
+    const result = await verifyCardSignatures(card, this.trustedCardKeys());
     if (required && result.status !== 'verified') {
       throw new ValidationError('agent.card.signatures', result.status === 'unsigned' ? 'this cluster requires a signed card (--require-signed-cards); the card has no signatures' : result.reason);
     }
     if (result.status === 'verified') return { verifiedKeyId: result.keyId };
     if (result.status === 'failed') return { signatureError: result.reason };
     return undefined;
+  }
+
+  /** The trusted card keys as JWKs, parsed once per auth state (the state is immutable; a change makes a new one). */
+  private trustedCardKeys(): ReadonlyMap<string, Record<string, unknown>> {
+    const state = this.ctx.stateMachine.authState();
+    if (this.cardKeys?.state !== state) {
+      const keys = new Map<string, Record<string, unknown>>();
+      for (const [kid, jwk] of state.cardKeys) keys.set(kid, JSON.parse(jwk) as Record<string, unknown>);
+      this.cardKeys = { state, keys };
+    }
+    return this.cardKeys.keys;
   }
 
   /** Runs `body` and turns what it throws into an {@link ApiError}. */
@@ -382,9 +412,9 @@ export class RegistryApi {
   /** `Registry.Register`: create or replace one agent (with a lease, or conditionally). */
   register(req: RegisterRequest, call: CallContext): Promise<RegisterResponse> {
     return this.guard(async () => {
-      await this.authenticate(call, undefined);
+      const who = await this.authenticate(call, 'write');
       const spec = specFromWire(req.agent, 'agent');
-      const principal = await this.admit(call, 'write', [spec.id]);
+      const principal = this.authorize(who, 'write', [spec.id]);
       // The leader checks the card; a follower only forwards the request.
       const cardCheck = this.ctx.raft.isLeader ? await this.checkCard(spec) : undefined;
       const session = validateSession(req.client_id, req.sequence);
@@ -423,9 +453,9 @@ export class RegistryApi {
   /** `Registry.Deregister`: remove one agent (conditionally with `expected_revision`). */
   deregister(req: DeregisterRequest, call: CallContext): Promise<DeregisterResponse> {
     return this.guard(async () => {
-      await this.authenticate(call, undefined);
+      const who = await this.authenticate(call, 'write');
       const id = validateId(req.id, 'id');
-      const principal = await this.admit(call, 'write', [id]);
+      const principal = this.authorize(who, 'write', [id]);
       const session = validateSession(req.client_id, req.sequence);
       const expectedRevision = validateRevision(req.expected_revision, 'expected_revision');
       const cmd: Command = { type: 'deregister', requestId: this.nextRequestId(), id, ...(session ? { session } : {}), ...(expectedRevision > 0 ? { expectedRevision } : {}), principal };
@@ -540,9 +570,9 @@ export class RegistryApi {
    */
   heartbeat(req: HeartbeatRequest, call: CallContext): Promise<HeartbeatResponse> {
     return this.guard(async () => {
-      await this.authenticate(call, undefined);
+      const who = await this.authenticate(call, 'heartbeat');
       const id = validateId(req.id, 'id');
-      const principal = await this.admit(call, 'heartbeat', [id]);
+      const principal = this.authorize(who, 'heartbeat', [id]);
       const health = validateHealth(req.health ?? 'HEALTH_UNSPECIFIED', 'health');
       const forwarded = await this.forwardIfFollower('Heartbeat', { id, health: req.health ?? 0 }, call, false);
       if (forwarded) return forwarded;
@@ -796,8 +826,9 @@ export class RegistryApi {
       const nowSec = Math.floor(this.ctx.clock.wallNow() / MS_PER_SECOND);
       try {
         const tokenId = randomTokenId();
-        const minted = await mintToken(key, { name: name || `${role}-${tokenId}`, role: role as Role, namespaces, ttlSeconds, tokenId }, nowSec);
-        return { token: minted.token, token_id: minted.tokenId, expires_unix_s: minted.expiresAtSec, principal: name || `${role}-${tokenId}` };
+        const principal = name || `${role}-${tokenId}`;
+        const minted = await mintToken(key, { name: principal, role: role as Role, namespaces, ttlSeconds, tokenId }, nowSec);
+        return { token: minted.token, token_id: minted.tokenId, expires_unix_s: minted.expiresAtSec, principal };
       } catch (err) {
         if (err instanceof AuthError) throw new ApiError(Code.INVALID_ARGUMENT, err.message);
         throw err;
@@ -808,19 +839,19 @@ export class RegistryApi {
   /** `Auth.RevokeToken`: every node refuses the token once the write is applied there (admin). */
   revokeToken(req: RevokeTokenRequest, call: CallContext): Promise<AuthWriteResponse> {
     return this.guard(async () => {
-      await this.admit(call, 'admin');
+      const principal = await this.admit(call, 'admin');
       const tokenId = validateAuthId(req.token_id, 'token_id');
-      return this.authWrite('RevokeToken', { token_id: tokenId }, call, async () => ({ op: 'revokeToken', tokenId, expiresAtSec: 0 }));
+      return this.authWrite('RevokeToken', { token_id: tokenId }, call, principal, async () => ({ op: 'revokeToken', tokenId, expiresAtSec: 0 }));
     });
   }
 
   /** `Auth.RotateSigningKey`: a new signing key for new tokens; earlier ones kept unless retired (admin). */
   rotateSigningKey(req: RotateSigningKeyRequest, call: CallContext): Promise<AuthWriteResponse> {
     return this.guard(async () => {
-      await this.admit(call, 'admin');
+      const principal = await this.admit(call, 'admin');
       const retirePrevious = Boolean(req.retire_previous);
       let kid = '';
-      const res = await this.authWrite('RotateSigningKey', { retire_previous: retirePrevious }, call, async () => {
+      const res = await this.authWrite('RotateSigningKey', { retire_previous: retirePrevious }, call, principal, async () => {
         const key = await generateSigningKey();
         kid = key.kid;
         return { op: 'addSigningKey', key, ...(retirePrevious ? { retirePrevious } : {}) };
@@ -832,19 +863,19 @@ export class RegistryApi {
   /** `Auth.TrustCardKey`: trusts an Ed25519 public JWK for card signatures under `key_id` (admin). */
   trustCardKey(req: TrustCardKeyRequest, call: CallContext): Promise<AuthWriteResponse> {
     return this.guard(async () => {
-      await this.admit(call, 'admin');
+      const principal = await this.admit(call, 'admin');
       const keyId = validateAuthId(req.key_id, 'key_id');
       const publicJwk = validatePublicJwk(req.public_jwk, 'public_jwk');
-      return this.authWrite('TrustCardKey', { key_id: keyId, public_jwk: publicJwk }, call, async () => ({ op: 'trustCardKey', keyId, publicJwk }));
+      return this.authWrite('TrustCardKey', { key_id: keyId, public_jwk: publicJwk }, call, principal, async () => ({ op: 'trustCardKey', keyId, publicJwk }));
     });
   }
 
   /** `Auth.UntrustCardKey`: stops trusting a card key (admin); `NOT_FOUND` when it is not trusted. */
   untrustCardKey(req: UntrustCardKeyRequest, call: CallContext): Promise<AuthWriteResponse> {
     return this.guard(async () => {
-      await this.admit(call, 'admin');
+      const principal = await this.admit(call, 'admin');
       const keyId = validateAuthId(req.key_id, 'key_id');
-      return this.authWrite('UntrustCardKey', { key_id: keyId }, call, async () => ({ op: 'untrustCardKey', keyId }));
+      return this.authWrite('UntrustCardKey', { key_id: keyId }, call, principal, async () => ({ op: 'untrustCardKey', keyId }));
     });
   }
 
@@ -874,16 +905,16 @@ export class RegistryApi {
     })();
   }
 
-  /** An auth change from any node: forwarded to the leader, which builds and proposes it. */
+  /** An auth change by `principal` from any node: forwarded to the leader, which builds and proposes it. */
   private async authWrite<M extends 'RevokeToken' | 'RotateSigningKey' | 'TrustCardKey' | 'UntrustCardKey'>(
     method: M,
     wire: ForwardedCalls[M][0],
     call: CallContext,
+    principal: string,
     change: () => Promise<AuthChange>,
   ): Promise<AuthWriteResponse> {
     const forwarded = (await this.forwardIfFollower(method, wire, call, true)) as AuthWriteResponse | undefined;
     if (forwarded) return forwarded;
-    const principal = (call.token ? (await this.verifier.verify(call.token).catch(() => undefined))?.name : undefined) ?? ANONYMOUS_PRINCIPAL;
     const c = await change();
     const result = await this.proposeAndWait({ type: 'auth', requestId: this.nextRequestId(), change: c, principal, timeMs: Math.floor(this.ctx.clock.wallNow()) }, call);
     if (result?.type !== 'auth') throw new ApiError(Code.INTERNAL, 'auth change produced no result');
