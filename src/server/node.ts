@@ -104,11 +104,12 @@ export interface NodeOptions {
 /**
  * Writes a bootstrap admin token to `file` once the cluster has a signing key, unless the file
  * exists (it is never overwritten: delete it to get a new one). The token never expires; its id
- * is `bootstrap-<node id>`, so `registry token revoke bootstrap-n1` revokes it.
+ * is `bootstrap-<node id>`, so `registry token revoke bootstrap-n1` revokes it. Resolves true
+ * once the file exists (written now or before), false while there is no signing key.
  */
-async function writeAdminToken(file: string, state: AuthState, id: string, nowSec: number, log: Logger): Promise<void> {
+async function writeAdminToken(file: string, state: AuthState, id: string, nowSec: number, log: Logger): Promise<boolean> {
   const key = state.signingKeys.at(-1);
-  if (key === undefined) return;
+  if (key === undefined) return false;
   const { token } = await mintToken(key, { name: BOOTSTRAP_ADMIN_NAME, role: 'admin', tokenId: `bootstrap-${id}` }, nowSec);
   try {
     await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
@@ -116,6 +117,7 @@ async function writeAdminToken(file: string, state: AuthState, id: string, nowSe
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
+  return true;
 }
 
 
@@ -267,8 +269,16 @@ export class RegistryNode {
       let authTimer: NodeJS.Timeout | undefined;
       if (authOn) {
         const tokenFile = join(opts.dataDir, ADMIN_TOKEN_FILE);
+        // Once the file exists, later auth changes (revocations, rotations) mint nothing.
+        let tokenFileExists = false;
         const maybeWriteToken = (state: AuthState): void => {
-          writeAdminToken(tokenFile, state, opts.id, Math.floor(Date.now() / 1000), log).catch((err: unknown) => log.error({ err, file: tokenFile }, 'writing the bootstrap admin token failed'));
+          if (tokenFileExists) return;
+          writeAdminToken(tokenFile, state, opts.id, Math.floor(Date.now() / 1000), log).then(
+            (exists) => {
+              tokenFileExists ||= exists;
+            },
+            (err: unknown) => log.error({ err, file: tokenFile }, 'writing the bootstrap admin token failed'),
+          );
         };
         stateMachine.onAuthChanged = maybeWriteToken;
         maybeWriteToken(stateMachine.authState());
