@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import * as hdr from 'hdr-histogram-js';
 import { ProcessCluster } from '../cluster/process-cluster.js';
 import type { RegistryClient } from '../src/client/index.js';
-import type { AgentSpec } from '../src/registry/types.js';
+import { benchSpec, latencyHistogram } from './support.js';
 
 const program = new Command()
   .option('--ops <n>', 'requests per call, front end and round', (v) => Number(v), 2000)
@@ -18,24 +18,6 @@ const program = new Command()
   .option('--warmup <n>', 'requests before measuring, per front end', (v) => Number(v), 200);
 program.parse();
 const opts = program.opts<{ ops: number; rounds: number; warmup: number }>();
-
-/** Bytes of each registered agent's description, like the compare bench's values. */
-const DESCRIPTION_BYTES = 512;
-
-const spec = (id: string): AgentSpec => ({
-  id,
-  name: id,
-  kind: 'service',
-  version: '1.0.0',
-  description: 'd'.repeat(DESCRIPTION_BYTES),
-  capabilities: ['bench'],
-  endpoints: { grpc: '127.0.0.1:1' },
-  labels: { env: 'bench' },
-});
-
-function histogram(): hdr.Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
-}
 
 async function time(h: hdr.Histogram | undefined, f: () => Promise<void>): Promise<void> {
   const t0 = process.hrtime.bigint();
@@ -51,14 +33,14 @@ async function main(): Promise<void> {
     const leader = await cluster.waitForLeader();
     const client: RegistryClient = cluster.client([leader]);
     const base = cluster.httpUrl(leader);
-    await client.register(spec('bench/get-target'));
+    await client.register(benchSpec('bench/get-target'));
 
     const grpcCalls: Record<string, Call> = {
       get: async () => {
         await client.get('bench/get-target');
       },
       register: async (i) => {
-        await client.register(spec(`bench/grpc-${i}`));
+        await client.register(benchSpec(`bench/grpc-${i}`));
       },
     };
     const httpCalls: Record<string, Call> = {
@@ -68,7 +50,7 @@ async function main(): Promise<void> {
         await r.arrayBuffer();
       },
       register: async (i) => {
-        const r = await fetch(`${base}/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ agent: spec(`bench/http-${i}`) }) });
+        const r = await fetch(`${base}/v1/agents`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ agent: benchSpec(`bench/http-${i}`) }) });
         if (r.status !== 200) throw new Error(`POST answered ${r.status}: ${await r.text()}`);
         await r.arrayBuffer();
       },
@@ -82,7 +64,7 @@ async function main(): Promise<void> {
       for (let round = 0; round < opts.rounds; round++) {
         for (const [api, calls] of [['grpc', grpcCalls], ['http', httpCalls]] as const) {
           const key = `${call} ${api}`;
-          const h = results.get(key) ?? histogram();
+          const h = results.get(key) ?? latencyHistogram();
           results.set(key, h);
           for (let i = 0; i < opts.ops; i++) await time(h, () => (calls[call] as Call)(n++));
         }

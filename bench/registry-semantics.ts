@@ -10,10 +10,10 @@
  *   npm run bench:semantics -- [--expiries 5] [--events 2000] [--reads-ms 5000]
  */
 import { Command } from 'commander';
-import * as hdr from 'hdr-histogram-js';
 import { ProcessCluster } from '../cluster/process-cluster.js';
 import type { RegistryClient } from '../src/client/index.js';
 import type { AgentSpec } from '../src/registry/types.js';
+import { latencyHistogram } from './support.js';
 
 const program = new Command()
   .option('--expiries <n>', 'lease expiries to time', (v) => Number(v), 5)
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     }
 
     // 2. Watch latency on a follower.
-    const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+    const h = latencyHistogram();
     const acked = new Map<number, number>();
     const ac = new AbortController();
     let seen = 0;

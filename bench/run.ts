@@ -16,6 +16,7 @@ import { ProcessCluster, SEED_FILE } from '../cluster/process-cluster.js';
 import type { RegistryClient } from '../src/client/index.js';
 import { parseSeed } from '../src/registry/seed.js';
 import type { AgentSpec } from '../src/registry/types.js';
+import { latencyHistogram } from './support.js';
 
 const program = new Command()
   .option('--registers <n>', 'sequential registers per latency run', (v) => Number(v), 500)
@@ -35,7 +36,7 @@ function fmt(h: hdr.Histogram): string {
 }
 
 async function latency(client: RegistryClient, n: number, prefix: string): Promise<hdr.Histogram> {
-  const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  const h = latencyHistogram();
   for (let i = 0; i < n; i++) {
     const t0 = process.hrtime.bigint();
     await client.register(spec(`${prefix}-${i}`));
@@ -45,7 +46,7 @@ async function latency(client: RegistryClient, n: number, prefix: string): Promi
 }
 
 async function throughput(client: RegistryClient, total: number, concurrency: number): Promise<{ opsPerSec: number; h: hdr.Histogram }> {
-  const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  const h = latencyHistogram();
   let next = 0;
   const t0 = performance.now();
   await Promise.all(

@@ -17,7 +17,6 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as hdr from 'hdr-histogram-js';
 import { SEED_FILE } from '../cluster/process-cluster.js';
 import { seededRandom } from '../src/raft/rand.js';
 import { logIndex, term, type Entry } from '../src/raft/types.js';
@@ -27,6 +26,7 @@ import { RegistryStateMachine } from '../src/registry/state-machine.js';
 import { tokenize } from '../src/registry/text-index.js';
 import type { AgentSpec, SearchQuery } from '../src/registry/types.js';
 import { openLevelStore } from '../src/storage/level-store.js';
+import { latencyHistogram } from './support.js';
 
 /** Agents per applied (and synced) batch while loading. */
 const LOAD_BATCH = 1000;
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
       console.log('| query | matches on page 1 | p50 ms | p99 ms | max ms |');
       console.log('|---|---:|---:|---:|---:|');
       for (const c of CASES) {
-        const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+        const h = latencyHistogram();
         let results = 0;
         for (let i = 0; i < WARMUP_RUNS + queries; i++) {
           const t0 = performance.now();

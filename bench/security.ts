@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import * as hdr from 'hdr-histogram-js';
 import { ProcessCluster } from '../cluster/process-cluster.js';
 import { RegistryClient } from '../src/client/index.js';
-import type { AgentSpec } from '../src/registry/types.js';
+import { benchSpec, latencyHistogram } from './support.js';
 
 const program = new Command()
   .option('--ops <n>', 'requests per call, configuration and round', (v) => Number(v), 1000)
@@ -20,20 +20,6 @@ const program = new Command()
   .option('--warmup <n>', 'requests before measuring, per call and configuration', (v) => Number(v), 200);
 program.parse();
 const opts = program.opts<{ ops: number; rounds: number; warmup: number }>();
-
-/** Bytes of each registered agent's description, as in the other benches. */
-const DESCRIPTION_BYTES = 512;
-
-const spec = (id: string): AgentSpec => ({
-  id,
-  name: id,
-  kind: 'service',
-  version: '1.0.0',
-  description: 'd'.repeat(DESCRIPTION_BYTES),
-  capabilities: ['bench'],
-  endpoints: { grpc: '127.0.0.1:1' },
-  labels: { env: 'bench' },
-});
 
 /** One configuration under test. */
 interface Setup {
@@ -44,9 +30,6 @@ interface Setup {
   client?: RegistryClient;
 }
 
-function histogram(): hdr.Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
-}
 
 /** Starts `s`'s cluster and a client on its leader: with auth, a writer token for `io.bench`. */
 async function start(s: Setup): Promise<void> {
@@ -62,7 +45,7 @@ async function start(s: Setup): Promise<void> {
     adminClient.close();
   }
   s.client = new RegistryClient({ endpoints: cluster.endpoints([leader]), ...(token ? { token } : {}), ...(tls ? { tls } : {}) });
-  await s.client.register(spec('io.bench/get-target'));
+  await s.client.register(benchSpec('io.bench/get-target'));
 }
 
 async function main(): Promise<void> {
@@ -78,14 +61,14 @@ async function main(): Promise<void> {
     let n = 0;
     const calls: Record<string, (c: RegistryClient) => Promise<unknown>> = {
       get: (c) => c.get('io.bench/get-target'),
-      register: (c) => c.register(spec(`io.bench/r-${n++}`)),
+      register: (c) => c.register(benchSpec(`io.bench/r-${n++}`)),
     };
     for (const [call, f] of Object.entries(calls)) {
       for (const s of setups) for (let i = 0; i < opts.warmup; i++) await f(s.client as RegistryClient);
       for (let round = 0; round < opts.rounds; round++) {
         for (const s of setups) {
           const key = `${call} ${s.name}`;
-          const h = results.get(key) ?? histogram();
+          const h = results.get(key) ?? latencyHistogram();
           results.set(key, h);
           for (let i = 0; i < opts.ops; i++) {
             const t0 = process.hrtime.bigint();
