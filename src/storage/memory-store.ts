@@ -248,19 +248,18 @@ export class MemoryStore implements NodeStore {
     this.state.kvShared = true;
     const kv = this.state.kv;
     let closed = false;
+    async function* entryBatches(): AsyncIterable<[string, Uint8Array][]> {
+      if (closed) throw new Error('state machine view is closed');
+      const keys = [...kv.keys()].sort(compareUtf8);
+      for (let i = 0; i < keys.length; i += MEMORY_VIEW_BATCH_ENTRIES) {
+        yield keys.slice(i, i + MEMORY_VIEW_BATCH_ENTRIES).map((key): [string, Uint8Array] => [key, (kv.get(key) as Uint8Array).slice()]);
+      }
+    }
     return {
       async *entries() {
-        if (closed) throw new Error('state machine view is closed');
-        const keys = [...kv.keys()].sort(compareUtf8);
-        for (const key of keys) yield [key, (kv.get(key) as Uint8Array).slice()];
+        for await (const batch of entryBatches()) yield* batch;
       },
-      async *entryBatches() {
-        if (closed) throw new Error('state machine view is closed');
-        const keys = [...kv.keys()].sort(compareUtf8);
-        for (let i = 0; i < keys.length; i += MEMORY_VIEW_BATCH_ENTRIES) {
-          yield keys.slice(i, i + MEMORY_VIEW_BATCH_ENTRIES).map((key): [string, Uint8Array] => [key, (kv.get(key) as Uint8Array).slice()]);
-        }
-      },
+      entryBatches,
       async close() {
         closed = true;
       },
