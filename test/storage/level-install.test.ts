@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { logIndex, term } from '../../src/raft/types.js';
+import { NO_NODE, logIndex, term } from '../../src/raft/types.js';
 import { encodeLogKey } from '../../src/storage/codec.js';
 import {
   COMPACTED_KEY,
@@ -206,5 +206,44 @@ describe('LevelStore compaction records', () => {
     });
     await expect(openLevelStore(dir)).rejects.toThrow(CorruptionError);
     await expect(openLevelStore(dir)).rejects.toThrow(/starts at 5 but is compacted through 3/);
+  });
+});
+
+describe('LevelStore key layout', () => {
+  let root: string;
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('writes every key where its sublevel puts it, so stores written through the sublevels read the same', async () => {
+    root = await mkdtemp(join(tmpdir(), 'level-layout-'));
+    const dir = join(root, 'data');
+    const store = await openLevelStore(dir);
+    // Many keys in one batch: the first goes through the public API, the rest straight to the native batch.
+    const b = store.batch();
+    b.appendEntries(entriesAt(1, 3, 1));
+    b.setHardState({ currentTerm: term(1), votedFor: NO_NODE, commitIndex: logIndex(2) });
+    for (let i = 0; i < 50; i++) b.put(`k/${String(i).padStart(2, '0')}`, bytes(`v${i}`));
+    await b.write();
+    const d = store.batch();
+    d.del('k/07');
+    d.put('k/50', bytes('v50'));
+    await d.write({ sync: false });
+    await store.close();
+    await withRaw(dir, async (raw) => {
+      const sm = raw.sublevel<string, Uint8Array>(smSublevelName(0), RAW_OPTIONS);
+      const kept = (await sm.keys().all()).filter((k) => k.startsWith('k/'));
+      expect(kept).toHaveLength(50);
+      expect(kept).not.toContain('k/07');
+      expect(text((await sm.get('k/50')) as Uint8Array)).toBe('v50');
+      expect(await raw.sublevel<string, Uint8Array>(LOG_SUBLEVEL, RAW_OPTIONS).keys().all()).toEqual([1, 2, 3].map(encodeLogKey));
+      expect(await raw.sublevel<string, Uint8Array>(META_SUBLEVEL, RAW_OPTIONS).get('hardstate')).toBeInstanceOf(Uint8Array);
+      // Nothing outside the sublevels.
+      expect((await raw.keys().all()).every((k) => /^!(log|meta|sm)!/.test(k))).toBe(true);
+    });
+    const again = await openLevelStore(dir);
+    expect(await again.stable.hardState()).toMatchObject({ currentTerm: 1, commitIndex: 2 });
+    expect((await collect(again.kv.range('k/', 'k0'))).length).toBe(50);
+    await again.close();
   });
 });
