@@ -5,9 +5,10 @@
  *
  * A {@link RecordIndex} (`records.ts`) only adds deltas while it stages a record write, without
  * reading; the state machine then resolves every counter the `applyEntries` call touched in one
- * `getMany` (values staged in batches not yet written first) and stages the new absolute values
- * in the same batch ({@link flushCounters}). So the counters always agree with the records of the
- * same batch, are deterministic, and travel in snapshots like every other key.
+ * `getMany` (values staged in batches not yet written first, then those a {@link CounterCache}
+ * holds) and stages the new absolute values in the same batch ({@link flushCounters}). So the
+ * counters always agree with the records of the same batch, are deterministic, and travel in
+ * snapshots like every other key; the cache only saves the read of a counter written recently.
  */
 import type { KeyValueReader, WriteBatch } from '../storage/types.js';
 import { registryPackr } from './commands.js';
@@ -33,6 +34,57 @@ export class CounterDeltaMap implements CounterDeltas {
   }
 }
 
+/**
+ * Most counter values a {@link CounterCache} keeps: the counters every write touches (the text
+ * index's totals, the kind and capability counts, common terms) stay, the rare terms' fall out.
+ * About 100 bytes each, so at most a few MiB.
+ */
+export const COUNTER_CACHE_ENTRIES = 16_384;
+
+/**
+ * The durable values of recently written or read counters, least recently used dropped first
+ * beyond `capacity` entries. It must only ever hold values that are in the store (or that a
+ * written batch put there): the state machine fills it after a batch is written, and with values
+ * it has just read from the store while no unwritten batch staged that key.
+ */
+export class CounterCache {
+  private readonly values = new Map<string, number>();
+
+  /** Throws `RangeError` when `capacity` is not a non-negative safe integer (0 keeps nothing). */
+  constructor(private readonly capacity = COUNTER_CACHE_ENTRIES) {
+    if (!Number.isSafeInteger(capacity) || capacity < 0) throw new RangeError(`counter cache capacity must be a non-negative integer, got ${String(capacity)}`);
+  }
+
+  /** The cached value of `key` (0 for a counter known to be absent), or `undefined`. */
+  get(key: string): number | undefined {
+    const v = this.values.get(key);
+    if (v === undefined) return undefined;
+    this.values.delete(key);
+    this.values.set(key, v);
+    return v;
+  }
+
+  /** Remembers `value` as the durable value of `key`. */
+  set(key: string, value: number): void {
+    this.values.delete(key);
+    this.values.set(key, value);
+    for (const oldest of this.values.keys()) {
+      if (this.values.size <= this.capacity) break;
+      this.values.delete(oldest);
+    }
+  }
+
+  /** Forgets every value (the store was replaced). */
+  clear(): void {
+    this.values.clear();
+  }
+
+  /** Entries held. */
+  get size(): number {
+    return this.values.size;
+  }
+}
+
 /** Encodes a counter value. */
 export function encodeCount(n: number): Uint8Array {
   return registryPackr.pack(n);
@@ -51,9 +103,10 @@ export function decodeCount(value: Uint8Array | undefined): number {
 
 /**
  * Stages the counters of `deltas` into `batch`: each new value is the staged one (`staged(key)`,
- * from batches not yet written, newest first) or else the stored one (one `getMany` for all of
- * those), plus the delta, floored at 0; a 0 deletes the key. Records every new value in `into`
- * (the batch's staged counters). Deterministic given the store and the staged values.
+ * from batches not yet written, newest first), else the cached durable one (`cache`), else the
+ * stored one (one `getMany` for all of those, remembered in `cache`), plus the delta, floored at
+ * 0; a 0 deletes the key. Records every new value in `into` (the batch's staged counters).
+ * Deterministic given the store and the staged values.
  */
 export async function flushCounters(
   kv: KeyValueReader,
@@ -61,16 +114,21 @@ export async function flushCounters(
   staged: (key: string) => number | undefined,
   batch: WriteBatch,
   into: Map<string, number>,
+  cache: CounterCache,
 ): Promise<void> {
   const bases = new Map<string, number>();
   const unread: string[] = [];
   for (const key of deltas.deltas.keys()) {
-    const s = staged(key);
+    const s = staged(key) ?? cache.get(key);
     if (s === undefined) unread.push(key);
     else bases.set(key, s);
   }
   const values = unread.length === 0 ? [] : await kv.getMany(unread);
-  unread.forEach((key, i) => bases.set(key, decodeCount(values[i])));
+  unread.forEach((key, i) => {
+    const stored = decodeCount(values[i]);
+    bases.set(key, stored);
+    cache.set(key, stored);
+  });
   for (const [key, delta] of deltas.deltas) {
     const next = Math.max(0, (bases.get(key) ?? 0) + delta);
     into.set(key, next);

@@ -43,7 +43,7 @@ import type { LeaseRecord } from './lease-types.js';
 import { decodeMembers, encodeMembers, nextMembers } from './members.js';
 import { applyAuthChange, AUTH_KEY, decodeAuthState, EMPTY_AUTH_STATE, encodeAuthState, type AuthState } from './auth-state.js';
 import { capabilityCounts, listCapabilities } from './capabilities.js';
-import { CounterDeltaMap, flushCounters } from './counters.js';
+import { COUNTER_CACHE_ENTRIES, CounterCache, CounterDeltaMap, flushCounters } from './counters.js';
 import { findAgents, QueryError } from './queries.js';
 import { textIndex } from './text-index.js';
 import { searchAgents } from './text-search.js';
@@ -76,6 +76,8 @@ export const MAX_UNTAKEN_EVENTS = 100_000;
 export interface StateMachineOptions {
   /** Revisions of watch events kept; {@link EVENT_HISTORY_REVISIONS} by default (tests use fewer). */
   readonly eventHistoryRevisions?: number;
+  /** Counter values kept in memory; {@link COUNTER_CACHE_ENTRIES} by default (tests use fewer, to evict). */
+  readonly counterCacheEntries?: number;
 }
 
 /** Changes applied into one batch that is not yet durable: id → new record, or `null` if deleted. */
@@ -133,9 +135,11 @@ export class RegistryStateMachine {
   /** Hears of every change of the durable auth state (after the batch holding it is written). */
   onAuthChanged: ((state: AuthState) => void) | undefined;
   /** Session results read ahead for the `applyEntries` call in progress. */
-  private prefetchedSessions: Map<string, SessionResult> | undefined;
+  private prefetchedSessions: Map<string, SessionResult | undefined> | undefined;
   /** Counter deltas of the `applyEntries` call in progress, staged into its batch at its end. */
   private readonly counterDeltas = new CounterDeltaMap();
+  /** Durable values of recently touched counters, so that most applies read none (emptied by {@link open}). */
+  private readonly counterCache: CounterCache;
   /** Revisions of watch events kept in the store. */
   private readonly eventHistoryRevisions: number;
   /** Events of committed batches not yet taken by {@link takeCommittedEvents}, in order. */
@@ -162,6 +166,7 @@ export class RegistryStateMachine {
     const window = options.eventHistoryRevisions ?? EVENT_HISTORY_REVISIONS;
     if (!Number.isSafeInteger(window) || window < 1) throw new RangeError(`eventHistoryRevisions must be a positive integer, got ${String(window)}`);
     this.eventHistoryRevisions = window;
+    this.counterCache = new CounterCache(options.counterCacheEntries);
   }
 
   /**
@@ -187,6 +192,7 @@ export class RegistryStateMachine {
     this.stagedApplied = applied;
     this.pending = [];
     this.stagedMembers = undefined;
+    this.counterCache.clear();
     const auth = await this.store.kv.get(AUTH_KEY);
     this.committedAuth = auth === undefined ? EMPTY_AUTH_STATE : decodeAuthState(auth);
     this.stagedAuth = undefined;
@@ -326,7 +332,7 @@ export class RegistryStateMachine {
       this.prefetchedSessions = undefined;
       if (pending !== undefined) {
         // One read of every counter the call touched; the new values go into the same batch.
-        if (!this.counterDeltas.empty) await flushCounters(this.store.kv, this.counterDeltas, (key) => this.stagedCounter(key), pending.batch, pending.counters);
+        if (!this.counterDeltas.empty) await flushCounters(this.store.kv, this.counterDeltas, (key) => this.stagedCounter(key), pending.batch, pending.counters, this.counterCache);
         batch.put(APPLIED_INDEX_KEY, registryPackr.pack(this.stagedApplied));
       }
       this.counterDeltas.deltas.clear();
@@ -350,8 +356,11 @@ export class RegistryStateMachine {
         continue;
       }
       for (const id of idsOf(cmd)) if (!this.pending.some((p) => p.changes.has(id))) ids.add(id);
+      // As for records: what an unwritten batch staged is not read ahead, so a batch written
+      // while this read is out cannot leave a stale answer behind.
       const session = sessionOf(cmd);
-      if (session) sessions.push(sessionKey(session.clientId, session.sequence));
+      const key = session && sessionKey(session.clientId, session.sequence);
+      if (key !== undefined && !this.pending.some((p) => p.sessions.has(key))) sessions.push(key);
     }
     const keys = [...ids].map(agentKey);
     const values = await this.store.kv.getMany([...keys, ...sessions]);
@@ -360,10 +369,11 @@ export class RegistryStateMachine {
       const v = values[i];
       out.set(id, v === undefined ? undefined : decodeAgentRecord(v, keys[i] as string));
     });
+    // Absent sessions are kept too (as undefined): a new session's write then reads nothing more.
     this.prefetchedSessions = new Map();
     sessions.forEach((key, i) => {
       const v = values[keys.length + i];
-      if (v !== undefined) this.prefetchedSessions?.set(key, decodeSessionResult(v, key));
+      this.prefetchedSessions?.set(key, v === undefined ? undefined : decodeSessionResult(v, key));
     });
     return out;
   }
@@ -403,6 +413,7 @@ export class RegistryStateMachine {
     let authChanged = false;
     for (const p of this.pending.splice(0, at + 1)) {
       for (const e of p.events) this.committedEvents.push(e);
+      for (const [key, value] of p.counters) this.counterCache.set(key, value);
       if (!p.tally.empty) (this.agentTally ?? this.tallySinceCount)?.addAll(p.tally);
       if (p.auth !== undefined) {
         this.committedAuth = p.auth;

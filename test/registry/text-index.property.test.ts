@@ -220,11 +220,14 @@ describe.each(HARNESSES)('text index properties on $name', ({ name, make }) => {
         fc.array(fc.boolean(), { maxLength: 20 }),
         fc.array(fc.boolean(), { maxLength: 20 }),
         fc.array(arbQuery, { minLength: 1, maxLength: 5 }),
-        async (steps, batchSizes, restarts, holdBatches, queries) => {
+        fc.constantFrom(0, 3, undefined),
+        async (steps, batchSizes, restarts, holdBatches, queries, counterCacheEntries) => {
           const harness = await make();
+          // No cache, a cache that keeps evicting, the default one.
+          const smOptions = counterCacheEntries === undefined ? {} : { counterCacheEntries };
           try {
             let store = await harness.open();
-            let sm = new RegistryStateMachine(store);
+            let sm = new RegistryStateMachine(store, undefined, smOptions);
             await sm.open();
             const { entries, records } = model(steps);
             let next = 0;
@@ -252,7 +255,7 @@ describe.each(HARNESSES)('text index properties on $name', ({ name, make }) => {
               }
               if (restarts[b] === true) {
                 store = await harness.reopen(store);
-                sm = new RegistryStateMachine(store);
+                sm = new RegistryStateMachine(store, undefined, smOptions);
                 await sm.open();
               }
             }
