@@ -75,6 +75,14 @@ export const SM_GENERATION_KEY = 'smgen';
  */
 export const INSTALL_BATCH_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Most keys a `getMany` reads on the calling thread (`getSync`, one key after another); more go
+ * to LevelDB's worker thread in one call. A point read of a record or an index counter costs a
+ * few µs, less than handing it to a worker and back (two thread wake-ups), and an apply or a
+ * `Get` needs one or two of them; a page of records is read off the main thread.
+ */
+export const SYNC_READ_MAX_KEYS = 8;
+
 /** Options every sublevel uses: UTF-8 keys, raw bytes as values. */
 const SUBLEVEL_OPTIONS = { keyEncoding: 'utf8', valueEncoding: 'view' } as const;
 /** Sublevel separator of abstract-level; `"` is the character right after it. */
@@ -233,10 +241,23 @@ export class LevelStore implements NodeStore {
       compactedTo: () => store.compactedTo(),
     };
     this.kv = {
-      get: (key) => store.live.db.get(key),
-      getMany: (keys) => (keys.length === 0 ? Promise.resolve([]) : store.live.db.getMany(keys as string[])),
+      get: (key) => store.readNow(() => store.live.db.getSync(key)),
+      getMany: (keys) => {
+        if (keys.length === 0) return Promise.resolve([]);
+        if (keys.length > SYNC_READ_MAX_KEYS) return store.live.db.getMany(keys as string[]);
+        return store.readNow(() => keys.map((key) => store.live.db.getSync(key)));
+      },
       range: (gte, lt, limit) => store.range(gte, lt, limit),
     };
+  }
+
+  /** Runs a synchronous read and hands its value or error over as a promise. */
+  private readNow<T>(read: () => T): Promise<T> {
+    try {
+      return Promise.resolve(read());
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
