@@ -337,7 +337,7 @@ function parseCardFields(x: Record<string, unknown>, field: string): Pick<AgentS
 
 /** The fields of an {@link AgentSpec}, copied, in a fixed order (so encodings are stable). */
 export function agentSpecFields(spec: AgentSpec): AgentSpec {
-  return {
+  const out: { -readonly [K in keyof AgentSpec]: AgentSpec[K] } = {
     id: spec.id,
     name: spec.name,
     kind: spec.kind,
@@ -346,9 +346,13 @@ export function agentSpecFields(spec: AgentSpec): AgentSpec {
     capabilities: [...spec.capabilities],
     endpoints: { ...spec.endpoints },
     labels: { ...spec.labels },
-    // Written only when present, so a spec without a card encodes as before cards existed.
-    ...(spec.card !== undefined && spec.cardFormat !== undefined ? { card: spec.card, cardFormat: spec.cardFormat } : {}),
   };
+  // Written only when present, so a spec without a card encodes as before cards existed.
+  if (spec.card !== undefined && spec.cardFormat !== undefined) {
+    out.card = spec.card;
+    out.cardFormat = spec.cardFormat;
+  }
+  return out;
 }
 
 /** A msgpack map decoded as a plain object (not an array, bytes, or a msgpackr extension value). */

@@ -9,7 +9,7 @@
  * were written with, and a snapshot (which carries every key of the state machine) carries them.
  */
 import { CorruptionError, type KeyValueReader, type WriteBatch } from '../storage/types.js';
-import { agentSpecFields, HEALTH_VALUES, parseAgentSpec, registryPackr } from './commands.js';
+import { HEALTH_VALUES, parseAgentSpec, registryPackr } from './commands.js';
 import { agentKey, healthIndexKey, indexKeysOf, LEASE_INDEX_PREFIX, leaseIndexKey, leaseIndexValue, nameIndexKey, prefixEnd } from './keys.js';
 import type { CounterDeltas } from './counters.js';
 import type { LeaseRecord } from './lease-types.js';
@@ -21,20 +21,38 @@ const MS_PER_SECOND = 1000;
 /** The value of every secondary index key: the key is the information. */
 export const EMPTY_VALUE = new Uint8Array(0);
 
-/** The fields of a stored record, in a fixed order (so encodings are stable). */
+/**
+ * The fields of a stored record, in a fixed order (so encodings are stable): the spec's fields as
+ * `agentSpecFields` (`commands.ts`) orders them, then the record's own, each optional one only when present.
+ * For encoding only: the arrays and maps are the agent's own, not copies. Built by assignment
+ * rather than by spreading optional parts (a write encodes every record twice, for the record and
+ * its watch event, and the spreads cost several times the encoding itself).
+ */
 export function agentRecordFields(agent: Agent): Record<string, unknown> {
-  return {
-    ...agentSpecFields(agent),
-    createRevision: agent.createRevision,
-    modRevision: agent.modRevision,
-    ttlSeconds: agent.ttlSeconds,
-    health: agent.health,
-    ...(agent.createdAtMs !== undefined ? { createdAtMs: agent.createdAtMs } : {}),
-    ...(agent.updatedAtMs !== undefined ? { updatedAtMs: agent.updatedAtMs } : {}),
-    ...(agent.modifiedBy !== undefined ? { modifiedBy: agent.modifiedBy } : {}),
-    ...(agent.verifiedKeyId !== undefined ? { verifiedKeyId: agent.verifiedKeyId } : {}),
-    ...(agent.signatureError !== undefined ? { signatureError: agent.signatureError } : {}),
+  const out: Record<string, unknown> = {
+    id: agent.id,
+    name: agent.name,
+    kind: agent.kind,
+    version: agent.version,
+    description: agent.description,
+    capabilities: agent.capabilities,
+    endpoints: agent.endpoints,
+    labels: agent.labels,
   };
+  if (agent.card !== undefined && agent.cardFormat !== undefined) {
+    out['card'] = agent.card;
+    out['cardFormat'] = agent.cardFormat;
+  }
+  out['createRevision'] = agent.createRevision;
+  out['modRevision'] = agent.modRevision;
+  out['ttlSeconds'] = agent.ttlSeconds;
+  out['health'] = agent.health;
+  if (agent.createdAtMs !== undefined) out['createdAtMs'] = agent.createdAtMs;
+  if (agent.updatedAtMs !== undefined) out['updatedAtMs'] = agent.updatedAtMs;
+  if (agent.modifiedBy !== undefined) out['modifiedBy'] = agent.modifiedBy;
+  if (agent.verifiedKeyId !== undefined) out['verifiedKeyId'] = agent.verifiedKeyId;
+  if (agent.signatureError !== undefined) out['signatureError'] = agent.signatureError;
+  return out;
 }
 
 /** Encodes a stored record (an {@link Agent}) with msgpackr, fields in a fixed order. */

@@ -675,17 +675,7 @@ export class RegistryStateMachine {
         if (expected > 0 && current !== expected) {
           return { type: 'conflict', revision, currentRevision: current, reason: revisionMismatch(cmd.agent.id, current, expected) };
         }
-        const agent: Agent = {
-          ...agentSpecFields(cmd.agent),
-          createRevision: existing?.createRevision ?? revision,
-          modRevision: revision,
-          ttlSeconds: cmd.ttlSeconds ?? 0,
-          health: cmd.health ?? existing?.health ?? 'unspecified',
-          ...writeTimes(existing, cmd.timeMs),
-          ...(cmd.principal !== undefined ? { modifiedBy: cmd.principal } : {}),
-          ...(cmd.cardCheck?.verifiedKeyId !== undefined ? { verifiedKeyId: cmd.cardCheck.verifiedKeyId } : {}),
-          ...(cmd.cardCheck?.signatureError !== undefined ? { signatureError: cmd.cardCheck.signatureError } : {}),
-        };
+        const agent = registeredAgent(cmd, existing, revision);
         this.writeRecord(pending, existing, agent);
         events.push({ type: 'put', agent, revision, expired: false });
         return { type: 'register', agent, revision };
@@ -783,7 +773,30 @@ function idsOf(cmd: Command): string[] {
 function writeTimes(existing: Agent | undefined, timeMs: number | undefined): Pick<Agent, 'createdAtMs' | 'updatedAtMs'> {
   const createdAtMs = existing?.createdAtMs ?? timeMs;
   const updatedAtMs = timeMs === undefined ? existing?.updatedAtMs : Math.max(timeMs, createdAtMs ?? 0);
-  return { ...(createdAtMs !== undefined ? { createdAtMs } : {}), ...(updatedAtMs !== undefined ? { updatedAtMs } : {}) };
+  return { createdAtMs, updatedAtMs };
+}
+
+/**
+ * The record a register writes at `revision` over `existing`: the command's spec, the revisions,
+ * lease and health, the times ({@link writeTimes}), who wrote it and what its card's signature
+ * said. Optional fields are set only when present (assigned, not spread: this runs for every
+ * register applied).
+ */
+function registeredAgent(cmd: Extract<Command, { type: 'register' }>, existing: Agent | undefined, revision: number): Agent {
+  const agent: { -readonly [K in keyof Agent]: Agent[K] } = {
+    ...agentSpecFields(cmd.agent),
+    createRevision: existing?.createRevision ?? revision,
+    modRevision: revision,
+    ttlSeconds: cmd.ttlSeconds ?? 0,
+    health: cmd.health ?? existing?.health ?? 'unspecified',
+  };
+  const { createdAtMs, updatedAtMs } = writeTimes(existing, cmd.timeMs);
+  if (createdAtMs !== undefined) agent.createdAtMs = createdAtMs;
+  if (updatedAtMs !== undefined) agent.updatedAtMs = updatedAtMs;
+  if (cmd.principal !== undefined) agent.modifiedBy = cmd.principal;
+  if (cmd.cardCheck?.verifiedKeyId !== undefined) agent.verifiedKeyId = cmd.cardCheck.verifiedKeyId;
+  if (cmd.cardCheck?.signatureError !== undefined) agent.signatureError = cmd.cardCheck.signatureError;
+  return agent;
 }
 
 /** The reason of a failed `expectedRevision` condition. */
