@@ -62,6 +62,9 @@ function ownBytes(packed: Uint8Array): Uint8Array {
   return new Uint8Array(packed);
 }
 
+/** The register command. */
+type RegisterCommand = Extract<Command, { type: 'register' }>;
+
 /** Encodes a command as a versioned msgpackr map (see the module documentation), in bytes of its own. */
 export function encodeCommand(cmd: Command): Uint8Array {
   return ownBytes(packCommand(cmd));
@@ -69,21 +72,19 @@ export function encodeCommand(cmd: Command): Uint8Array {
 
 function packCommand(cmd: Command): Uint8Array {
   switch (cmd.type) {
-    case 'register':
-      return registryPackr.pack({
-        v: COMMAND_VERSION,
-        t: 'register',
-        requestId: cmd.requestId,
-        agent: agentSpecFields(cmd.agent),
-        ...(cmd.session ? { s: [cmd.session.clientId, cmd.session.sequence] } : {}),
-        ...(cmd.ttlSeconds ? { ttlSeconds: cmd.ttlSeconds } : {}),
-        ...(cmd.health !== undefined ? { health: cmd.health } : {}),
-        ...(cmd.expectedRevision ? { expectedRevision: cmd.expectedRevision } : {}),
-        ...(cmd.createOnly ? { createOnly: true } : {}),
-        ...(cmd.timeMs ? { timeMs: cmd.timeMs } : {}),
-        ...(cmd.principal !== undefined ? { p: cmd.principal } : {}),
-        ...(cmd.cardCheck ? { cc: [cmd.cardCheck.verifiedKeyId ?? '', cmd.cardCheck.signatureError ?? ''] } : {}),
-      });
+    case 'register': {
+      // Optional fields assigned in a fixed order, not spread (the bytes are those of the spread form).
+      const m: Record<string, unknown> = { v: COMMAND_VERSION, t: 'register', requestId: cmd.requestId, agent: agentSpecFields(cmd.agent) };
+      if (cmd.session) m['s'] = [cmd.session.clientId, cmd.session.sequence];
+      if (cmd.ttlSeconds) m['ttlSeconds'] = cmd.ttlSeconds;
+      if (cmd.health !== undefined) m['health'] = cmd.health;
+      if (cmd.expectedRevision) m['expectedRevision'] = cmd.expectedRevision;
+      if (cmd.createOnly) m['createOnly'] = true;
+      if (cmd.timeMs) m['timeMs'] = cmd.timeMs;
+      if (cmd.principal !== undefined) m['p'] = cmd.principal;
+      if (cmd.cardCheck) m['cc'] = [cmd.cardCheck.verifiedKeyId ?? '', cmd.cardCheck.signatureError ?? ''];
+      return registryPackr.pack(m);
+    }
     case 'deregister':
       return registryPackr.pack({
         v: COMMAND_VERSION,
@@ -148,19 +149,17 @@ export function decodeCommand(data: Uint8Array): Command {
       const principal = optionalString(decoded.p, 'p');
       const cardCheck = parseCardCheck(decoded.cc);
       if (createOnly !== undefined && typeof createOnly !== 'boolean') throw new CommandDecodeError('createOnly', `expected a boolean, got ${typeof createOnly}`);
-      return {
-        type: 'register',
-        requestId,
-        agent: parseAgentSpec(decoded.agent, 'agent'),
-        ...(session ? { session } : {}),
-        ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
-        ...(decoded.health !== undefined ? { health: parseHealth(decoded.health, 'health') } : {}),
-        ...(expectedRevision !== undefined ? { expectedRevision } : {}),
-        ...(createOnly !== undefined ? { createOnly } : {}),
-        ...(timeMs !== undefined ? { timeMs } : {}),
-        ...(principal !== undefined ? { principal } : {}),
-        ...(cardCheck ? { cardCheck } : {}),
-      };
+      // Assigned one by one, not spread: every node decodes every register it applies.
+      const cmd: { -readonly [K in keyof RegisterCommand]: RegisterCommand[K] } = { type: 'register', requestId, agent: parseAgentSpec(decoded.agent, 'agent') };
+      if (session) cmd.session = session;
+      if (ttlSeconds !== undefined) cmd.ttlSeconds = ttlSeconds;
+      if (decoded.health !== undefined) cmd.health = parseHealth(decoded.health, 'health');
+      if (expectedRevision !== undefined) cmd.expectedRevision = expectedRevision;
+      if (createOnly !== undefined) cmd.createOnly = createOnly;
+      if (timeMs !== undefined) cmd.timeMs = timeMs;
+      if (principal !== undefined) cmd.principal = principal;
+      if (cardCheck) cmd.cardCheck = cardCheck;
+      return cmd;
     }
     case 'deregister': {
       const session = parseSession(decoded.s);
@@ -306,7 +305,7 @@ export function parseAgentSpec(x: unknown, field: string): AgentSpec {
   if (!isPlainMap(x)) throw new CommandDecodeError(field, 'not a map');
   const capabilities = x.capabilities;
   if (!Array.isArray(capabilities)) throw new CommandDecodeError(`${field}.capabilities`, 'not an array');
-  return {
+  const spec: { -readonly [K in keyof AgentSpec]: AgentSpec[K] } = {
     id: expectString(x.id, `${field}.id`),
     name: expectString(x.name, `${field}.name`),
     kind: expectString(x.kind, `${field}.kind`),
@@ -315,8 +314,13 @@ export function parseAgentSpec(x: unknown, field: string): AgentSpec {
     capabilities: capabilities.map((c: unknown, i) => expectString(c, `${field}.capabilities[${i}]`)),
     endpoints: expectStringMap(x.endpoints, `${field}.endpoints`),
     labels: expectStringMap(x.labels, `${field}.labels`),
-    ...parseCardFields(x, field),
   };
+  const card = parseCardFields(x, field);
+  if (card !== undefined) {
+    spec.card = card.card;
+    spec.cardFormat = card.cardFormat;
+  }
+  return spec;
 }
 
 /** The formats a command or record's `cardFormat` may name (the internal names of proto `CardFormat`). */
@@ -324,10 +328,10 @@ export const CARD_FORMAT_VALUES: readonly CardFormat[] = ['a2aAgentCard', 'mcpSe
 
 /**
  * The optional `card` and `cardFormat` of a decoded spec: both absent (a spec without a card, or
- * one written before cards existed), or a string and one of {@link CARD_FORMAT_VALUES}.
+ * one written before cards existed: `undefined`), or a string and one of {@link CARD_FORMAT_VALUES}.
  */
-function parseCardFields(x: Record<string, unknown>, field: string): Pick<AgentSpec, 'card' | 'cardFormat'> {
-  if (x.card === undefined && x.cardFormat === undefined) return {};
+function parseCardFields(x: Record<string, unknown>, field: string): { card: string; cardFormat: CardFormat } | undefined {
+  if (x.card === undefined && x.cardFormat === undefined) return undefined;
   const card = expectString(x.card, `${field}.card`);
   if (typeof x.cardFormat !== 'string' || !(CARD_FORMAT_VALUES as readonly string[]).includes(x.cardFormat)) {
     throw new CommandDecodeError(`${field}.cardFormat`, `expected one of ${CARD_FORMAT_VALUES.join(', ')}, got ${JSON.stringify(x.cardFormat)}`);

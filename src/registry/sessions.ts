@@ -6,6 +6,7 @@
 import { CorruptionError, type WriteBatch } from '../storage/types.js';
 import { agentSpecFields, HEALTH_VALUES, registryPackr } from './commands.js';
 import { sessionKey } from './keys.js';
+import { agentOf } from './records.js';
 import type { Agent, ClientSession, Command, CommandResult, Health } from './types.js';
 
 /**
@@ -61,13 +62,7 @@ export function duplicateResult(cmd: Command, first: SessionResult): CommandResu
     return { type: 'conflict', revision: first.revision, currentRevision: first.currentRevision, reason: first.reason };
   }
   if (cmd.type === 'register' && first.t === 'register') {
-    const agent: Agent = {
-      ...agentSpecFields(cmd.agent),
-      createRevision: first.createRevision,
-      modRevision: first.revision,
-      ttlSeconds: cmd.ttlSeconds ?? 0,
-      health: first.health,
-    };
+    const agent: Agent = agentOf(agentSpecFields(cmd.agent), first.createRevision, first.revision, cmd.ttlSeconds ?? 0, first.health);
     return { type: 'register', agent, revision: first.revision, duplicate: true };
   }
   if (cmd.type === 'deregister' && first.t === 'deregister') {

@@ -47,7 +47,7 @@ import { COUNTER_CACHE_ENTRIES, CounterCache, CounterDeltaMap, flushCounters } f
 import { findAgents, QueryError } from './queries.js';
 import { textIndex } from './text-index.js';
 import { searchAgents } from './text-search.js';
-import { decodeAgentRecord, readLeases, secondaryIndexes, stageRecord, type RecordIndex } from './records.js';
+import { agentOf, decodeAgentRecord, readLeases, secondaryIndexes, stageRecord, type RecordIndex } from './records.js';
 import { type CommandOutcome, decodeSessionResult, duplicateResult, type SessionResult, sessionOf, sessionResultOf, stageSessionResult } from './sessions.js';
 import type { Agent, CapabilityCount, Command, CommandResult, FindPage, FindQuery, Health, Member, MemberChange, SearchPage, SearchQuery, WatchEvent } from './types.js';
 import { pageVersions, readVersions, resolveAgentRef, versionsIndex, type VersionPageItem, type VersionPageQuery } from './versions.js';
@@ -783,13 +783,7 @@ function writeTimes(existing: Agent | undefined, timeMs: number | undefined): Pi
  * register applied).
  */
 function registeredAgent(cmd: Extract<Command, { type: 'register' }>, existing: Agent | undefined, revision: number): Agent {
-  const agent: { -readonly [K in keyof Agent]: Agent[K] } = {
-    ...agentSpecFields(cmd.agent),
-    createRevision: existing?.createRevision ?? revision,
-    modRevision: revision,
-    ttlSeconds: cmd.ttlSeconds ?? 0,
-    health: cmd.health ?? existing?.health ?? 'unspecified',
-  };
+  const agent = agentOf(agentSpecFields(cmd.agent), existing?.createRevision ?? revision, revision, cmd.ttlSeconds ?? 0, cmd.health ?? existing?.health ?? 'unspecified');
   const { createdAtMs, updatedAtMs } = writeTimes(existing, cmd.timeMs);
   if (createdAtMs !== undefined) agent.createdAtMs = createdAtMs;
   if (updatedAtMs !== undefined) agent.updatedAtMs = updatedAtMs;
