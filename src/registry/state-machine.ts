@@ -134,6 +134,8 @@ export class RegistryStateMachine {
   private stagedAuth: AuthState | undefined;
   /** Hears of every change of the durable auth state (after the batch holding it is written). */
   onAuthChanged: ((state: AuthState) => void) | undefined;
+  /** Commands of the `applyEntries` call in progress, by log index, as the read-ahead decoded them. */
+  private decoded: Map<number, Command> | undefined;
   /** Session results read ahead for the `applyEntries` call in progress. */
   private prefetchedSessions: Map<string, SessionResult | undefined> | undefined;
   /** Counter deltas of the `applyEntries` call in progress, staged into its batch at its end. */
@@ -330,6 +332,7 @@ export class RegistryStateMachine {
     } finally {
       this.prefetched = undefined;
       this.prefetchedSessions = undefined;
+      this.decoded = undefined;
       if (pending !== undefined) {
         // One read of every counter the call touched; the new values go into the same batch.
         if (!this.counterDeltas.empty) await flushCounters(this.store.kv, this.counterDeltas, (key) => this.stagedCounter(key), pending.batch, pending.counters, this.counterCache);
@@ -342,11 +345,13 @@ export class RegistryStateMachine {
 
   /**
    * Reads, in one `getMany`, the stored records of every id the commands among `entries` name
-   * and no staged change covers. Entries that do not decode are left to `applyOne` to report.
+   * and no staged change covers; keeps the decoded commands for `applyOne`. Entries that do not
+   * decode are left to `applyOne` to report.
    */
   private async prefetch(entries: readonly Entry[]): Promise<Map<string, Agent | undefined>> {
     const ids = new Set<string>();
     const sessions: string[] = [];
+    this.decoded = new Map();
     for (const entry of entries) {
       if (entry.type === 'config' || entry.data.length === 0 || entry.index <= this.stagedApplied) continue;
       let cmd: Command;
@@ -355,6 +360,7 @@ export class RegistryStateMachine {
       } catch {
         continue;
       }
+      this.decoded.set(entry.index, cmd);
       for (const id of idsOf(cmd)) if (!this.pending.some((p) => p.changes.has(id))) ids.add(id);
       // As for records: what an unwritten batch staged is not read ahead, so a batch written
       // while this read is out cannot leave a stale answer behind.
@@ -600,7 +606,7 @@ export class RegistryStateMachine {
     if (entry.data.length === 0) return undefined;
     let cmd: Command;
     try {
-      cmd = decodeCommand(entry.data);
+      cmd = this.decoded?.get(entry.index) ?? decodeCommand(entry.data);
     } catch (err) {
       if (!(err instanceof CommandDecodeError)) throw err;
       this.log.warn({ index: entry.index, field: err.field, err: err.message }, 'skipping entry that does not decode');
