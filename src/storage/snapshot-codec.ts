@@ -23,8 +23,7 @@
  * chunk) and throws {@link CorruptionError} on a bad magic, a malformed or oversized frame, a
  * wrong pair count, a missing end or bytes after it.
  */
-import { promisify } from 'node:util';
-import { deflateRaw, inflateRaw } from 'node:zlib';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { CorruptionError } from './types.js';
 
@@ -48,14 +47,6 @@ export const MAX_STATE_FRAME_BYTES = 128 * 1024 * 1024;
 const PAIR_OVERHEAD_BYTES = 16;
 /** Pair counts are carried modulo 2^32. */
 const PAIR_COUNT_MODULUS = 2 ** 32;
-
-/**
- * zlib on its worker threads: a frame of about a MiB takes several ms to deflate or inflate, and
- * snapshots are written (and installed) while the node serves, so the event loop does not wait
- * for it.
- */
-const deflateRawAsync = promisify(deflateRaw);
-const inflateRawAsync = promisify(inflateRaw);
 
 /** Values come back as `bin` (Node `Buffer`s), plain maps, no shared record structures. */
 const packr = new Packr({ useRecords: false });
@@ -94,7 +85,7 @@ export async function* encodeStatePairBatches(batches: AsyncIterable<readonly [s
       if (!(value instanceof Uint8Array)) throw new TypeError(`value of ${JSON.stringify(key)} must be a Uint8Array`);
       const bytes = Buffer.byteLength(key, 'utf8') + value.byteLength + PAIR_OVERHEAD_BYTES;
       if (frame.length > 0 && frameBytes + bytes > chunkBytes) {
-        yield await encodeFrame(frame);
+        yield encodeFrame(frame);
         frame = [];
         frameBytes = 0;
       }
@@ -103,19 +94,19 @@ export async function* encodeStatePairBatches(batches: AsyncIterable<readonly [s
       count++;
     }
   }
-  if (frame.length > 0) yield await encodeFrame(frame);
+  if (frame.length > 0) yield encodeFrame(frame);
   const end = new Uint8Array(FRAME_LENGTH_BYTES + PAIR_COUNT_BYTES);
   new DataView(end.buffer).setUint32(FRAME_LENGTH_BYTES, count % PAIR_COUNT_MODULUS, false);
   yield end;
 }
 
 /** `u32 length ‖ deflate(msgpack(pairs))`, in a buffer of its own. */
-async function encodeFrame(pairs: [string, Uint8Array][]): Promise<Uint8Array> {
+function encodeFrame(pairs: [string, Uint8Array][]): Uint8Array {
   const packed = packr.pack(pairs);
   if (packed.byteLength > MAX_STATE_FRAME_BYTES) {
     throw new RangeError(`a state pair of ${packed.byteLength} bytes exceeds the frame limit of ${MAX_STATE_FRAME_BYTES} bytes`);
   }
-  const body = await deflateRawAsync(packed, { level: FRAME_DEFLATE_LEVEL });
+  const body = deflateRawSync(packed, { level: FRAME_DEFLATE_LEVEL });
   if (body.byteLength > MAX_STATE_FRAME_BYTES) {
     throw new RangeError(`a state pair of ${body.byteLength} bytes exceeds the frame limit of ${MAX_STATE_FRAME_BYTES} bytes`);
   }
@@ -174,10 +165,10 @@ function readU32(bytes: Uint8Array): number {
 }
 
 /** Decodes one frame body into pairs; throws {@link CorruptionError} when it is malformed. */
-async function decodeFrame(body: Uint8Array, frameNumber: number, deflated: boolean): Promise<[string, Uint8Array][]> {
+function decodeFrame(body: Uint8Array, frameNumber: number, deflated: boolean): [string, Uint8Array][] {
   let decoded: unknown;
   try {
-    const packed = deflated ? await inflateRawAsync(body, { maxOutputLength: MAX_STATE_FRAME_BYTES }) : body;
+    const packed = deflated ? inflateRawSync(body, { maxOutputLength: MAX_STATE_FRAME_BYTES }) : body;
     decoded = packr.unpack(packed);
   } catch (err) {
     throw new CorruptionError(`state pair frame ${frameNumber} does not decode: ${(err as Error).message}`);
@@ -240,7 +231,7 @@ export async function* decodeStatePairs(chunks: AsyncIterable<Uint8Array>): Asyn
         ended = true;
       } else {
         if (queue.length < frameLength) break;
-        const pairs = await decodeFrame(queue.take(frameLength), frames, deflated);
+        const pairs = decodeFrame(queue.take(frameLength), frames, deflated);
         frames++;
         frameLength = undefined;
         count += pairs.length;
