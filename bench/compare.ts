@@ -897,9 +897,10 @@ async function main(): Promise<void> {
     .option('--workers <n>', 'worker threads running the clients', parsePositiveInt, WORKER_THREADS)
     .option('--skip-etcd', 'run only this project')
     .option('--skip-ours', 'run only etcd')
+    .option('--node-args <args>', 'extra registry-node arguments for our nodes, space separated (e.g. "--snapshot-threshold 1000000")', (v: string) => v.split(' ').filter((a) => a !== ''), [] as string[])
     .addHelpText('after', `\nCells:\n${CELLS.map((c) => `  ${c.name.padEnd(6)} ${c.label}`).join('\n')}\n\nExample: --cells w1,lr64`);
   program.parse();
-  const opts = program.opts<{ cells?: Cell[]; warmup: number; seconds: number; workers: number; skipEtcd?: boolean; skipOurs?: boolean }>();
+  const opts = program.opts<{ cells?: Cell[]; warmup: number; seconds: number; workers: number; skipEtcd?: boolean; skipOurs?: boolean; nodeArgs: string[] }>();
   if (opts.seconds <= 0) program.error('--seconds must be > 0');
   const cells = opts.cells ?? CELLS;
   const run: RunOptions = { warmupS: opts.warmup, seconds: opts.seconds, workers: opts.workers };
@@ -938,7 +939,7 @@ async function main(): Promise<void> {
     );
   }
   if (!opts.skipOurs) {
-    const cluster = await ProcessCluster.start(CLUSTER_SIZE);
+    const cluster = await ProcessCluster.start(CLUSTER_SIZE, opts.nodeArgs);
     await guarded(
       () => cluster.destroy(),
       async () => {
