@@ -12,13 +12,14 @@
  * A key's kid is its JWK `kid` member (keygen writes the RFC 7638 thumbprint there), else its
  * thumbprint. With the global `--json`, keygen and verify print JSON.
  */
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { calculateJwkThumbprint } from 'jose';
 import { CardSigningError, generateCardKey, signCard, verifyCardSignatures, type JWK } from '../auth/card-signatures.js';
 import { isRecord } from '../util/json.js';
 import { ValidationError } from '../registry/validation.js';
+import { readJsonFile } from './json-file.js';
 import type { CliContext } from './registry.js';
 
 /** The file name `card keygen` gives the private key. */
@@ -27,16 +28,6 @@ export const CARD_PRIVATE_KEY_FILE = 'card-key.private.jwk';
 export const CARD_PUBLIC_KEY_FILE = 'card-key.public.jwk';
 /** File mode of the private key: owner read/write only. */
 export const CARD_PRIVATE_KEY_FILE_MODE = 0o600;
-
-/** Reads a JSON file. @throws ValidationError naming the file when it is not JSON. */
-async function readJsonFile(file: string): Promise<unknown> {
-  const text = await readFile(file, 'utf8');
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (e) {
-    throw new ValidationError(file, `is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
-}
 
 /** Reads a JWK file. @throws ValidationError naming the file when it is not a JSON object. */
 async function readJwkFile(file: string): Promise<JWK> {

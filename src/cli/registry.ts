@@ -40,6 +40,7 @@ import { specFromCard } from '../registry/formats/card.js';
 import { parseImportFiles } from '../registry/seed.js';
 import { ValidationError } from '../registry/validation.js';
 import { addCardCommand } from './card.js';
+import { readJsonFile } from './json-file.js';
 import { addAuthCommands } from './auth-commands.js';
 
 /** Environment variable holding a bearer token (the default of `--token`). */
@@ -236,7 +237,7 @@ export function buildProgram(ctx: CliContext): Command {
       const spec =
         options.card !== undefined
           ? specFromCard({ card: await readFile(options.card, 'utf8'), ...(options.id !== undefined ? { id: options.id } : {}) }, 'agent', 'card')
-          : ((await readJson(options.file as string)) as AgentSpec);
+          : ((await readJsonFile(options.file as string)) as AgentSpec);
       const ttlSeconds = options.ttl === undefined ? 0 : Math.round(parseDurationMs(options.ttl, '--ttl') / 1000);
       const expectedRevision = options.expectedRevision === undefined ? 0 : parsePositiveInt(options.expectedRevision, '--expected-revision');
       await withClient(command, async (client, json) => {
@@ -575,16 +576,6 @@ function describeError(e: unknown): { code: string; message: string } {
     return { code: typeof code === 'string' ? code : 'UNKNOWN', message: e.message };
   }
   return { code: 'UNKNOWN', message: String(e) };
-}
-
-/** Reads and parses a JSON file. @throws ValidationError naming the file when it is not JSON. */
-async function readJson(file: string): Promise<unknown> {
-  const text = await readFile(file, 'utf8');
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (e) {
-    throw new ValidationError(file, `is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
 }
 
 /** Extensions of the files a directory import reads. */

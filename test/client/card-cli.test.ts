@@ -6,20 +6,12 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCli, type CliIo } from '../../src/cli/registry.js';
+import { run } from './run-cli.js';
 import { CARD_PRIVATE_KEY_FILE, CARD_PUBLIC_KEY_FILE } from '../../src/cli/card.js';
 import { verifyCardSignatures, type JWK } from '../../src/auth/card-signatures.js';
 
 const CARD_PATH = fileURLToPath(new URL('../registry/fixtures/formats/a2a-v1.0-sample-agent-card.json', import.meta.url));
 
-/** Runs the CLI in-process and captures its output. */
-async function run(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = { out: (l) => out.push(l), err: (l) => err.push(l), isTTY: false };
-  const code = await runCli(args, io);
-  return { code, out, err };
-}
 
 describe('registry card', () => {
   let dir: string;

@@ -3,19 +3,11 @@ import { mkdtempSync, writeFileSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCli, type CliIo } from '../../src/cli/registry.js';
+import { run } from './run-cli.js';
 import { closedAddress, startFakeRegistry, type FakeRegistry } from './fake-registry.js';
 
 const SEED_PATH = fileURLToPath(new URL('../../data/mcp-registry-seed-2025-05-16.json', import.meta.url));
 
-/** Runs the CLI in-process and captures its output. */
-async function run(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = { out: (l) => out.push(l), err: (l) => err.push(l), isTTY: false };
-  const code = await runCli(args, io);
-  return { code, out, err };
-}
 
 describe('registry CLI', () => {
   let fake: FakeRegistry;
