@@ -22,37 +22,12 @@ const MS_PER_SECOND = 1000;
 export const EMPTY_VALUE = new Uint8Array(0);
 
 /**
- * The fields of a stored record, in a fixed order (so encodings are stable): the spec's fields as
- * `agentSpecFields` (`commands.ts`) orders them, then the record's own, each optional one only when present.
- * For encoding only: the arrays and maps are the agent's own, not copies. Built by assignment
- * rather than by spreading optional parts (a write encodes every record twice, for the record and
- * its watch event, and the spreads cost several times the encoding itself).
+ * The fields of a stored record, in a fixed order (so encodings are stable): {@link agentOf}'s,
+ * then the optional ones that are present ({@link withOptionalFields}). For encoding only: the
+ * arrays and maps are the agent's own, not copies.
  */
 export function agentRecordFields(agent: Agent): Record<string, unknown> {
-  const out: Record<string, unknown> = {
-    id: agent.id,
-    name: agent.name,
-    kind: agent.kind,
-    version: agent.version,
-    description: agent.description,
-    capabilities: agent.capabilities,
-    endpoints: agent.endpoints,
-    labels: agent.labels,
-  };
-  if (agent.card !== undefined && agent.cardFormat !== undefined) {
-    out['card'] = agent.card;
-    out['cardFormat'] = agent.cardFormat;
-  }
-  out['createRevision'] = agent.createRevision;
-  out['modRevision'] = agent.modRevision;
-  out['ttlSeconds'] = agent.ttlSeconds;
-  out['health'] = agent.health;
-  if (agent.createdAtMs !== undefined) out['createdAtMs'] = agent.createdAtMs;
-  if (agent.updatedAtMs !== undefined) out['updatedAtMs'] = agent.updatedAtMs;
-  if (agent.modifiedBy !== undefined) out['modifiedBy'] = agent.modifiedBy;
-  if (agent.verifiedKeyId !== undefined) out['verifiedKeyId'] = agent.verifiedKeyId;
-  if (agent.signatureError !== undefined) out['signatureError'] = agent.signatureError;
-  return out;
+  return withOptionalFields(agentOf(agent, agent.createRevision, agent.modRevision, agent.ttlSeconds, agent.health), agent);
 }
 
 /** Encodes a stored record (an {@link Agent}) with msgpackr, fields in a fixed order. */
@@ -94,14 +69,13 @@ export function parseAgentRecord(decoded: unknown, what: string): Agent {
   if (typeof health !== 'string' || !(HEALTH_VALUES as readonly string[]).includes(health)) {
     throw new CorruptionError(`${what} has a bad health`);
   }
-  const agent = agentOf(spec, createRevision, modRevision, ttlSeconds, health as Health);
-  // Optional fields are checked and set one by one (assigned, not spread: every read of a record runs this).
-  if (createdAtMs !== undefined) agent.createdAtMs = checkedTime(createdAtMs, 'createdAtMs', what);
-  if (updatedAtMs !== undefined) agent.updatedAtMs = checkedTime(updatedAtMs, 'updatedAtMs', what);
-  if (modifiedBy !== undefined) agent.modifiedBy = checkedText(modifiedBy, 'modifiedBy', what);
-  if (verifiedKeyId !== undefined) agent.verifiedKeyId = checkedText(verifiedKeyId, 'verifiedKeyId', what);
-  if (signatureError !== undefined) agent.signatureError = checkedText(signatureError, 'signatureError', what);
-  return agent;
+  return withOptionalFields(agentOf(spec, createRevision, modRevision, ttlSeconds, health as Health), {
+    createdAtMs: createdAtMs === undefined ? undefined : checkedTime(createdAtMs, 'createdAtMs', what),
+    updatedAtMs: updatedAtMs === undefined ? undefined : checkedTime(updatedAtMs, 'updatedAtMs', what),
+    modifiedBy: modifiedBy === undefined ? undefined : checkedText(modifiedBy, 'modifiedBy', what),
+    verifiedKeyId: verifiedKeyId === undefined ? undefined : checkedText(verifiedKeyId, 'verifiedKeyId', what),
+    signatureError: signatureError === undefined ? undefined : checkedText(signatureError, 'signatureError', what),
+  });
 }
 
 /** An {@link Agent} whose optional fields can still be set. */
@@ -119,6 +93,22 @@ export function agentOf(spec: AgentSpec, createRevision: number, modRevision: nu
     return { id, name, kind, version, description, capabilities, endpoints, labels, card, cardFormat, createRevision, modRevision, ttlSeconds, health };
   }
   return { id, name, kind, version, description, capabilities, endpoints, labels, createRevision, modRevision, ttlSeconds, health };
+}
+
+/** The optional fields of a record, after its required ones in the stored encoding. */
+export type OptionalRecordFields = Pick<Agent, 'createdAtMs' | 'updatedAtMs' | 'modifiedBy' | 'verifiedKeyId' | 'signatureError'>;
+
+/**
+ * `agent` with those of `from`'s optional fields that are present, set in the order of the
+ * stored encoding (assigned, not spread: every read and write of a record runs this).
+ */
+export function withOptionalFields(agent: AgentDraft, from: OptionalRecordFields): AgentDraft {
+  if (from.createdAtMs !== undefined) agent.createdAtMs = from.createdAtMs;
+  if (from.updatedAtMs !== undefined) agent.updatedAtMs = from.updatedAtMs;
+  if (from.modifiedBy !== undefined) agent.modifiedBy = from.modifiedBy;
+  if (from.verifiedKeyId !== undefined) agent.verifiedKeyId = from.verifiedKeyId;
+  if (from.signatureError !== undefined) agent.signatureError = from.signatureError;
+  return agent;
 }
 
 /** A stored time in ms, else {@link CorruptionError} naming `field` of `what`. */

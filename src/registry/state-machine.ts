@@ -47,7 +47,7 @@ import { COUNTER_CACHE_ENTRIES, CounterCache, CounterDeltaMap, flushCounters } f
 import { findAgents, QueryError } from './queries.js';
 import { textIndex } from './text-index.js';
 import { searchAgents } from './text-search.js';
-import { agentOf, decodeAgentRecord, readLeases, secondaryIndexes, stageRecord, type RecordIndex } from './records.js';
+import { agentOf, decodeAgentRecord, withOptionalFields, readLeases, secondaryIndexes, stageRecord, type RecordIndex } from './records.js';
 import { type CommandOutcome, decodeSessionResult, duplicateResult, type SessionResult, sessionOf, sessionResultOf, stageSessionResult } from './sessions.js';
 import type { Agent, CapabilityCount, Command, CommandResult, FindPage, FindQuery, Health, Member, MemberChange, SearchPage, SearchQuery, WatchEvent } from './types.js';
 import { pageVersions, readVersions, resolveAgentRef, versionsIndex, type VersionPageItem, type VersionPageQuery } from './versions.js';
@@ -785,18 +785,12 @@ function writeTimes(existing: Agent | undefined, timeMs: number | undefined): Pi
 /**
  * The record a register writes at `revision` over `existing`: the command's spec, the revisions,
  * lease and health, the times ({@link writeTimes}), who wrote it and what its card's signature
- * said. Optional fields are set only when present (assigned, not spread: this runs for every
- * register applied).
+ * said; optional fields only when present ({@link withOptionalFields}).
  */
 function registeredAgent(cmd: Extract<Command, { type: 'register' }>, existing: Agent | undefined, revision: number): Agent {
   const agent = agentOf(agentSpecFields(cmd.agent), existing?.createRevision ?? revision, revision, cmd.ttlSeconds ?? 0, cmd.health ?? existing?.health ?? 'unspecified');
   const { createdAtMs, updatedAtMs } = writeTimes(existing, cmd.timeMs);
-  if (createdAtMs !== undefined) agent.createdAtMs = createdAtMs;
-  if (updatedAtMs !== undefined) agent.updatedAtMs = updatedAtMs;
-  if (cmd.principal !== undefined) agent.modifiedBy = cmd.principal;
-  if (cmd.cardCheck?.verifiedKeyId !== undefined) agent.verifiedKeyId = cmd.cardCheck.verifiedKeyId;
-  if (cmd.cardCheck?.signatureError !== undefined) agent.signatureError = cmd.cardCheck.signatureError;
-  return agent;
+  return withOptionalFields(agent, { createdAtMs, updatedAtMs, modifiedBy: cmd.principal, verifiedKeyId: cmd.cardCheck?.verifiedKeyId, signatureError: cmd.cardCheck?.signatureError });
 }
 
 /** The reason of a failed `expectedRevision` condition. */
