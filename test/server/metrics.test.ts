@@ -17,10 +17,10 @@ import { NodeMetrics, type RaftMetricsSource } from '../../src/server/metrics.js
 import { combineObservers, type RaftNodeObserver } from '../../src/server/ports.js';
 import { RaftNode } from '../../src/server/raft-node.js';
 import { WatchHub, type WatchSink } from '../../src/server/watch-hub.js';
+import { loneNodeOptions } from './lone-node.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
-import { MemorySnapshotStore } from '../../src/storage/snapshot-store.js';
 import type { NodeStore } from '../../src/storage/types.js';
-import type { PeerStats, SnapshotTransport, Transport, TransportStats } from '../../src/transport/types.js';
+import type { PeerStats, TransportStats } from '../../src/transport/types.js';
 
 // ---------------------------------------------------------------------------------------------
 // A small parser of the Prometheus text format (version 0.0.4).
@@ -130,18 +130,6 @@ async function eventually(what: string, check: () => Promise<boolean> | boolean,
 }
 
 /** A transport for a cluster of one: nothing to send, nothing arrives. */
-function loneTransport(): Transport & SnapshotTransport {
-  return {
-    send: () => undefined,
-    onMessage: () => undefined,
-    setPeer: () => undefined,
-    removePeer: () => undefined,
-    close: async () => undefined,
-    sendSnapshot: async () => undefined,
-    onSnapshot: () => undefined,
-  };
-}
-
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -239,9 +227,10 @@ describe('Raft metrics', () => {
     o.onPersisted?.(id, rd, false, 0.0005);
     o.onPersisted?.(id, rd, true); // nothing was written: not observed
     o.onApplied?.(id, [{ index: logIndex(1), term: term(1), type: 'normal', data: new Uint8Array() }], 0.001);
-    o.onSnapshotTaken?.(id, { index: logIndex(10), term: term(1), confState: { voters: [id], learners: [] } } as never, { seconds: 0.3, sizeBytes: 5000 });
+    o.onSnapshotTaken?.(id, { index: logIndex(10), term: term(1), confState: { voters: [id], learners: [] } } as never);
     o.onSnapshotInstalled?.(id, { index: logIndex(20), term: term(2), confState: { voters: [id], learners: [] } } as never, { seconds: 1.5, sizeBytes: 9000 });
-    o.onSnapshotSent?.(id, nodeId('n2'), false, 0.2);
+    o.onSnapshotSent?.(id, nodeId('n2'), false, 0.2, 7000); // a failed send: its size is not observed
+    o.onSnapshotSent?.(id, nodeId('n3'), true, 0.4, 5000);
     o.onProposalSubmitted?.(id);
     o.onProposalSubmitted?.(id);
     o.onProposalSubmitted?.(id);
@@ -253,11 +242,12 @@ describe('Raft metrics', () => {
     expect(s.value('raft_fsync_duration_seconds_sum')).toBeCloseTo(0.002, 9);
     expect(s.value('raft_apply_duration_seconds_count')).toBe(1);
     expect(s.value('raft_applied_entries_total')).toBe(1);
-    expect(s.value('raft_snapshot_save_duration_seconds_count')).toBe(1);
+    expect(s.value('raft_snapshots_taken_total')).toBe(1);
     expect(s.value('raft_snapshot_install_duration_seconds_sum')).toBeCloseTo(1.5, 9);
-    expect(s.value('raft_snapshot_size_bytes_sum', { op: 'save' })).toBe(5000);
+    expect(s.value('raft_snapshot_size_bytes_sum', { op: 'send' })).toBe(5000);
     expect(s.value('raft_snapshot_size_bytes_sum', { op: 'install' })).toBe(9000);
     expect(s.value('raft_snapshot_send_duration_seconds_count', { result: 'failed' })).toBe(1);
+    expect(s.value('raft_snapshot_send_duration_seconds_count', { result: 'ok' })).toBe(1);
     expect(s.value('raft_proposals_total')).toBe(3);
     expect(s.value('raft_proposals_failed_total', { reason: 'not_leader' })).toBe(1);
     expect(s.value('raft_proposals_failed_total', { reason: 'stopping' })).toBe(2);
@@ -271,32 +261,22 @@ describe('Raft metrics', () => {
     const hub = new WatchHub(sm, silentLogger);
     const metrics = new NodeMetrics({ id: 'n1', stateMachine: sm, leases, watchHub: hub, processMetrics: false });
     const seen: string[] = [];
-    const raft = await RaftNode.start({
-      id: nodeId('n1'),
-      bootstrap: [{ id: 'n1', address: '127.0.0.1:1', voter: true }],
-      store,
-      stateMachine: sm,
-      transport: loneTransport(),
-      snapshots: new MemorySnapshotStore(),
-      logger: silentLogger,
-      leases,
+    const raft = await RaftNode.start(loneNodeOptions(store, sm, leases, {
       // Both observers hear every hook: the metrics and a second one.
       observer: combineObservers(metrics.observer, { onApplied: (_id, entries) => seen.push(...entries.map((e) => String(e.index))) }),
       onEvents: (events) => {
         hub.publish(events);
         metrics.onEvents(events);
       },
-      tickMs: 5,
-      electionTicks: 4,
       snapshotThresholdEntries: 4,
       snapshotTailEntries: 1,
-    });
+    }));
     cleanups.push(() => raft.stop());
     metrics.attachRaft(raft);
     cleanups.push(() => metrics.close());
     await eventually('leadership', () => raft.isLeader);
     for (let i = 0; i < 6; i++) await raft.propose(encodeCommand(register(`a${i}`, { kind: i % 2 === 0 ? 'mcp-server' : 'a2a-agent' }, i === 0 ? { ttlSeconds: 30 } : {})));
-    await eventually('a snapshot', async () => ((await scrape(metrics)).value('raft_snapshot_save_duration_seconds_count') ?? 0) >= 1);
+    await eventually('a snapshot', async () => ((await scrape(metrics)).value('raft_snapshots_taken_total') ?? 0) >= 1);
     const s = await scrape(metrics);
     expect(s.value('raft_proposals_total')).toBe(6);
     expect(s.all('raft_proposals_failed_total').reduce((n, x) => n + x.value, 0)).toBe(0);
@@ -309,7 +289,8 @@ describe('Raft metrics', () => {
     expect(s.value('raft_append_duration_seconds_count')).toBeGreaterThanOrEqual(s.value('raft_fsync_duration_seconds_count') ?? Infinity);
     expect(s.value('raft_apply_duration_seconds_count')).toBeGreaterThanOrEqual(1);
     expect(s.value('raft_applied_entries_total')).toBe(seen.length);
-    expect(s.value('raft_snapshot_size_bytes_count', { op: 'save' })).toBeGreaterThanOrEqual(1);
+    expect(s.value('raft_snapshots_taken_total')).toBeGreaterThanOrEqual(1);
+    expect(raft.status().snapshotIndex).toBeGreaterThanOrEqual(4);
     expect(s.value('registry_agents', { kind: 'mcp-server', health: 'unspecified' })).toBe(3);
     expect(s.value('registry_agents', { kind: 'a2a-agent', health: 'unspecified' })).toBe(3);
     expect(s.value('registry_leases_active')).toBe(1);
