@@ -10,7 +10,9 @@
  *    and the output says so); the number of matches of each query;
  * 2. the RSS of every node process (VmRSS and VmHWM from /proc/<pid>/status);
  * 3. the size of every node's data dir (LevelDB and snapshots);
- * 4. the last snapshot each node wrote (size and write time, from its `snapshot written` log line);
+ * 4. the last snapshot point each node took (its `snapshot taken` log line: a snapshot is the
+ *    state machine in the store, so taking one writes only a log compaction), and the snapshots it
+ *    streamed to followers (size and time, from `snapshot sent`);
  * 5. the restart time of a follower (SIGTERM, start, until it has applied the leader's commit).
  *
  * After the last checkpoint: the catch-up time of a follower that missed `--missed` writes (and
@@ -505,7 +507,7 @@ class AgentFactory {
 // ---------------------------------------------------------------------------------------------
 // Node logs (pino JSON lines on stderr).
 
-/** A `snapshot written` / `installed` / `sent` log line of a node. */
+/** A `snapshot taken` / `installed` / `sent` log line of a node (`sizeBytes` and `ms` are NaN on `taken`). */
 interface SnapshotLogLine {
   readonly index: number;
   readonly sizeBytes: number;
@@ -513,12 +515,12 @@ interface SnapshotLogLine {
 }
 
 /**
- * Follows a node's log across restarts and keeps its snapshot lines (`snapshot written`,
+ * Follows a node's log across restarts and keeps its snapshot lines (`snapshot taken`,
  * `snapshot installed`, `snapshot sent`): all of them, so nothing is lost to the cluster's
  * bounded log buffer.
  */
 class NodeLogWatch {
-  readonly written: SnapshotLogLine[] = [];
+  readonly taken: SnapshotLogLine[] = [];
   readonly installed: SnapshotLogLine[] = [];
   readonly sent: SnapshotLogLine[] = [];
 
@@ -544,7 +546,7 @@ class NodeLogWatch {
       return;
     }
     const rec = { index: Number(o.index), sizeBytes: Number(o.sizeBytes), ms: Number(o.ms) };
-    if (o.msg === 'snapshot written') this.written.push(rec);
+    if (o.msg === 'snapshot taken') this.taken.push(rec);
     else if (o.msg === 'snapshot installed') this.installed.push(rec);
     else if (o.msg === 'snapshot sent') this.sent.push(rec);
   }
@@ -861,10 +863,12 @@ interface NodeFigures {
   readonly snapshotDirBytes: number;
   /** `.snap` files in the snapshots folder. */
   readonly snapFiles: number;
-  /** The last `snapshot written` line, if any. */
+  /** The last `snapshot taken` line, if any. */
   readonly lastSnapshot: SnapshotLogLine | undefined;
-  /** Snapshots this node wrote since the start. */
-  readonly snapshotsWritten: number;
+  /** Snapshots this node took since the start. */
+  readonly snapshotsTaken: number;
+  /** The last `snapshot sent` line, if any. */
+  readonly lastSent: SnapshotLogLine | undefined;
 }
 
 /** Gathers {@link NodeFigures} of every node. */
@@ -888,8 +892,9 @@ function nodeFigures(h: Harness, statuses: readonly ClusterStatus[]): NodeFigure
       dataBytes: dirBytes(dir),
       snapshotDirBytes: dirBytes(snapDir),
       snapFiles,
-      lastSnapshot: w.written[w.written.length - 1],
-      snapshotsWritten: w.written.length,
+      lastSnapshot: w.taken[w.taken.length - 1],
+      snapshotsTaken: w.taken.length,
+      lastSent: w.sent[w.sent.length - 1],
     };
   });
 }
@@ -1290,7 +1295,7 @@ async function main(): Promise<void> {
     let totalLoadMs = 0;
     let lastRate = 0;
     for (const checkpoint of checkpoints) {
-      const writtenBefore = new Map(cluster.ids.map((id) => [id, (h.watches.get(id) as NodeLogWatch).written.length]));
+      const takenBefore = new Map(cluster.ids.map((id) => [id, (h.watches.get(id) as NodeLogWatch).taken.length]));
       const seg = await loader.load(loaded, checkpoint, cluster.ids, `load to ${fmtInt(checkpoint)}`);
       loaded = checkpoint;
       totalLoadMs += seg.ms;
@@ -1307,8 +1312,8 @@ async function main(): Promise<void> {
       out(`## ${fmtInt(checkpoint)} agents stored`);
       out(
         table(
-          ['agents stored', 'loaded in this segment', 'segment time s', 'segment rate agents/s', 'cumulative load rate agents/s', 'register retries', 'snapshots written during this load'],
-          [[fmtInt(loaded), fmtInt(seg.stored), (seg.ms / MS_PER_S).toFixed(1), fmtInt(lastRate), fmtInt(cumulativeRate), String(seg.retries), cluster.ids.map((id) => `${id}: ${(h.watches.get(id) as NodeLogWatch).written.length - (writtenBefore.get(id) ?? 0)}`).join(', ')]],
+          ['agents stored', 'loaded in this segment', 'segment time s', 'segment rate agents/s', 'cumulative load rate agents/s', 'register retries', 'snapshots taken during this load'],
+          [[fmtInt(loaded), fmtInt(seg.stored), (seg.ms / MS_PER_S).toFixed(1), fmtInt(lastRate), fmtInt(cumulativeRate), String(seg.retries), cluster.ids.map((id) => `${id}: ${(h.watches.get(id) as NodeLogWatch).taken.length - (takenBefore.get(id) ?? 0)}`).join(', ')]],
         ),
       );
 
@@ -1373,7 +1378,7 @@ async function main(): Promise<void> {
       out(`### Nodes`);
       out(
         table(
-          ['node', 'role', 'applied index', 'VmRSS MiB', 'VmHWM (peak) MiB', 'data dir MiB', 'of which snapshots MiB', '.snap files', 'last snapshot index', 'last snapshot MiB', 'last snapshot write ms', 'snapshots written so far'],
+          ['node', 'role', 'applied index', 'VmRSS MiB', 'VmHWM (peak) MiB', 'data dir MiB', 'of which snapshots MiB', '.snap files', 'last snapshot index', 'snapshots taken so far', 'last snapshot sent: index, MiB, ms'],
           figures.map((f) => [
             f.id,
             f.role,
@@ -1384,9 +1389,8 @@ async function main(): Promise<void> {
             mib(f.snapshotDirBytes),
             String(f.snapFiles),
             f.lastSnapshot ? fmtInt(f.lastSnapshot.index) : 'none yet',
-            f.lastSnapshot ? mib(f.lastSnapshot.sizeBytes) : '-',
-            f.lastSnapshot ? fmtInt(f.lastSnapshot.ms) : '-',
-            String(f.snapshotsWritten),
+            String(f.snapshotsTaken),
+            f.lastSent ? `${fmtInt(f.lastSent.index)}, ${mib(f.lastSent.sizeBytes)}, ${fmtInt(f.lastSent.ms)}` : '-',
           ]),
         ),
       );

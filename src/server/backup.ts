@@ -23,12 +23,12 @@
  */
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { logIndex, type LogIndex, type NodeId, type Term } from '../raft/types.js';
+import { logIndex, type LogIndex, type Term } from '../raft/types.js';
 import { encodeMemberChange, registryPackr } from '../registry/commands.js';
 import { APPLIED_INDEX_KEY, MEMBERS_KEY } from '../registry/keys.js';
 import type { Member } from '../registry/types.js';
 import { decodeStatePairs, encodeStatePairBatches } from '../storage/snapshot-codec.js';
-import type { NodeStore, SnapshotStore, StateMachineView } from '../storage/types.js';
+import type { NodeStore, StateMachineView } from '../storage/types.js';
 
 /** The first bytes of every backup file. */
 export const BACKUP_MAGIC = Buffer.from('RGBACKUP1\n');
@@ -162,7 +162,7 @@ async function* payloadChunks(path: string, start: number, bytes: number, expect
  * per member, committed, exactly as a fresh bootstrap writes them. Throws {@link BackupError} for
  * a bad file or a store that is not empty; nothing is changed then.
  */
-export async function restoreBackup(store: NodeStore, snapshots: SnapshotStore, path: string, members: readonly Member[]): Promise<BackupHeader> {
+export async function restoreBackup(store: NodeStore, path: string, members: readonly Member[]): Promise<BackupHeader> {
   if (store.log.lastIndex() > 0 || (await store.stable.hardState()) !== undefined) {
     throw new BackupError('the data dir is not empty: restore seeds a new node only');
   }
@@ -191,22 +191,7 @@ export async function restoreBackup(store: NodeStore, snapshots: SnapshotStore, 
     if (err instanceof BackupError) throw err;
     throw new BackupError(`${path} could not be restored: ${(err as Error).message}`);
   }
-  // The log now starts after `index`: a snapshot must cover it, for this node's recovery and for
-  // followers that need what is before the log (§7).
-  const view = store.stateMachineView();
-  const sink = snapshots.create({
-    index,
-    term,
-    confState: { voters: members.filter((m) => m.voter).map((m) => m.id as NodeId), learners: members.filter((m) => !m.voter).map((m) => m.id as NodeId) },
-  });
-  try {
-    for await (const chunk of encodeStatePairBatches(view.entryBatches(), BACKUP_CHUNK_BYTES)) await sink.write(chunk);
-    await sink.finish();
-  } catch (err) {
-    await sink.abort().catch(() => undefined);
-    throw err;
-  } finally {
-    await view.close();
-  }
+  // The log now starts after `index`; the restored state machine, applied through it, is the
+  // snapshot that covers it (see `RaftNode.start`).
   return header;
 }

@@ -194,10 +194,9 @@ export class NodeMetrics {
       registers,
     });
     const appliedEntries = new Counter({ name: 'raft_applied_entries_total', help: 'Committed entries applied to the state machine.', registers });
-    const snapshotSave = new Histogram({
-      name: 'raft_snapshot_save_duration_seconds',
-      help: 'Duration of writing a snapshot of the state machine to a file, in seconds.',
-      buckets: [...SNAPSHOT_DURATION_BUCKETS_SECONDS],
+    const snapshotsTaken = new Counter({
+      name: 'raft_snapshots_taken_total',
+      help: 'Snapshot points taken: each compacts the log behind it (the state machine in the store is the snapshot; nothing is copied).',
       registers,
     });
     const snapshotInstall = new Histogram({
@@ -208,7 +207,7 @@ export class NodeMetrics {
     });
     const snapshotSize = new Histogram({
       name: 'raft_snapshot_size_bytes',
-      help: 'Size of a snapshot file, in bytes, by operation: save (written here) or install (received from the leader).',
+      help: 'Size of a snapshot payload, in bytes, by operation: send (streamed to a follower) or install (received from the leader).',
       labelNames: ['op'],
       buckets: [...SNAPSHOT_SIZE_BUCKETS_BYTES],
       registers,
@@ -232,17 +231,16 @@ export class NodeMetrics {
         appliedEntries.inc(entries.length);
         if (seconds !== undefined) apply.observe(seconds);
       },
-      onSnapshotTaken: (_node, _meta, cost) => {
-        if (!cost) return;
-        snapshotSave.observe(cost.seconds);
-        snapshotSize.observe({ op: 'save' }, cost.sizeBytes);
-      },
+      onSnapshotTaken: () => snapshotsTaken.inc(),
       onSnapshotInstalled: (_node, _meta, cost) => {
         if (!cost) return;
         snapshotInstall.observe(cost.seconds);
         snapshotSize.observe({ op: 'install' }, cost.sizeBytes);
       },
-      onSnapshotSent: (_node, _to, ok, seconds) => snapshotSend.observe({ result: ok ? 'ok' : 'failed' }, seconds),
+      onSnapshotSent: (_node, _to, ok, seconds, sizeBytes) => {
+        snapshotSend.observe({ result: ok ? 'ok' : 'failed' }, seconds);
+        if (ok && sizeBytes !== undefined) snapshotSize.observe({ op: 'send' }, sizeBytes);
+      },
     };
 
     // The peer transport, read at scrape time.

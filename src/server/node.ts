@@ -204,7 +204,7 @@ export class RegistryNode {
       const snapshots = await openSnapshotStore(join(opts.dataDir, SNAPSHOT_DIR), { logger: log.child({ component: 'snapshots' }) });
       const bootstrap: Member[] = opts.join ? [] : Object.entries(opts.peers).map(([mid, address]) => ({ id: mid, address, voter: true }));
       if (opts.restore) {
-        const header = await restoreBackup(store, snapshots, opts.restore, bootstrap);
+        const header = await restoreBackup(store, opts.restore, bootstrap);
         await stateMachine.open();
         log.info({ file: opts.restore, index: header.index, from: header.nodeId }, 'restored from backup');
       }

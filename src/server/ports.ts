@@ -79,9 +79,9 @@ export const systemEntropy: Entropy = {
  */
 export type ProposalFailure = 'not_leader' | 'queue_full' | 'dropped' | 'replaced' | 'snapshot' | 'stopping';
 
-/** What a snapshot save or install cost (see {@link RaftNodeObserver.onSnapshotTaken}). */
+/** What a snapshot install cost (see {@link RaftNodeObserver.onSnapshotInstalled}). */
 export interface SnapshotCost {
-  /** How long writing (or installing) the snapshot took, in seconds of the node's clock. */
+  /** How long installing the snapshot took, in seconds of the node's clock. */
   readonly seconds: number;
   /** Size of the snapshot file, in bytes. */
   readonly sizeBytes: number;
@@ -107,10 +107,13 @@ export interface RaftNodeObserver {
   onApplied?(node: NodeId, entries: readonly Entry[], seconds?: number): void;
   /** A snapshot from the leader replaced the state machine; `cost`: the install's duration and the file's size. */
   onSnapshotInstalled?(node: NodeId, metadata: SnapshotMetadata, cost?: SnapshotCost): void;
-  /** The node wrote a snapshot of its own state machine; `cost`: the write's duration and the file's size. */
-  onSnapshotTaken?(node: NodeId, metadata: SnapshotMetadata, cost?: SnapshotCost): void;
-  /** A snapshot was streamed to follower `to` (`ok`: it acknowledged the whole payload), taking `seconds`. */
-  onSnapshotSent?(node: NodeId, to: NodeId, ok: boolean, seconds: number): void;
+  /** The node took a snapshot point of its own state machine (and compacts its log behind it; nothing is copied). */
+  onSnapshotTaken?(node: NodeId, metadata: SnapshotMetadata): void;
+  /**
+   * A snapshot was streamed to follower `to` (`ok`: it acknowledged the whole payload), taking
+   * `seconds`; `sizeBytes`: the payload's size, when it was sent whole.
+   */
+  onSnapshotSent?(node: NodeId, to: NodeId, ok: boolean, seconds: number, sizeBytes?: number): void;
   /** The log was compacted through `index`. */
   onCompacted?(node: NodeId, index: LogIndex): void;
   /** Messages were handed to the transport (`early`: before the Ready's write was durable). */

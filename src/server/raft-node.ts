@@ -30,7 +30,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import {
-  EMPTY_SNAPSHOT,
   MemoryStorage,
   NO_NODE,
   ProposalDroppedError,
@@ -39,6 +38,7 @@ import {
   logIndex,
   nodeId,
   seededRandom,
+  type ConfState,
   type Entry,
   type InstallSnapshot,
   type LogIndex,
@@ -47,7 +47,6 @@ import {
   type RaftStatus,
   type RaftTestingKnobs,
   type Ready,
-  type Snapshot,
   type Term,
 } from '../raft/index.js';
 import { encodeMemberChange } from '../registry/commands.js';
@@ -55,7 +54,7 @@ import { LEASE_CHECK_INTERVAL_MS } from '../registry/lease-manager.js';
 import type { LeaseKeeper } from '../registry/lease-types.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
 import type { CommandResult, Member, MemberChange, WatchEvent } from '../registry/types.js';
-import type { NodeStore, SnapshotStore, WriteBatch } from '../storage/types.js';
+import { CorruptionError, type NodeStore, type SnapshotStore, type WriteBatch } from '../storage/types.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../transport/snapshot-stream.js';
 import type { SnapshotTransport, Transport } from '../transport/types.js';
 import { LeasePolicy } from './lease-policy.js';
@@ -92,6 +91,8 @@ export interface DriverTestingKnobs {
   readonly forgetVotedFor?: boolean;
   /** Expires leases however long ago a majority last confirmed this leader (etcd issue 15247). */
   readonly ignoreQuorumAge?: boolean;
+  /** Opens a snapshot's view for a follower at once, even while an apply is in flight (its index then names another state). */
+  readonly snapshotViewMidApply?: boolean;
 }
 
 /** Settings of the driver. */
@@ -106,7 +107,7 @@ export interface RaftNodeOptions {
   readonly store: NodeStore;
   readonly stateMachine: RegistryStateMachine;
   readonly transport: Transport & SnapshotTransport;
-  /** Where state machine snapshots are written and read (§7). */
+  /** Where snapshots streamed from a leader land before they are installed (§7). */
   readonly snapshots: SnapshotStore;
   readonly logger: Logger;
   /** Time and timers (default: real time). */
@@ -247,6 +248,7 @@ export class RaftNode extends EventEmitter {
       tailEntries: opts.snapshotTailEntries ?? DEFAULT_SNAPSHOT_TAIL_ENTRIES,
       chunkBytes: opts.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES,
       schedule: () => this.schedule(),
+      betweenApplies: this.knobs.snapshotViewMidApply ? (fn) => Promise.resolve().then(fn) : (fn) => this.betweenApplies(fn),
       syncWrites: !this.knobs.skipSync,
       stopped: () => this.stopped,
     });
@@ -261,31 +263,34 @@ export class RaftNode extends EventEmitter {
     const entropy = opts.entropy ?? systemEntropy;
     await RaftNode.maybeBootstrap(opts);
     const hardState = await store.stable.hardState();
-    // Recovery (§7): the latest snapshot, the compaction point, then the log tail after it.
-    const latest = await opts.snapshots.latest();
+    // Recovery (§7): the compaction point, the log tail after it, and the snapshot point, which
+    // is the state machine's applied index: the state machine in the store is the snapshot.
     const compacted = await store.stable.compactedTo();
-    const snapshot: Snapshot = latest
-      ? { metadata: { index: latest.index, term: latest.term, confState: latest.confState }, data: new Uint8Array(0) }
-      : EMPTY_SNAPSHOT;
-    const storage = new MemoryStorage(snapshot, compacted);
-    const first = store.log.firstIndex();
-    const last = store.log.lastIndex();
-    if (last >= first) storage.append(await store.log.entries(first, logIndex(last + 1)));
+    const applied = logIndex(stateMachine.appliedIndex);
+    if (applied < compacted.index) {
+      throw new CorruptionError(`the state machine is applied through ${applied}, behind the log's compaction point ${compacted.index}: the entries in between are gone`);
+    }
     // The configuration as of the applied index: the replicated membership record, else (a
     // bootstrapped store whose first entries are not applied yet) the bootstrap list.
     const members = await stateMachine.members();
-    const known = members.length > 0 ? members : latest ? [] : opts.bootstrap;
-    const { resendEarlyMessages: _a, installSnapshotOnStream: _b, freezeDurableTerm: _c, keepLostReads: _e, skipSync: _f, forgetVotedFor: _g, ignoreQuorumAge: _h, ...coreKnobs } =
+    const known = members.length > 0 ? members : applied > 0 ? [] : opts.bootstrap;
+    const confState: ConfState = { voters: known.filter((m) => m.voter).map((m) => nodeId(m.id)), learners: known.filter((m) => !m.voter).map((m) => nodeId(m.id)) };
+    const storage = new MemoryStorage({ metadata: { index: compacted.index, term: compacted.term, confState }, data: new Uint8Array(0) }, compacted);
+    const first = store.log.firstIndex();
+    const last = store.log.lastIndex();
+    if (last >= first) storage.append(await store.log.entries(first, logIndex(last + 1)));
+    const appliedTerm = applied > compacted.index ? storage.term(applied) : undefined;
+    if (appliedTerm !== undefined) storage.setSnapshot({ metadata: { index: applied, term: appliedTerm, confState }, data: new Uint8Array(0) });
+    const latest = await opts.snapshots.latest();
+    const { resendEarlyMessages: _a, installSnapshotOnStream: _b, freezeDurableTerm: _c, keepLostReads: _e, skipSync: _f, forgetVotedFor: _g, ignoreQuorumAge: _h, snapshotViewMidApply: _i, ...coreKnobs } =
       opts.testingKnobs ?? {};
     const rawNode = new RawNode({
       id: opts.id,
       voters: opts.bootstrap.filter((m) => m.voter).map((m) => nodeId(m.id)),
-      ...(known.length > 0
-        ? { confState: { voters: known.filter((m) => m.voter).map((m) => nodeId(m.id)), learners: known.filter((m) => !m.voter).map((m) => nodeId(m.id)) } }
-        : {}),
+      ...(known.length > 0 ? { confState } : {}),
       storage,
       ...(hardState ? { hardState } : {}),
-      applied: logIndex(stateMachine.appliedIndex),
+      applied,
       ...(opts.electionTicks !== undefined ? { electionTicks: opts.electionTicks } : {}),
       ...(opts.heartbeatTicks !== undefined ? { heartbeatTicks: opts.heartbeatTicks } : {}),
       ...(opts.maxSizePerMsgBytes !== undefined ? { maxSizePerMsgBytes: opts.maxSizePerMsgBytes } : {}),
@@ -304,7 +309,7 @@ export class RaftNode extends EventEmitter {
       if (!node.stopped) node.leasePolicy.check();
     });
     opts.logger.info(
-      { term: hardState?.currentTerm ?? 0, snapshotIndex: latest?.index ?? 0, firstIndex: first, lastIndex: last, applied: stateMachine.appliedIndex },
+      { term: hardState?.currentTerm ?? 0, snapshotIndex: storage.snapshot().metadata.index, firstIndex: first, lastIndex: last, applied: stateMachine.appliedIndex },
       'raft node started',
     );
     node.schedule();
@@ -436,6 +441,20 @@ export class RaftNode extends EventEmitter {
     });
   }
 
+  /**
+   * Runs `fn` in the chain of applies: after every apply queued so far, before any queued later,
+   * so the store holds exactly the state machine's applied index while it runs. Resolves with
+   * what `fn` returns; rejects with what it throws (the chain goes on).
+   */
+  private betweenApplies<T>(fn: () => T): Promise<T> {
+    const p = this.applying.then(fn);
+    this.applying = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
   /** Resolves once the state machine has applied `index` (durably). */
   waitApplied(index: number): Promise<void> {
     if (this.sm.appliedIndex >= index) return Promise.resolve();
@@ -548,8 +567,8 @@ export class RaftNode extends EventEmitter {
       for (;;) {
         await this.snapshotManager.maybeWriteCompaction();
         if (this.stopped) return;
-        // A snapshot's view must be at exactly the applied index: none while an apply is in flight.
-        if (this.applyInFlight === 0) this.snapshotManager.maybeStart();
+        // A snapshot's point must be written through: none while an apply is in flight.
+        if (this.applyInFlight === 0) this.snapshotManager.maybeTake();
         this.proposals.flush(this.rawNode, this.observer.onProposed && ((first, last, term) => this.observer.onProposed?.(this.id, first, last, term)));
         this.reads.flush(this.rawNode, this.clock.now());
         if (!this.rawNode.hasReady()) break;

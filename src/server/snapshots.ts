@@ -1,29 +1,35 @@
 /**
- * Snapshots in the node loop (§7, Figures 12 and 13): making them from the state machine,
- * compacting the log behind them, streaming them to followers that need compacted entries, and
- * receiving and installing them.
+ * Snapshots in the node loop (§7, Figures 12 and 13), made as etcd v3 makes them: the state
+ * machine in the store is the snapshot. Nothing is copied until a follower needs one.
  *
- * - Making: once `thresholdEntries` entries were applied since the last snapshot, a point-in-time
- *   view of the state machine (at exactly the applied index: no write is in flight between two
- *   Readies) is written to a snapshot file in the background while applies go on.
+ * - Taking: once `thresholdEntries` entries were applied since the last snapshot, the applied
+ *   index becomes the core's snapshot point (`setSnapshot`) and the log is compacted behind it.
+ *   Nothing else is written: the state as of that index is already in the store, and the synced
+ *   compaction write makes every earlier unsynced apply durable with it (LevelDB's write-ahead
+ *   log is one sequential file).
  * - Compaction: keep `tailEntries` behind the snapshot, and never drop an entry after a snapshot
  *   still being sent (a follower whose transfer outlasts the tail would otherwise never catch up:
  *   Consul issue 9609). The compaction is written between two Readies, synced.
- * - Sending: an `InstallSnapshot` of a Ready is streamed, with its payload, on the transport's
- *   snapshot stream only — never on the ordinary peer stream — and the outcome is reported to the
- *   core (etcd's `ReportSnapshot`).
- * - Receiving: the payload is written to a local snapshot file first; only then does the message
+ * - Sending: when the core asks for an `InstallSnapshot`, a point-in-time view of the state machine
+ *   is opened between two applies, so it holds exactly the applied index. The message's metadata
+ *   names that index, its term and the membership as of it, as etcd's merged snapshot message
+ *   does, not the older point the core named. It is streamed, with its payload, on the transport's
+ *   snapshot stream only, never on the ordinary peer stream, and the outcome is reported to the
+ *   core (etcd's `ReportSnapshot`). The view costs one LevelDB snapshot while the transfer lasts.
+ * - Receiving: the payload is written to a local snapshot file first. Only then does the message
  *   step into the core, which decides whether to install it. An `InstallSnapshot` that arrives
  *   without a payload this node holds is dropped (the leader retries): peer input never stops a
  *   node.
  * - Installing: the state machine is replaced from the file and the log reset to end at the
- *   snapshot's index, in one atomic switch; a crash before it leaves the previous state and log.
+ *   snapshot's index, in one atomic switch. A crash before it leaves the previous state and log.
+ * - Restarting: the snapshot point is the state machine's applied index (see `RaftNode.start`).
+ *   A snapshot file is only ever a transfer's landing place.
  */
 import type { Logger } from '../log.js';
 import { logIndex, type InstallSnapshot, type LogIndex, type NodeId, type RawNode, type Ready, type Snapshot, type SnapshotMetadata, type Term } from '../raft/index.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
 import { decodeStatePairs, encodeStatePairBatches } from '../storage/snapshot-codec.js';
-import type { NodeStore, SnapshotMeta, SnapshotStore } from '../storage/types.js';
+import type { NodeStore, SnapshotMeta, SnapshotStore, StateMachineView } from '../storage/types.js';
 import type { SnapshotTransport } from '../transport/types.js';
 import type { Clock, RaftNodeObserver } from './ports.js';
 import { UnavailableError } from './proposals.js';
@@ -35,8 +41,8 @@ export const DEFAULT_SNAPSHOT_TAIL_ENTRIES = 5_000;
 /** Milliseconds per second, for the durations (seconds) the observer hears of. */
 const MS_PER_SECOND = 1_000;
 
-/** Snapshot files kept on disk (the newest and the one before, which a transfer may still read). */
-export const SNAPSHOTS_RETAINED = 2;
+/** Received snapshot files kept on disk: the newest (a file is only a transfer's landing place). */
+export const SNAPSHOTS_RETAINED = 1;
 
 /** What the snapshot manager needs from the node. */
 export interface SnapshotContext {
@@ -57,17 +63,27 @@ export interface SnapshotContext {
   readonly chunkBytes: number;
   /** Asks the node loop for another turn. */
   readonly schedule: () => void;
+  /**
+   * Runs `fn` between two applies: after every apply queued so far has written its batch and
+   * before the next one starts, so the store holds exactly the state machine's applied index.
+   */
+  readonly betweenApplies: <T>(fn: () => T) => Promise<T>;
   /** Whether writes are synced (false only for a deliberate test bug). */
   readonly syncWrites: boolean;
   /** Whether the node has stopped. */
   readonly stopped: () => boolean;
 }
 
+/** A view of the state machine and the point of the log it holds: what an InstallSnapshot carries. */
+interface SnapshotSource {
+  readonly metadata: SnapshotMetadata;
+  readonly view: StateMachineView;
+}
+
 /** The snapshot side of one node; see the module comment. */
 export class SnapshotManager {
-  /** Snapshot files this node holds, by index (the newest few). */
+  /** Received snapshot files this node holds, by index. */
   private readonly files = new Map<number, SnapshotMeta>();
-  private making = false;
   /** A log compaction decided after a snapshot, written between two Readies. */
   private pendingCompaction: { index: LogIndex; term: Term } | undefined;
   /** Followers a snapshot is being streamed to. */
@@ -91,11 +107,12 @@ export class SnapshotManager {
   }
 
   /**
-   * Starts writing a snapshot of the state machine in the background, once
-   * `thresholdEntries` entries were applied since the last one. Call it between two Readies.
+   * Takes a snapshot once `thresholdEntries` entries were applied since the last one: the
+   * applied index becomes the core's snapshot point, and the log is compacted behind it (see the
+   * module comment). Call it between two Readies with no apply in flight, so that every apply
+   * through the point is written before the compaction that makes them durable.
    */
-  maybeStart(): void {
-    if (this.making) return;
+  maybeTake(): void {
     const { rawNode, stateMachine } = this.ctx;
     const applied = stateMachine.appliedIndex;
     const last = rawNode.raft.raftLog.storage.snapshot().metadata.index;
@@ -104,33 +121,10 @@ export class SnapshotManager {
     const t = rawNode.raft.raftLog.term(index);
     if (t === undefined) return;
     const metadata: SnapshotMetadata = { index, term: t, confState: rawNode.raft.confState() };
-    const view = this.ctx.store.stateMachineView();
-    this.making = true;
-    const started = this.ctx.clock.now();
-    void (async () => {
-      const sink = this.ctx.snapshots.create(metadata);
-      try {
-        for await (const chunk of encodeStatePairBatches(view.entryBatches(), this.ctx.chunkBytes)) await sink.write(chunk);
-        const file = await sink.finish();
-        if (this.ctx.stopped()) return;
-        this.files.set(file.index, file);
-        // A snapshot installed from the leader meanwhile may be newer: then this one is only a file.
-        if (rawNode.raft.raftLog.storage.snapshot().metadata.index < index && index <= rawNode.raft.raftLog.applied) {
-          rawNode.setSnapshot(metadata);
-          this.ctx.observer.onSnapshotTaken?.(this.ctx.id, metadata, { seconds: (this.ctx.clock.now() - started) / MS_PER_SECOND, sizeBytes: file.sizeBytes });
-          this.planCompaction(index);
-        }
-        this.ctx.log.info({ index, term: t, sizeBytes: file.sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot written');
-        await this.prune();
-      } catch (err) {
-        await sink.abort().catch(() => undefined);
-        if (!this.ctx.stopped()) this.ctx.log.error({ err, index }, 'snapshot failed; will retry');
-      } finally {
-        await view.close().catch(() => undefined);
-        this.making = false;
-        this.ctx.schedule();
-      }
-    })();
+    rawNode.setSnapshot(metadata);
+    this.ctx.observer.onSnapshotTaken?.(this.ctx.id, metadata);
+    this.ctx.log.info({ index, term: t }, 'snapshot taken');
+    this.planCompaction(index);
   }
 
   /**
@@ -149,7 +143,10 @@ export class SnapshotManager {
     this.ctx.schedule();
   }
 
-  /** Writes a pending compaction, synced (it must outlast every unsynced apply before it). */
+  /**
+   * Writes a pending compaction, synced: it must outlast every unsynced apply before it, which
+   * the sync makes durable with it.
+   */
   async maybeWriteCompaction(): Promise<void> {
     const c = this.pendingCompaction;
     if (!c) return;
@@ -169,29 +166,58 @@ export class SnapshotManager {
     for (const k of this.files.keys()) if (!keep.includes(k)) this.files.delete(k);
   }
 
-  /** Streams the snapshot file an InstallSnapshot names to its follower; reports the outcome to the core. */
+  /**
+   * Streams the state machine to the follower an InstallSnapshot names, as of the applied index
+   * when the view opens (between two applies; at or after the core's snapshot point), and
+   * reports the outcome to the core. A second request for a follower already receiving one is
+   * ignored.
+   */
   send(m: InstallSnapshot): void {
     const to = m.to;
-    const file = this.files.get(m.snapshot.metadata.index);
-    if (!file) {
-      this.ctx.rawNode.reportSnapshot(to, false);
-      return;
-    }
     if (this.sending.has(to)) return;
     this.sending.add(to);
     const started = this.ctx.clock.now();
-    this.ctx.transport.sendSnapshot(m, this.ctx.snapshots.read(file, this.ctx.chunkBytes)).then(
-      () => {
-        this.ctx.log.info({ to, index: file.index, sizeBytes: file.sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot sent');
-        this.ctx.observer.onSnapshotSent?.(this.ctx.id, to, true, (this.ctx.clock.now() - started) / MS_PER_SECOND);
-        this.afterSend(to, true);
-      },
-      (err: unknown) => {
-        this.ctx.log.warn({ to, index: file.index, err }, 'snapshot send failed; will retry');
-        this.ctx.observer.onSnapshotSent?.(this.ctx.id, to, false, (this.ctx.clock.now() - started) / MS_PER_SECOND);
+    void this.ctx.betweenApplies(() => this.openSource()).then(async (source) => {
+      if (!source) {
         this.afterSend(to, false);
-      },
-    );
+        return;
+      }
+      const { metadata, view } = source;
+      let sizeBytes = 0;
+      const chunks = (async function* (chunkBytes: number) {
+        for await (const chunk of encodeStatePairBatches(view.entryBatches(), chunkBytes)) {
+          sizeBytes += chunk.byteLength;
+          yield chunk;
+        }
+      })(this.ctx.chunkBytes);
+      let ok = false;
+      try {
+        await this.ctx.transport.sendSnapshot({ ...m, snapshot: { metadata, data: new Uint8Array(0) } }, chunks);
+        ok = true;
+        this.ctx.log.info({ to, index: metadata.index, term: metadata.term, sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot sent');
+      } catch (err) {
+        this.ctx.log.warn({ to, index: metadata.index, err }, 'snapshot send failed; will retry');
+      } finally {
+        await view.close().catch(() => undefined);
+      }
+      this.ctx.observer.onSnapshotSent?.(this.ctx.id, to, ok, (this.ctx.clock.now() - started) / MS_PER_SECOND, ok ? sizeBytes : undefined);
+      this.afterSend(to, ok);
+    });
+  }
+
+  /**
+   * A view of the state machine at its applied index, with that index, its term and the
+   * membership as of it; undefined when this node no longer leads or has stopped. Runs between
+   * two applies (so the store holds exactly the applied index and the core's configuration is
+   * the one applied through it).
+   */
+  private openSource(): SnapshotSource | undefined {
+    const raft = this.ctx.rawNode.raft;
+    if (this.ctx.stopped() || raft.role !== 'leader') return undefined;
+    const index = logIndex(this.ctx.stateMachine.appliedIndex);
+    const t = raft.raftLog.term(index);
+    if (t === undefined) return undefined;
+    return { metadata: { index, term: t, confState: raft.confState() }, view: this.ctx.store.stateMachineView() };
   }
 
   private afterSend(to: NodeId, ok: boolean): void {

@@ -3,6 +3,7 @@
  * `MemorySnapshotStore` that outlive the node's incarnations, seen by each incarnation through
  * ports whose operations take simulated time — so a crash can fall between any two of the
  * driver's awaits: between persist and send, mid-apply, mid-snapshot-install, mid-compaction.
+ * A written batch is visible a moment before its writer hears that it finished, as with LevelDB.
  *
  * A crash is a power loss (only what was synced survives, plus a random part of the unsynced
  * tail) or a process kill (the page cache keeps every written batch). A stall makes every
@@ -16,6 +17,11 @@ import type { Owner, SimWorld } from './world.js';
 
 /** Longest simulated write, in ms (each operation takes 0..this). */
 export const DISK_MAX_MS = 20;
+/**
+ * Longest time, in ms, between a write becoming visible and its writer hearing it finished (a
+ * LevelDB batch commits on a worker thread; other readers see it before the callback runs).
+ */
+export const DISK_ACK_MAX_MS = 20;
 /** Longest simulated read of a batch of keys, in ms. */
 export const DISK_READ_MAX_MS = 5;
 
@@ -88,6 +94,7 @@ export class SimDisk {
             disk.writes++;
             if (synced) disk.syncedWrites++;
             if (hs && synced) onSyncedHardState(hs);
+            await disk.latency(owner, DISK_ACK_MAX_MS);
           },
         };
       },

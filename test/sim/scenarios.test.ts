@@ -10,9 +10,14 @@ import { checkLinearizable } from '../support/linearizability.js';
 import { SafetyViolation, SIM_ELECTION_MS, SIM_SNAPSHOT_EVERY_ENTRIES, SIM_SNAPSHOT_TAIL_ENTRIES, Simulation, type ClientCall, type SimBugs } from './simulator.js';
 import { WARMUP_MS, runSchedule, type SimRun } from './schedule.js';
 
+/** Longest further wait for a first leader after the warm-up, in simulated ms. */
+const ELECTION_WAIT_MS = 10_000;
+
 async function started(nodes: 3 | 5, seed = 1, bugs?: SimBugs): Promise<Simulation> {
   const sim = await Simulation.create({ nodes, seed, ...(bugs ? { bugs } : {}) });
   await sim.run(WARMUP_MS);
+  // Split votes can take a few more election rounds than the warm-up.
+  await sim.runUntil(() => sim.leader() !== undefined, ELECTION_WAIT_MS);
   expect(sim.leader()).toBeDefined();
   return sim;
 }
@@ -192,6 +197,15 @@ describe('thesis §4.2.2 removing the leader', () => {
 });
 
 /** Writes `count` values to `key` through `via`, one after another, and waits for them. */
+/** Rounds of writes while a restarted follower catches up, at most. */
+const CATCH_UP_WRITE_ROUNDS = 200;
+/** Writes started in each round, without waiting for them. */
+const CATCH_UP_WRITES_PER_ROUND = 8;
+/** Simulated time between rounds, in ms. */
+const CATCH_UP_ROUND_MS = 5;
+/** Seeds of the catch-up-under-writes scenario (fixed: each replays). */
+const CATCH_UP_SEEDS = [1, 2, 3] as const;
+
 async function writeMany(sim: Simulation, via: string, key: string, count: number): Promise<ClientCall[]> {
   const calls: ClientCall[] = [];
   for (let i = 0; i < count; i++) {
@@ -231,6 +245,48 @@ describe('§7 a follower that missed a snapshot\'s worth of writes', () => {
     }
     expect(error).toBeInstanceOf(SafetyViolation);
     expect(String((error as Error).message)).toMatch(/stopped by itself: snapshot \d+ to install is not on disk/);
+  });
+
+  /**
+   * n3 stopped; more than threshold + tail writes; n3 restarted while the leader goes on taking
+   * writes, so the snapshot's view opens while applies are in flight.
+   */
+  async function catchUpUnderWrites(seed: number, bugs?: SimBugs): Promise<Simulation> {
+    const sim = await started(3, seed, bugs);
+    const leader = sim.leader() as string;
+    const lagging = others(sim, leader)[1] as string;
+    sim.crash(lagging, 'process');
+    await writeMany(sim, leader, 'k', 3 * (SIM_SNAPSHOT_EVERY_ENTRIES + SIM_SNAPSHOT_TAIL_ENTRIES));
+    sim.restart(lagging);
+    const during: ClientCall[] = [];
+    const caughtUp = (): boolean => sim.snapshotsInstalled > 0 && sim.get(lagging).up && sim.get(lagging).node.appliedIndex >= sim.get(leader).node.appliedIndex;
+    for (let round = 0; round < CATCH_UP_WRITE_ROUNDS && sim.snapshotsInstalled === 0; round++) {
+      for (let i = 0; i < CATCH_UP_WRITES_PER_ROUND; i++) during.push(sim.write(leader, 'register', `w${i}`));
+      await sim.run(CATCH_UP_ROUND_MS);
+    }
+    await settle(sim, during);
+    await sim.runUntil(caughtUp, 20_000);
+    expect(during.filter((c) => c.outcome === 'ok').length).toBeGreaterThan(0);
+    return sim;
+  }
+
+  it('restarted while writes go on, catches up by a snapshot opened between two applies, and serves every agent', async () => {
+    for (const seed of CATCH_UP_SEEDS) {
+      const sim = await catchUpUnderWrites(seed);
+      expect(sim.snapshotsInstalled).toBeGreaterThan(0);
+      await finish(sim, ['k', ...Array.from({ length: CATCH_UP_WRITES_PER_ROUND }, (_, i) => `w${i}`)]);
+    }
+  });
+
+  it('with the snapshot\'s view opened while an apply is in flight, the view and its index disagree and the follower stops by itself', async () => {
+    let error: unknown;
+    try {
+      await catchUpUnderWrites(CATCH_UP_SEEDS[0], { snapshotViewMidApply: true });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(SafetyViolation);
+    expect(String((error as Error).message)).toMatch(/stopped by itself: installed snapshot \d+ but the state machine says applied \d+/);
   });
 
   it('a transfer cut part-way, again and again, is retried until one gets through', async () => {
