@@ -28,10 +28,12 @@ export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 
 /**
- * Index keys read per range read when a find intersects two index ranges (health and a
- * capability, kind or label): a seek past the keys read so far starts a new read.
+ * Index keys read by the first range read of each index range a find intersects (its
+ * capability, kind, labels and health): a seek past the keys read so far starts a new read.
  */
 export const FIND_INTERSECT_CHUNK_KEYS = 64;
+/** Most index keys one range read of an intersection reads: each read after the first doubles, up to this. */
+export const FIND_INTERSECT_MAX_CHUNK_KEYS = 1024;
 
 /**
  * A find was given a bad argument (gRPC `INVALID_ARGUMENT`); `field` names it in the API's
@@ -67,10 +69,10 @@ export interface Filters {
  * All filters must hold (AND); empty strings, empty maps and health `unspecified` mean "any".
  *
  * Reads indexes so the cost grows with the scanned ranges, not with the number of records:
- * the capability's index if given, else the kind's, else the first label's; with a health
- * filter too, that index and the health index are intersected (both are ordered by id: each
- * skips ahead to the other's next id, so the cost follows the shorter range, or the page when
- * matches are dense); with only a health filter (and maybe a name prefix), the health index;
+ * every index an exact filter names (the capability, the kind, each label, the health) is an
+ * id-ordered range, and with two or more they are intersected by a leapfrog join (each cursor
+ * skips ahead to the furthest id of the others, so the cost follows the shortest range, or the
+ * page when matches are dense, and only common ids are read as records); with one, that index;
  * with a capability prefix and none of those, the capability index under `idx/cap/<prefix>`
  * (read whole, ids sorted and de-duplicated: the cost grows with the matches);
  * with only a name prefix, the name index (`idx/name/<prefix>`, read whole, matching ids
@@ -89,15 +91,17 @@ export async function findAgents(kv: KeyValueReader, query: FindQuery): Promise<
   const pageSize = parsePageSize(query.pageSize);
   const after = parsePageToken(query.pageToken);
 
-  const [firstLabel] = filters.labels;
-  let prefix: string | undefined;
-  if (filters.capability !== undefined) prefix = capIndexPrefix(filters.capability);
-  else if (filters.kind !== undefined) prefix = kindIndexPrefix(filters.kind);
-  else if (firstLabel !== undefined) prefix = labelIndexPrefix(firstLabel[0], firstLabel[1]);
-  const health = filters.health === undefined ? undefined : healthIndexPrefix(filters.health);
+  // Likely the most selective first (the first range is the one read in order): a capability,
+  // then labels, then the kind and the health, which have few values.
+  const prefixes: string[] = [];
+  if (filters.capability !== undefined) prefixes.push(capIndexPrefix(filters.capability));
+  for (const [k, v] of filters.labels) prefixes.push(labelIndexPrefix(k, v));
+  if (filters.kind !== undefined) prefixes.push(kindIndexPrefix(filters.kind));
+  if (filters.health !== undefined) prefixes.push(healthIndexPrefix(filters.health));
+  const [only] = prefixes;
   let found: Agent[];
-  if (prefix !== undefined && health !== undefined) found = await scanIntersection(kv, prefix, health, filters, pageSize, after);
-  else if (prefix !== undefined || health !== undefined) found = await scanIndex(kv, (prefix ?? health) as string, filters, pageSize, after);
+  if (prefixes.length > 1) found = await scanIntersection(kv, prefixes, filters, pageSize, after);
+  else if (only !== undefined) found = await scanIndex(kv, only, filters, pageSize, after);
   else if (filters.capabilityPrefix !== undefined) found = await scanSortedIds(kv, CAP_INDEX_PREFIX + filters.capabilityPrefix, filters, pageSize, after);
   else if (filters.namePrefix !== undefined) found = await scanSortedIds(kv, NAME_INDEX_PREFIX + filters.namePrefix, filters, pageSize, after);
   else found = await scanRecords(kv, filters, pageSize, after);
@@ -107,30 +111,41 @@ export async function findAgents(kv: KeyValueReader, query: FindQuery): Promise<
 }
 
 /**
- * Intersects two id-ordered index ranges after `after` (a leapfrog join: the cursor behind
- * seeks to the other's id), resolving common ids to records a chunk at a time; up to
- * `pageSize + 1` matches.
+ * Intersects id-ordered index ranges (two or more `prefixes`) after `after` by a leapfrog join
+ * (Veldhuizen, "Leapfrog Triejoin", ICDT 2014, one level): the first range is read in order,
+ * and every other cursor in turn seeks to the id the last one stopped at; an id all of them
+ * agree on is a common one. So the cost follows the first range's ids up to a page of common
+ * ones, with one seek per other range where they disagree, and only common ids are read as
+ * records (a chunk at a time); up to `pageSize + 1` matches.
  */
-async function scanIntersection(kv: KeyValueReader, a: string, b: string, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
-  const x = new IndexCursor(kv, a);
-  const y = new IndexCursor(kv, b);
-  await x.load(resumeKey(a, after));
-  await y.load(resumeKey(b, after));
+async function scanIntersection(kv: KeyValueReader, prefixes: readonly string[], filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
+  const cursors = prefixes.map((p) => new IndexCursor(kv, p));
+  const first = cursors[0] as IndexCursor;
+  await first.load(resumeKey(prefixes[0] as string, after));
   const found: Agent[] = [];
   let chunk: string[] = [];
-  for (let xid = x.id, yid = y.id; xid !== undefined && yid !== undefined; xid = x.id, yid = y.id) {
-    const order = compareUtf8(xid, yid);
-    if (order < 0) await x.seek(yid);
-    else if (order > 0) await y.seek(xid);
-    else {
-      chunk.push(xid);
+  let target = first.id;
+  let agree = 1;
+  for (let turn = 1; target !== undefined; turn++) {
+    const c = cursors[turn % cursors.length] as IndexCursor;
+    if (agree === cursors.length) {
+      chunk.push(target);
       if (chunk.length >= pageSize + 1 - found.length) {
         await resolve(kv, chunk, filters, pageSize, found);
         chunk = [];
         if (found.length > pageSize) break;
       }
-      await x.next();
-      await y.next();
+      await c.next();
+      target = c.id;
+      agree = 1;
+      continue;
+    }
+    await c.seek(target);
+    const id = c.id;
+    if (id === target) agree++;
+    else {
+      target = id;
+      agree = 1;
     }
   }
   if (chunk.length > 0) await resolve(kv, chunk, filters, pageSize, found);
@@ -207,13 +222,20 @@ async function resolve(kv: KeyValueReader, ids: readonly string[], filters: Filt
 }
 
 /**
- * A position in an id-ordered index range (`<prefix><id>` keys), read
- * {@link FIND_INTERSECT_CHUNK_KEYS} keys at a time. `id` is `undefined` once the range is
- * exhausted.
+ * A position in an id-ordered index range (`<prefix><id>` keys), read a chunk at a time: a read
+ * that moves on in order (`load`, `next`) asks for {@link FIND_INTERSECT_CHUNK_KEYS} keys at
+ * first and twice as many each time after, up to {@link FIND_INTERSECT_MAX_CHUNK_KEYS}; a seek
+ * past the keys read asks for {@link FIND_INTERSECT_CHUNK_KEYS} from the id sought. A cursor
+ * never loaded reads nothing until its first `load` or `seek`. `id` is `undefined` once the
+ * range is exhausted (or before the first read).
  */
 export class IndexCursor {
   private ids: string[] = [];
   private at = 0;
+  /** Whether a read happened (a cursor is loaded lazily, by its first seek). */
+  private loaded = false;
+  /** Keys the next read in order asks for. */
+  private chunkKeys = FIND_INTERSECT_CHUNK_KEYS;
   /** Whether the range holds nothing after the ids read. */
   private ended = false;
   private readonly end: string;
@@ -230,12 +252,19 @@ export class IndexCursor {
     return this.ids[this.at];
   }
 
-  /** Reads the ids from key `gte` on (one chunk) and moves the cursor to the first. */
+  /** Reads the ids from key `gte` on (one chunk, read in order) and moves the cursor to the first. */
   async load(gte: string): Promise<void> {
+    const limit = this.chunkKeys;
+    this.chunkKeys = Math.min(2 * limit, FIND_INTERSECT_MAX_CHUNK_KEYS);
+    await this.read(gte, limit);
+  }
+
+  private async read(gte: string, limit: number): Promise<void> {
+    this.loaded = true;
     this.ids = [];
     this.at = 0;
-    for await (const [key] of this.kv.range(gte, this.end, FIND_INTERSECT_CHUNK_KEYS)) this.ids.push(key.slice(this.prefix.length));
-    this.ended = this.ids.length < FIND_INTERSECT_CHUNK_KEYS;
+    for await (const [key] of this.kv.range(gte, this.end, limit)) this.ids.push(key.slice(this.prefix.length));
+    this.ended = this.ids.length < limit;
   }
 
   /** Moves to the next id. */
@@ -252,11 +281,11 @@ export class IndexCursor {
       while (compareUtf8(this.ids[this.at] as string, id) < 0) this.at++;
       return;
     }
-    if (this.ended) {
+    if (this.loaded && this.ended) {
       this.at = this.ids.length;
       return;
     }
-    await this.load(this.prefix + id);
+    await this.read(this.prefix + id, FIND_INTERSECT_CHUNK_KEYS);
   }
 }
 

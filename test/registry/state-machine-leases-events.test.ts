@@ -486,6 +486,7 @@ describe('find by health and name prefix', () => {
         queries.push({ health, namePrefix });
         queries.push({ health, namePrefix, kind: 'common' });
         queries.push({ health, namePrefix, capability: 'search', labels: { env: 'prod' } });
+        queries.push({ health, namePrefix, capability: 'search', kind: 'rare', labels: { env: 'prod' } });
       }
     }
     queries.push({ health: 'degraded', labels: { env: 'prod' } });
@@ -540,6 +541,38 @@ describe('find by health and name prefix', () => {
       ...Array.from({ length: 9 }, (_, i) => `bulk-15${i + 1}`),
     ]);
     expect(scanned).toBe(11);
+  });
+
+  it('intersects a capability, a kind and a label (three indexes) and reads only the common ids as records', async () => {
+    const { store, sm } = await open();
+    const entries: Entry[] = [];
+    for (let i = 0; i < 600; i++) {
+      const agent = spec(`many-${String(i).padStart(3, '0')}`, {
+        kind: i % 3 === 0 ? 'rare' : 'common',
+        capabilities: i % 2 === 0 ? ['search'] : [],
+        labels: i % 5 === 0 ? { env: 'prod' } : { env: 'dev' },
+      });
+      entries.push(reg(i + 1, agent));
+    }
+    await apply(sm, store, entries);
+    let fetched = 0;
+    const kv: KeyValueReader = {
+      get: (key) => store.kv.get(key),
+      getMany: (ks) => {
+        fetched += ks.length;
+        return store.kv.getMany(ks);
+      },
+      range: (gte, lt, limit) => store.kv.range(gte, lt, limit),
+    };
+    const counting = new RegistryStateMachine({ ...store, kv, batch: () => store.batch() as WriteBatch, close: () => store.close() });
+    await counting.open();
+    const expected = Array.from({ length: 20 }, (_, j) => `many-${String(30 * j).padStart(3, '0')}`);
+    const page = await counting.find({ capability: 'search', kind: 'rare', labels: { env: 'prod' } });
+    expect(page.agents.map((a) => a.id)).toEqual(expected);
+    // 300 agents have the capability, 200 the kind, 120 the label: only the 20 in all three are read.
+    expect(fetched).toBe(expected.length);
+    // With a health filter as a fourth index, and pages of 7 that resume inside the join.
+    expect(await findAll(counting, { capability: 'search', kind: 'rare', labels: { env: 'prod' }, health: 'unspecified', pageSize: 7 })).toEqual(expected);
   });
 
   it('pages a name prefix by id though the index is ordered by name; tokens stay valid across writes', async () => {
