@@ -4,7 +4,7 @@
  * stored; the filters and page tokens checked and normalized.
  */
 import { compareUtf8 } from '../storage/staging.js';
-import type { KeyValueReader } from '../storage/types.js';
+import type { KeyCursor, KeyValueReader } from '../storage/types.js';
 import { HEALTH_VALUES } from './commands.js';
 import {
   AGENT_PREFIX,
@@ -34,6 +34,12 @@ export const MAX_PAGE_SIZE = 1000;
 export const FIND_INTERSECT_CHUNK_KEYS = 64;
 /** Most index keys one range read of an intersection reads: each read after the first doubles, up to this. */
 export const FIND_INTERSECT_MAX_CHUNK_KEYS = 1024;
+/**
+ * A seek past a chunk of an intersected range from at least 3/4 of the way through it (the join
+ * walked it, the range is dense) makes the next read of that range twice as long.
+ */
+const WALKED_CHUNK_NUMERATOR = 3;
+const WALKED_CHUNK_DENOMINATOR = 4;
 
 /**
  * A find was given a bad argument (gRPC `INVALID_ARGUMENT`); `field` names it in the API's
@@ -120,8 +126,17 @@ export async function findAgents(kv: KeyValueReader, query: FindQuery): Promise<
  */
 async function scanIntersection(kv: KeyValueReader, prefixes: readonly string[], filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
   const cursors = prefixes.map((p) => new IndexCursor(kv, p));
+  try {
+    return await leapfrog(kv, cursors, resumeKey(prefixes[0] as string, after), filters, pageSize);
+  } finally {
+    await Promise.all(cursors.map((c) => c.close()));
+  }
+}
+
+/** The join of {@link scanIntersection} over `cursors`, the first read in order from `start`. */
+async function leapfrog(kv: KeyValueReader, cursors: readonly IndexCursor[], start: string, filters: Filters, pageSize: number): Promise<Agent[]> {
   const first = cursors[0] as IndexCursor;
-  await first.load(resumeKey(prefixes[0] as string, after));
+  await first.load(start);
   const found: Agent[] = [];
   let chunk: string[] = [];
   let target = first.id;
@@ -222,10 +237,12 @@ async function resolve(kv: KeyValueReader, ids: readonly string[], filters: Filt
 }
 
 /**
- * A position in an id-ordered index range (`<prefix><id>` keys), read a chunk at a time: a read
- * that moves on in order (`load`, `next`) asks for {@link FIND_INTERSECT_CHUNK_KEYS} keys at
- * first and twice as many each time after, up to {@link FIND_INTERSECT_MAX_CHUNK_KEYS}; a seek
- * past the keys read asks for {@link FIND_INTERSECT_CHUNK_KEYS} from the id sought. A cursor
+ * A position in an id-ordered index range (`<prefix><id>` keys), read a chunk at a time, through
+ * the store's {@link KeyCursor} when it has one: a read that moves on in order (`load`, `next`)
+ * asks for {@link FIND_INTERSECT_CHUNK_KEYS} keys at first and twice as many each time after, up
+ * to {@link FIND_INTERSECT_MAX_CHUNK_KEYS}; a seek past the keys read asks for
+ * {@link FIND_INTERSECT_CHUNK_KEYS} from the id sought, twice as many as last time when the join
+ * had walked most of the chunk it leaves (the range is dense). A cursor
  * never loaded reads nothing until its first `load` or `seek`. `id` is `undefined` once the
  * range is exhausted (or before the first read).
  */
@@ -236,9 +253,13 @@ export class IndexCursor {
   private loaded = false;
   /** Keys the next read in order asks for. */
   private chunkKeys = FIND_INTERSECT_CHUNK_KEYS;
+  /** Keys the next read of a seek past the chunk asks for. */
+  private seekChunkKeys = FIND_INTERSECT_CHUNK_KEYS;
   /** Whether the range holds nothing after the ids read. */
   private ended = false;
   private readonly end: string;
+  /** The store's open cursor over the range, when it offers one (else each read is a `range`). */
+  private cursor: KeyCursor | undefined;
 
   constructor(
     private readonly kv: KeyValueReader,
@@ -254,16 +275,28 @@ export class IndexCursor {
 
   /** Reads the ids from key `gte` on (one chunk, read in order) and moves the cursor to the first. */
   async load(gte: string): Promise<void> {
-    const limit = this.chunkKeys;
-    this.chunkKeys = Math.min(2 * limit, FIND_INTERSECT_MAX_CHUNK_KEYS);
-    await this.read(gte, limit);
+    await this.read(gte, this.growChunk(), true);
   }
 
-  private async read(gte: string, limit: number): Promise<void> {
-    this.loaded = true;
+  /** The size of the next read in order, doubling the one after it. */
+  private growChunk(): number {
+    const limit = this.chunkKeys;
+    this.chunkKeys = Math.min(2 * limit, FIND_INTERSECT_MAX_CHUNK_KEYS);
+    return limit;
+  }
+
+  /** Reads up to `limit` ids from key `gte` on; `seek` false: the store's cursor is already there. */
+  private async read(gte: string, limit: number, seek: boolean): Promise<void> {
     this.ids = [];
     this.at = 0;
-    for await (const [key] of this.kv.range(gte, this.end, limit)) this.ids.push(key.slice(this.prefix.length));
+    if (this.kv.cursor !== undefined) {
+      if (this.cursor === undefined) this.cursor = this.kv.cursor(gte, this.end);
+      else if (seek) this.cursor.seek(gte);
+      for (const [key] of await this.cursor.next(limit)) this.ids.push(key.slice(this.prefix.length));
+    } else {
+      for await (const [key] of this.kv.range(gte, this.end, limit)) this.ids.push(key.slice(this.prefix.length));
+    }
+    this.loaded = true;
     this.ended = this.ids.length < limit;
   }
 
@@ -271,7 +304,7 @@ export class IndexCursor {
   async next(): Promise<void> {
     const current = this.ids[this.at];
     this.at++;
-    if (this.at >= this.ids.length && !this.ended && current !== undefined) await this.load(this.prefix + current + KEY_SEPARATOR);
+    if (this.at >= this.ids.length && !this.ended && current !== undefined) await this.read(this.prefix + current + KEY_SEPARATOR, this.growChunk(), false);
   }
 
   /** Moves to the first id at or after `id` (UTF-8 byte order, the order of the keys). */
@@ -285,7 +318,17 @@ export class IndexCursor {
       this.at = this.ids.length;
       return;
     }
-    await this.read(this.prefix + id, FIND_INTERSECT_CHUNK_KEYS);
+    // A chunk the join walked through to near its end (the range is dense among the others'
+    // ids: what lies ahead will be read too) makes the next read twice as long; one it leapt
+    // out of early (the ids skipped were read for nothing) starts again from the least.
+    const walked = this.ids.length > 0 && this.at * WALKED_CHUNK_DENOMINATOR >= this.ids.length * WALKED_CHUNK_NUMERATOR;
+    this.seekChunkKeys = walked ? Math.min(2 * this.seekChunkKeys, FIND_INTERSECT_MAX_CHUNK_KEYS) : FIND_INTERSECT_CHUNK_KEYS;
+    await this.read(this.prefix + id, this.seekChunkKeys, true);
+  }
+
+  /** Releases the store's cursor, if one was opened. */
+  async close(): Promise<void> {
+    await this.cursor?.close();
   }
 }
 

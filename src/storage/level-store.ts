@@ -48,6 +48,7 @@ import {
 import { Staging, writeBatchOver, checkEntriesRange, checkLimit, type LogBounds } from './staging.js';
 import {
   CorruptionError,
+  type KeyCursor,
   type KeyValueReader,
   type LogStore,
   type NodeStore,
@@ -248,6 +249,7 @@ export class LevelStore implements NodeStore {
         return store.readNow(() => keys.map((key) => store.live.db.getSync(key)));
       },
       range: (gte, lt, limit) => store.range(gte, lt, limit),
+      cursor: (gte, lt) => store.cursor(gte, lt),
     };
   }
 
@@ -497,6 +499,31 @@ export class LevelStore implements NodeStore {
   private async compactedTo(): Promise<{ index: LogIndex; term: Term }> {
     const value = await this.metaDb.get(COMPACTED_KEY);
     return value === undefined ? { index: 0 as LogIndex, term: 0 as Term } : decodeCompactionPoint(value, this.dir);
+  }
+
+  /** A {@link KeyCursor} over one abstract-level iterator (its implicit snapshot is the view). */
+  private cursor(gte: string, lt: string): KeyCursor {
+    const it = this.live.db.iterator({ gte, lt });
+    let closed = false;
+    return {
+      seek: (key) => it.seek(key),
+      // nextv may return fewer entries than asked before the end (a read is bounded in bytes):
+      // read on until `n` or an empty answer, so fewer than `n` means the end.
+      next: async (n) => {
+        const out = await it.nextv(n);
+        while (out.length < n) {
+          const more = await it.nextv(n - out.length);
+          if (more.length === 0) break;
+          for (const e of more) out.push(e);
+        }
+        return out;
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        await it.close();
+      },
+    };
   }
 
   private async *range(gte: string, lt: string, limit?: number): AsyncIterable<[string, Uint8Array]> {

@@ -107,6 +107,23 @@ export interface KeyValueReader {
    * omitted). Reads a consistent view taken when the iteration starts.
    */
   range(gte: string, lt: string, limit?: number): AsyncIterable<[string, Uint8Array]>;
+  /**
+   * A forward cursor over the keys `gte <= key < lt` of a consistent view taken when it is
+   * opened, that can seek: what a find joining several index ranges moves along, one open
+   * iterator per range instead of a new range read at every leap. Optional: without it, readers
+   * fall back to {@link range}.
+   */
+  cursor?(gte: string, lt: string): KeyCursor;
+}
+
+/** See {@link KeyValueReader.cursor}. Not safe for concurrent calls: one `next` at a time. */
+export interface KeyCursor {
+  /** Moves to the first key `>= key` (within the cursor's bounds): the next `next` reads from there. */
+  seek(key: string): void;
+  /** The next keys and values, at most `n` (fewer only at the end; none past it). */
+  next(n: number): Promise<[string, Uint8Array][]>;
+  /** Releases the cursor and its view (idempotent). */
+  close(): Promise<void>;
 }
 
 /**

@@ -463,8 +463,9 @@ describe('find by health and name prefix', () => {
       .sort();
   }
 
-  it('agrees with a brute-force filter, alone and combined, with small pages, across index chunk boundaries', async () => {
-    const { store, sm } = await open();
+  it.each(HARNESSES)('agrees with a brute-force filter, alone and combined, with small pages, across index chunk boundaries, on $name', async ({ make }) => {
+    const harness = await make();
+    const { store, sm } = await open(await harness.open());
     const n = 2 * FIND_INTERSECT_CHUNK_KEYS + 10;
     const entries: Entry[] = [];
     for (let i = 0; i < n; i++) {
@@ -497,6 +498,8 @@ describe('find by health and name prefix', () => {
     for (const q of [{ kind: 'common', health: 'serving' }, { namePrefix: 'al' }] as FindQuery[]) {
       expect(await findAll(sm, { ...q, pageSize: 1 })).toEqual(brute(agents, q));
     }
+    await store.close();
+    await harness.cleanup();
   });
 
   it('intersects the health index with another index without reading every record', async () => {
@@ -543,8 +546,9 @@ describe('find by health and name prefix', () => {
     expect(scanned).toBe(11);
   });
 
-  it('intersects a capability, a kind and a label (three indexes) and reads only the common ids as records', async () => {
-    const { store, sm } = await open();
+  it.each(HARNESSES)('intersects a capability, a kind and a label (three indexes) and reads only the common ids as records, on $name', async ({ make }) => {
+    const harness = await make();
+    const { store, sm } = await open(await harness.open());
     const entries: Entry[] = [];
     for (let i = 0; i < 600; i++) {
       const agent = spec(`many-${String(i).padStart(3, '0')}`, {
@@ -567,12 +571,16 @@ describe('find by health and name prefix', () => {
     const counting = new RegistryStateMachine({ ...store, kv, batch: () => store.batch() as WriteBatch, close: () => store.close() });
     await counting.open();
     const expected = Array.from({ length: 20 }, (_, j) => `many-${String(30 * j).padStart(3, '0')}`);
+    expect((await sm.find({ capability: 'search', kind: 'rare', labels: { env: 'prod' } })).agents.map((a) => a.id)).toEqual(expected);
     const page = await counting.find({ capability: 'search', kind: 'rare', labels: { env: 'prod' } });
     expect(page.agents.map((a) => a.id)).toEqual(expected);
     // 300 agents have the capability, 200 the kind, 120 the label: only the 20 in all three are read.
     expect(fetched).toBe(expected.length);
     // With a health filter as a fourth index, and pages of 7 that resume inside the join.
     expect(await findAll(counting, { capability: 'search', kind: 'rare', labels: { env: 'prod' }, health: 'unspecified', pageSize: 7 })).toEqual(expected);
+    expect(await findAll(sm, { capability: 'search', kind: 'rare', labels: { env: 'prod' }, health: 'unspecified', pageSize: 7 })).toEqual(expected);
+    await store.close();
+    await harness.cleanup();
   });
 
   it('pages a name prefix by id though the index is ordered by name; tokens stay valid across writes', async () => {
