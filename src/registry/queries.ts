@@ -137,19 +137,13 @@ async function scanIntersection(kv: KeyValueReader, prefixes: readonly string[],
 async function leapfrog(kv: KeyValueReader, cursors: readonly IndexCursor[], start: string, filters: Filters, pageSize: number): Promise<Agent[]> {
   const first = cursors[0] as IndexCursor;
   await first.load(start);
-  const found: Agent[] = [];
-  let chunk: string[] = [];
+  const page = new PageCollector(kv, filters, pageSize);
   let target = first.id;
   let agree = 1;
   for (let turn = 1; target !== undefined; turn++) {
     const c = cursors[turn % cursors.length] as IndexCursor;
     if (agree === cursors.length) {
-      chunk.push(target);
-      if (chunk.length >= pageSize + 1 - found.length) {
-        await resolve(kv, chunk, filters, pageSize, found);
-        chunk = [];
-        if (found.length > pageSize) break;
-      }
+      if (await page.add(target)) break;
       await c.next();
       target = c.id;
       agree = 1;
@@ -163,8 +157,7 @@ async function leapfrog(kv: KeyValueReader, cursors: readonly IndexCursor[], sta
       agree = 1;
     }
   }
-  if (chunk.length > 0) await resolve(kv, chunk, filters, pageSize, found);
-  return found;
+  return page.finish();
 }
 
 /** Scans every record after `after`; up to `pageSize + 1` matches. */
@@ -183,20 +176,13 @@ async function scanRecords(kv: KeyValueReader, filters: Filters, pageSize: numbe
  * a time (one getMany per chunk); up to `pageSize + 1` matches.
  */
 async function scanIndex(kv: KeyValueReader, prefix: string, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
-  const found: Agent[] = [];
-  let chunk: string[] = [];
+  const page = new PageCollector(kv, filters, pageSize);
   for await (const [key] of kv.range(resumeKey(prefix, after), prefixEnd(prefix))) {
     // An index key may outlive its record between two reads, and a separator inside a value
     // can make a key look like another prefix's: the record itself decides.
-    chunk.push(key.slice(prefix.length));
-    if (chunk.length >= pageSize + 1 - found.length) {
-      await resolve(kv, chunk, filters, pageSize, found);
-      chunk = [];
-      if (found.length > pageSize) break;
-    }
+    if (await page.add(key.slice(prefix.length))) break;
   }
-  if (chunk.length > 0) await resolve(kv, chunk, filters, pageSize, found);
-  return found;
+  return page.finish();
 }
 
 /**
@@ -222,6 +208,42 @@ async function scanSortedIds(kv: KeyValueReader, base: string, filters: Filters,
     await resolve(kv, chunk, filters, pageSize, found);
   }
   return found;
+}
+
+/**
+ * Candidate ids in id order in, the matching records out: ids are held until there are as many
+ * as the page still needs (plus one, to know whether another page follows), then resolved in one
+ * getMany; up to `pageSize + 1` matches.
+ */
+class PageCollector {
+  private readonly found: Agent[] = [];
+  private chunk: string[] = [];
+
+  constructor(
+    private readonly kv: KeyValueReader,
+    private readonly filters: Filters,
+    private readonly pageSize: number,
+  ) {}
+
+  /** Adds a candidate; resolves `true` once the page (plus one) is full and no more are needed. */
+  async add(id: string): Promise<boolean> {
+    this.chunk.push(id);
+    if (this.chunk.length < this.pageSize + 1 - this.found.length) return false;
+    await this.flush();
+    return this.found.length > this.pageSize;
+  }
+
+  /** Resolves the candidates still held and returns the matches. */
+  async finish(): Promise<Agent[]> {
+    if (this.chunk.length > 0) await this.flush();
+    return this.found;
+  }
+
+  private async flush(): Promise<void> {
+    const ids = this.chunk;
+    this.chunk = [];
+    await resolve(this.kv, ids, this.filters, this.pageSize, this.found);
+  }
 }
 
 /** Reads the records of `ids` (one getMany) and appends those matching `filters` to `found`, up to `pageSize + 1`. */

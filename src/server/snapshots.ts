@@ -96,11 +96,6 @@ export class SnapshotManager {
     this.files.set(file.index, file);
   }
 
-  /** Whether this node holds the payload of the snapshot at `index`. */
-  holds(index: number): boolean {
-    return this.files.has(index);
-  }
-
   /** Whether a compaction waits to be written. */
   get compactionPending(): boolean {
     return this.pendingCompaction !== undefined;

@@ -434,6 +434,30 @@ describe('committed events', () => {
   });
 });
 
+/**
+ * A second state machine over `store` whose reads are counted: `fetched` keys read by getMany,
+ * `scanned` entries read by range (it offers no cursor, so joins read through `range`).
+ */
+async function countingReads(store: NodeStore): Promise<{ counting: RegistryStateMachine; reads: { scanned: number; fetched: number } }> {
+  const reads = { scanned: 0, fetched: 0 };
+  const kv: KeyValueReader = {
+    get: (key) => store.kv.get(key),
+    getMany: (ks) => {
+      reads.fetched += ks.length;
+      return store.kv.getMany(ks);
+    },
+    async *range(gte, lt, limit) {
+      for await (const item of store.kv.range(gte, lt, limit)) {
+        reads.scanned++;
+        yield item;
+      }
+    },
+  };
+  const counting = new RegistryStateMachine({ ...store, kv, batch: () => store.batch() as WriteBatch, close: () => store.close() });
+  await counting.open();
+  return { counting, reads };
+}
+
 describe('find by health and name prefix', () => {
   const HEALTHS: Health[] = ['unspecified', 'serving', 'degraded', 'notServing'];
 
@@ -509,41 +533,25 @@ describe('find by health and name prefix', () => {
     entries.push(reg(301, spec('bulk-150x', { kind: 'common' }), { health: 'notServing' }));
     entries.push(reg(302, spec('other', { kind: 'other' }), { health: 'notServing' }));
     await apply(sm, store, entries);
-    let scanned = 0;
-    let fetched = 0;
-    const kv: KeyValueReader = {
-      get: (key) => store.kv.get(key),
-      getMany: (ks) => {
-        fetched += ks.length;
-        return store.kv.getMany(ks);
-      },
-      async *range(gte, lt, limit) {
-        for await (const item of store.kv.range(gte, lt, limit)) {
-          scanned++;
-          yield item;
-        }
-      },
-    };
-    const counting = new RegistryStateMachine({ ...store, kv, batch: () => store.batch() as WriteBatch, close: () => store.close() });
-    await counting.open();
+    const { counting, reads } = await countingReads(store);
     expect((await counting.find({ kind: 'common', health: 'notServing' })).agents.map((a) => a.id)).toEqual(['bulk-150x']);
-    expect(fetched).toBe(1);
-    expect(scanned).toBeLessThanOrEqual(2 * FIND_INTERSECT_CHUNK_KEYS + 2);
+    expect(reads.fetched).toBe(1);
+    expect(reads.scanned).toBeLessThanOrEqual(2 * FIND_INTERSECT_CHUNK_KEYS + 2);
     // Dense matches: a page costs about a page, not the whole range.
-    scanned = 0;
-    fetched = 0;
+    reads.scanned = 0;
+    reads.fetched = 0;
     const page = await counting.find({ kind: 'common', health: 'serving', pageSize: 10 });
     expect(page.agents).toHaveLength(10);
-    expect(fetched).toBe(11);
-    expect(scanned).toBeLessThanOrEqual(2 * FIND_INTERSECT_CHUNK_KEYS);
+    expect(reads.fetched).toBe(11);
+    expect(reads.scanned).toBeLessThanOrEqual(2 * FIND_INTERSECT_CHUNK_KEYS);
     // A name prefix alone reads the matching names only.
-    scanned = 0;
+    reads.scanned = 0;
     expect((await counting.find({ namePrefix: 'name of bulk-15' })).agents.map((a) => a.id)).toEqual([
       'bulk-150',
       'bulk-150x',
       ...Array.from({ length: 9 }, (_, i) => `bulk-15${i + 1}`),
     ]);
-    expect(scanned).toBe(11);
+    expect(reads.scanned).toBe(11);
   });
 
   it.each(HARNESSES)('intersects a capability, a kind and a label (three indexes) and reads only the common ids as records, on $name', async ({ make }) => {
@@ -559,23 +567,13 @@ describe('find by health and name prefix', () => {
       entries.push(reg(i + 1, agent));
     }
     await apply(sm, store, entries);
-    let fetched = 0;
-    const kv: KeyValueReader = {
-      get: (key) => store.kv.get(key),
-      getMany: (ks) => {
-        fetched += ks.length;
-        return store.kv.getMany(ks);
-      },
-      range: (gte, lt, limit) => store.kv.range(gte, lt, limit),
-    };
-    const counting = new RegistryStateMachine({ ...store, kv, batch: () => store.batch() as WriteBatch, close: () => store.close() });
-    await counting.open();
+    const { counting, reads } = await countingReads(store);
     const expected = Array.from({ length: 20 }, (_, j) => `many-${String(30 * j).padStart(3, '0')}`);
     expect((await sm.find({ capability: 'search', kind: 'rare', labels: { env: 'prod' } })).agents.map((a) => a.id)).toEqual(expected);
     const page = await counting.find({ capability: 'search', kind: 'rare', labels: { env: 'prod' } });
     expect(page.agents.map((a) => a.id)).toEqual(expected);
     // 300 agents have the capability, 200 the kind, 120 the label: only the 20 in all three are read.
-    expect(fetched).toBe(expected.length);
+    expect(reads.fetched).toBe(expected.length);
     // With a health filter as a fourth index, and pages of 7 that resume inside the join.
     expect(await findAll(counting, { capability: 'search', kind: 'rare', labels: { env: 'prod' }, health: 'unspecified', pageSize: 7 })).toEqual(expected);
     expect(await findAll(sm, { capability: 'search', kind: 'rare', labels: { env: 'prod' }, health: 'unspecified', pageSize: 7 })).toEqual(expected);

@@ -216,13 +216,19 @@ async function writeMany(sim: Simulation, via: string, key: string, count: numbe
 }
 
 describe('§7 a follower that missed a snapshot\'s worth of writes', () => {
-  /** n3 stopped; more than threshold + tail writes; n3 restarted. */
-  async function catchUp(bugs?: SimBugs): Promise<Simulation> {
-    const sim = await started(3, 6, bugs);
+  /** A follower stopped, then more than threshold + tail writes through the leader (key `k`). */
+  async function stopFollowerAndWrite(seed: number, bugs?: SimBugs): Promise<{ sim: Simulation; leader: string; lagging: string; calls: ClientCall[] }> {
+    const sim = await started(3, seed, bugs);
     const leader = sim.leader() as string;
     const lagging = others(sim, leader)[1] as string;
     sim.crash(lagging, 'process');
     const calls = await writeMany(sim, leader, 'k', 3 * (SIM_SNAPSHOT_EVERY_ENTRIES + SIM_SNAPSHOT_TAIL_ENTRIES));
+    return { sim, leader, lagging, calls };
+  }
+
+  /** n3 stopped; more than threshold + tail writes; n3 restarted. */
+  async function catchUp(bugs?: SimBugs): Promise<Simulation> {
+    const { sim, leader, lagging, calls } = await stopFollowerAndWrite(6, bugs);
     expect(calls.every((c) => c.outcome === 'ok')).toBe(true);
     expect(sim.get(leader).node.core.raft.raftLog.firstIndex()).toBeGreaterThan(sim.get(lagging).disk.store.log.lastIndex() + 1);
     sim.restart(lagging);
@@ -252,11 +258,7 @@ describe('§7 a follower that missed a snapshot\'s worth of writes', () => {
    * writes, so the snapshot's view opens while applies are in flight.
    */
   async function catchUpUnderWrites(seed: number, bugs?: SimBugs): Promise<Simulation> {
-    const sim = await started(3, seed, bugs);
-    const leader = sim.leader() as string;
-    const lagging = others(sim, leader)[1] as string;
-    sim.crash(lagging, 'process');
-    await writeMany(sim, leader, 'k', 3 * (SIM_SNAPSHOT_EVERY_ENTRIES + SIM_SNAPSHOT_TAIL_ENTRIES));
+    const { sim, leader, lagging } = await stopFollowerAndWrite(seed, bugs);
     sim.restart(lagging);
     const during: ClientCall[] = [];
     const caughtUp = (): boolean => sim.snapshotsInstalled > 0 && sim.get(lagging).up && sim.get(lagging).node.appliedIndex >= sim.get(leader).node.appliedIndex;
