@@ -205,6 +205,8 @@ const CATCH_UP_WRITES_PER_ROUND = 8;
 const CATCH_UP_ROUND_MS = 5;
 /** Seeds of the catch-up-under-writes scenario (fixed: each replays). */
 const CATCH_UP_SEEDS = [1, 2, 3] as const;
+/** Wall-clock limit of each multi-seed catch-up test, in ms: three simulated catch-ups take 10-30 s on a busy 2-core machine. */
+const CATCH_UP_TEST_TIMEOUT_MS = 120_000;
 
 async function writeMany(sim: Simulation, via: string, key: string, count: number): Promise<ClientCall[]> {
   const calls: ClientCall[] = [];
@@ -272,7 +274,7 @@ describe('§7 a follower that missed a snapshot\'s worth of writes', () => {
     return sim;
   }
 
-  it('restarted while writes go on, catches up by a snapshot opened between two applies, and serves every agent', async () => {
+  it('restarted while writes go on, catches up by a snapshot opened between two applies, and serves every agent', { timeout: CATCH_UP_TEST_TIMEOUT_MS }, async () => {
     for (const seed of CATCH_UP_SEEDS) {
       const sim = await catchUpUnderWrites(seed);
       expect(sim.snapshotsInstalled).toBeGreaterThan(0);
@@ -280,12 +282,17 @@ describe('§7 a follower that missed a snapshot\'s worth of writes', () => {
     }
   });
 
-  it('with the snapshot\'s view opened while an apply is in flight, the view and its index disagree and the follower stops by itself', async () => {
+  it('with the snapshot\'s view opened while an apply is in flight, the view and its index disagree and the follower stops by itself', { timeout: CATCH_UP_TEST_TIMEOUT_MS }, async () => {
+    // Whether an apply is in flight when the view opens depends on the schedule: any of the seeds
+    // the test above passes with must find it (at this writing seeds 2 and 3 do, seed 1 does not).
     let error: unknown;
-    try {
-      await catchUpUnderWrites(CATCH_UP_SEEDS[0], { snapshotViewMidApply: true });
-    } catch (e) {
-      error = e;
+    for (const seed of CATCH_UP_SEEDS) {
+      try {
+        await catchUpUnderWrites(seed, { snapshotViewMidApply: true });
+      } catch (e) {
+        error = e;
+        break;
+      }
     }
     expect(error).toBeInstanceOf(SafetyViolation);
     expect(String((error as Error).message)).toMatch(/stopped by itself: installed snapshot \d+ but the state machine says applied \d+/);

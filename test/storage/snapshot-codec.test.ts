@@ -2,10 +2,10 @@
  * The snapshot payload codec: pairs survive any re-chunking of the encoded stream, and damaged
  * or cut streams fail with CorruptionError instead of yielding a wrong state.
  */
+import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MAX_STATE_FRAME_BYTES, decodeStatePairs, encodeStatePairs } from '../../src/storage/snapshot-codec.js';
-import { STATE_STREAM_MAGIC_V1 } from '../../src/storage/snapshot-codec.js';
+import { MAX_STATE_FRAME_BYTES, STATE_STREAM_MAGIC_V1, STATE_STREAM_MAGIC_V2, decodeStatePairs, encodeStatePairs } from '../../src/storage/snapshot-codec.js';
 import { Packr } from 'msgpackr';
 import { CorruptionError } from '../../src/storage/types.js';
 
@@ -110,15 +110,35 @@ describe('state pair codec', () => {
     expect(await toArray(decodeStatePairs(iterate([encoded])))).toHaveLength(2000);
   });
 
-  it('still reads streams of format 1 (frames not compressed)', async () => {
+  it('still reads streams of formats 1 and 2 (msgpack frames, not compressed and deflated)', async () => {
     const body = new Packr({ useRecords: false }).pack([['a', Uint8Array.of(1)], ['b', Uint8Array.of(2, 3)]]);
-    const frame = new Uint8Array(4 + body.byteLength);
-    new DataView(frame.buffer).setUint32(0, body.byteLength, false);
-    frame.set(body, 4);
+    const framed = (bytes: Uint8Array): Uint8Array => {
+      const frame = new Uint8Array(4 + bytes.byteLength);
+      new DataView(frame.buffer).setUint32(0, bytes.byteLength, false);
+      frame.set(bytes, 4);
+      return frame;
+    };
     const end = new Uint8Array(8);
     new DataView(end.buffer).setUint32(4, 2, false);
-    const decoded = await toArray(decodeStatePairs(iterate([STATE_STREAM_MAGIC_V1, frame, end])));
-    expect(decoded.map(([k, v]) => [k, [...v]])).toEqual([['a', [1]], ['b', [2, 3]]]);
+    for (const [magic, frame] of [
+      [STATE_STREAM_MAGIC_V1, framed(body)],
+      [STATE_STREAM_MAGIC_V2, framed(deflateRawSync(body))],
+    ] as const) {
+      const decoded = await toArray(decodeStatePairs(iterate([magic, frame, end])));
+      expect(decoded.map(([k, v]) => [k, [...v]])).toEqual([['a', [1]], ['b', [2, 3]]]);
+    }
+  });
+
+  it('round-trips keys that are not ASCII, and keys longer than the ASCII path takes', async () => {
+    const pairs: Pair[] = [
+      ['agent/café-☕', Uint8Array.of(1)],
+      ['agent/\u{1F600}', new Uint8Array(0)],
+      [`agent/${'x'.repeat(300)}`, Uint8Array.of(2)],
+      [`agent/${'y'.repeat(300)}é`, Uint8Array.of(3)],
+      ['agent/plain', Uint8Array.of(4)],
+    ];
+    const decoded = await toArray(decodeStatePairs(iterate([await encode(pairs, 64)])));
+    expect(decoded.map(([k, v]) => [k, [...v]])).toEqual(pairs.map(([k, v]) => [k, [...v]]));
   });
 
   it('fails a stream cut anywhere before its end with CorruptionError', async () => {
@@ -147,8 +167,13 @@ describe('state pair codec', () => {
     await expect(decodeAll(Buffer.concat([magic, header(MAX_STATE_FRAME_BYTES + 1)]))).rejects.toThrow(/over the limit/);
     const notPairs = Buffer.from([0x91, 0x92, 0x01, 0x02]); // msgpack [[1, 2]]
     await expect(decodeAll(Buffer.concat([magic, header(notPairs.length), notPairs]))).rejects.toThrow(CorruptionError);
-    const garbage = Buffer.from([0xc1, 0xc1, 0xc1]); // 0xc1 is never used by msgpack
+    const garbage = Buffer.from([0xc1, 0xc1, 0xc1]); // not a deflate stream
     await expect(decodeAll(Buffer.concat([magic, header(garbage.length), garbage]))).rejects.toThrow(CorruptionError);
+    // Pairs whose length prefixes run past the frame: a key, then a value, then a prefix cut short.
+    for (const laid of [[0, 0, 0, 9, 0x61], [0, 0, 0, 1, 0x61, 0, 0, 0, 5, 1], [0, 0, 0, 1, 0x61, 0, 0]]) {
+      const body = deflateRawSync(Uint8Array.from(laid));
+      await expect(decodeAll(Buffer.concat([magic, header(body.length), body]))).rejects.toThrow(/malformed pair/);
+    }
   });
 
   it('rejects a bad chunk size', async () => {
