@@ -199,15 +199,13 @@ async function scanSortedIds(kv: KeyValueReader, base: string, filters: Filters,
     if (after === undefined || compareUtf8(id, after) > 0) ids.push(id);
   }
   ids.sort(compareUtf8);
-  const unique = ids.filter((id, i) => i === 0 || ids[i - 1] !== id);
-  const found: Agent[] = [];
-  let next = 0;
-  while (next < unique.length && found.length <= pageSize) {
-    const chunk = unique.slice(next, next + pageSize + 1 - found.length);
-    next += chunk.length;
-    await resolve(kv, chunk, filters, pageSize, found);
+  const page = new PageCollector(kv, filters, pageSize);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i] as string;
+    if (i > 0 && ids[i - 1] === id) continue;
+    if (await page.add(id)) break;
   }
-  return found;
+  return page.finish();
 }
 
 /**

@@ -222,8 +222,9 @@ class ByteQueue {
   }
 }
 
-function readU32(bytes: Uint8Array): number {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, false);
+/** The big-endian u32 at `at` of `bytes` (the caller checked that four bytes are there). */
+function readU32(bytes: Uint8Array, at = 0): number {
+  return (((bytes[at] as number) << 24) | ((bytes[at + 1] as number) << 16) | ((bytes[at + 2] as number) << 8) | (bytes[at + 3] as number)) >>> 0;
 }
 
 /** Decodes one frame body into pairs; throws {@link CorruptionError} when it is malformed. */
@@ -237,11 +238,6 @@ function decodeFrame(body: Uint8Array, frameNumber: number, format: FrameFormat)
   return format === 'pairs' ? decodePairs(inflated, frameNumber) : decodeMsgpackPairs(inflated, frameNumber);
 }
 
-/** The big-endian u32 at `at` (the caller checked the bounds). */
-function u32At(buf: Uint8Array, at: number): number {
-  return (((buf[at] as number) << 24) | ((buf[at + 1] as number) << 16) | ((buf[at + 2] as number) << 8) | (buf[at + 3] as number)) >>> 0;
-}
-
 /** The length-prefixed pairs of a format 3 frame (values copied out of it). */
 function decodePairs(laid: Buffer, frameNumber: number): [string, Uint8Array][] {
   const out: [string, Uint8Array][] = [];
@@ -250,10 +246,10 @@ function decodePairs(laid: Buffer, frameNumber: number): [string, Uint8Array][] 
   while (at < laid.byteLength) {
     if (at + PAIR_LENGTH_BYTES > laid.byteLength) throw malformed();
     const keyAt = at + PAIR_LENGTH_BYTES;
-    const keyEnd = keyAt + u32At(laid, at);
+    const keyEnd = keyAt + readU32(laid, at);
     if (keyEnd + PAIR_LENGTH_BYTES > laid.byteLength) throw malformed();
     const valueAt = keyEnd + PAIR_LENGTH_BYTES;
-    const valueEnd = valueAt + u32At(laid, keyEnd);
+    const valueEnd = valueAt + readU32(laid, keyEnd);
     if (valueEnd > laid.byteLength) throw malformed();
     // The value is a copy of its own: the frame can be released.
     out.push([readKey(laid, keyAt, keyEnd), valueEnd === valueAt ? new Uint8Array(0) : new Uint8Array(laid.buffer.slice(laid.byteOffset + valueAt, laid.byteOffset + valueEnd))]);
