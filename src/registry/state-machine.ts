@@ -177,19 +177,7 @@ export class RegistryStateMachine {
    */
   async open(): Promise<void> {
     const value = await this.store.kv.get(APPLIED_INDEX_KEY);
-    let applied = 0;
-    if (value !== undefined) {
-      let decoded: unknown;
-      try {
-        decoded = registryPackr.unpack(value);
-      } catch {
-        decoded = undefined;
-      }
-      if (typeof decoded !== 'number' || !Number.isSafeInteger(decoded) || decoded < 0) {
-        throw new CorruptionError(`state machine key ${APPLIED_INDEX_KEY} does not hold a log index`);
-      }
-      applied = decoded;
-    }
+    const applied = value === undefined ? 0 : decodeAppliedIndex(value);
     this.durableApplied = applied;
     this.stagedApplied = applied;
     this.pending = [];
@@ -798,4 +786,49 @@ function revisionMismatch(id: string, current: number, expected: number): string
   return current === 0
     ? `agent ${id} does not exist (expected mod_revision ${expected})`
     : `agent ${id} has mod_revision ${current}, expected ${expected}`;
+}
+
+/** The log index stored under `APPLIED_INDEX_KEY`. Throws {@link CorruptionError} when `value` is not one. */
+function decodeAppliedIndex(value: Uint8Array): number {
+  let decoded: unknown;
+  try {
+    decoded = registryPackr.unpack(value);
+  } catch {
+    decoded = undefined;
+  }
+  if (typeof decoded !== 'number' || !Number.isSafeInteger(decoded) || decoded < 0) {
+    throw new CorruptionError(`state machine key ${APPLIED_INDEX_KEY} does not hold a log index`);
+  }
+  return decoded;
+}
+
+/**
+ * Checks the pairs of a snapshot payload for what {@link RegistryStateMachine.open} reads from
+ * them once they are installed: the applied index, which must be the snapshot's `index`, and the
+ * auth state, which must decode. A node runs it over a payload as the payload arrives, so one that
+ * would fail its install is refused before the core believes it (peer input never stops a node:
+ * after the core has stepped a snapshot, a failed install can only stop the node).
+ */
+export class SnapshotStateCheck {
+  private appliedSeen = false;
+
+  /** `index`: the log index the snapshot's metadata names. */
+  constructor(private readonly index: number) {}
+
+  /** Checks one pair. Throws {@link CorruptionError} on an empty key, a wrong applied index or an auth state that does not decode. */
+  pair(key: string, value: Uint8Array): void {
+    if (key.length === 0) throw new CorruptionError('the snapshot payload holds a pair with an empty key');
+    if (key === APPLIED_INDEX_KEY) {
+      const applied = decodeAppliedIndex(value);
+      if (applied !== this.index) throw new CorruptionError(`the snapshot payload is applied through ${applied}, not the ${this.index} its metadata names`);
+      this.appliedSeen = true;
+    } else if (key === AUTH_KEY) {
+      decodeAuthState(value);
+    }
+  }
+
+  /** Checks the payload as a whole. Throws {@link CorruptionError} when it holds no applied index. */
+  end(): void {
+    if (!this.appliedSeen) throw new CorruptionError(`the snapshot payload holds no ${APPLIED_INDEX_KEY}`);
+  }
 }

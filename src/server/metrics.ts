@@ -219,8 +219,14 @@ export class NodeMetrics {
       buckets: [...SNAPSHOT_DURATION_BUCKETS_SECONDS],
       registers,
     });
+    const snapshotsRefused = new Counter({
+      name: 'raft_snapshot_payloads_refused_total',
+      help: 'Snapshot payloads from the leader refused as they arrived (they do not decode, or do not hold the state their metadata names); never installed.',
+      registers,
+    });
     this.observer = {
       onProposalSubmitted: () => proposals.inc(),
+      onSnapshotRefused: () => snapshotsRefused.inc(),
       onProposalFailed: (_node, reason, count) => proposalsFailed.inc({ reason }, count),
       onPersisted: (_node, _rd, synced, seconds) => {
         if (seconds === undefined) return;

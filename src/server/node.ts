@@ -19,6 +19,7 @@ import { RegistryStateMachine } from '../registry/state-machine.js';
 import type { Member } from '../registry/types.js';
 import { openLevelStore } from '../storage/level-store.js';
 import { openSnapshotStore } from '../storage/snapshot-store.js';
+import { STATE_PAYLOAD_FORMATS } from '../storage/snapshot-codec.js';
 import type { NodeStore } from '../storage/types.js';
 import { GrpcTransport, PEER_SERVER_OPTIONS } from '../transport/grpc-transport.js';
 import { RaftNode } from './raft-node.js';
@@ -211,7 +212,7 @@ export class RegistryNode {
       const stored = await stateMachine.members();
       let members: readonly Member[] = stored.length > 0 ? stored : bootstrap;
       const peerAddresses = { ...opts.peers, ...Object.fromEntries(members.map((m) => [m.id, m.address])) };
-      const transport = new GrpcTransport({ id, peers: peerAddresses, logger: log, advertiseAddress: opts.listen, ...(tls ? { tls } : {}) });
+      const transport = new GrpcTransport({ id, peers: peerAddresses, logger: log, advertiseAddress: opts.listen, snapshotFormats: STATE_PAYLOAD_FORMATS, ...(tls ? { tls } : {}) });
       const watchHub = new WatchHub(stateMachine, log.child({ component: 'watch' }));
       const leases = new LeaseManager();
       const metrics = new NodeMetrics({ id, transport, stateMachine, leases, watchHub });

@@ -114,6 +114,11 @@ export interface RaftNodeObserver {
    * `seconds`; `sizeBytes`: the payload's size, when it was sent whole.
    */
   onSnapshotSent?(node: NodeId, to: NodeId, ok: boolean, seconds: number, sizeBytes?: number): void;
+  /**
+   * A snapshot payload from `from` was refused as it arrived, never stepped: it does not decode,
+   * or does not hold the state its `metadata` names (`reason` says which).
+   */
+  onSnapshotRefused?(node: NodeId, from: NodeId, metadata: SnapshotMetadata, reason: string): void;
   /** The log was compacted through `index`. */
   onCompacted?(node: NodeId, index: LogIndex): void;
   /** Messages were handed to the transport (`early`: before the Ready's write was durable). */
@@ -138,6 +143,7 @@ const OBSERVER_HOOKS = [
   'onSnapshotInstalled',
   'onSnapshotTaken',
   'onSnapshotSent',
+  'onSnapshotRefused',
   'onCompacted',
   'onSent',
   'onStep',

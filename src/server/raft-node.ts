@@ -93,6 +93,8 @@ export interface DriverTestingKnobs {
   readonly ignoreQuorumAge?: boolean;
   /** Opens a snapshot's view for a follower at once, even while an apply is in flight (its index then names another state). */
   readonly snapshotViewMidApply?: boolean;
+  /** Steps a received snapshot without decoding its payload first, so a payload it cannot install stops the node. */
+  readonly installUncheckedSnapshots?: boolean;
 }
 
 /** Settings of the driver. */
@@ -251,6 +253,7 @@ export class RaftNode extends EventEmitter {
       betweenApplies: this.knobs.snapshotViewMidApply ? (fn) => Promise.resolve().then(fn) : (fn) => this.betweenApplies(fn),
       syncWrites: !this.knobs.skipSync,
       stopped: () => this.stopped,
+      checkPayloads: !this.knobs.installUncheckedSnapshots,
     });
   }
 
@@ -282,7 +285,7 @@ export class RaftNode extends EventEmitter {
     const appliedTerm = applied > compacted.index ? storage.term(applied) : undefined;
     if (appliedTerm !== undefined) storage.setSnapshot({ metadata: { index: applied, term: appliedTerm, confState }, data: new Uint8Array(0) });
     const latest = await opts.snapshots.latest();
-    const { resendEarlyMessages: _a, installSnapshotOnStream: _b, freezeDurableTerm: _c, keepLostReads: _e, skipSync: _f, forgetVotedFor: _g, ignoreQuorumAge: _h, snapshotViewMidApply: _i, ...coreKnobs } =
+    const { resendEarlyMessages: _a, installSnapshotOnStream: _b, freezeDurableTerm: _c, keepLostReads: _e, skipSync: _f, forgetVotedFor: _g, ignoreQuorumAge: _h, snapshotViewMidApply: _i, installUncheckedSnapshots: _j, ...coreKnobs } =
       opts.testingKnobs ?? {};
     const rawNode = new RawNode({
       id: opts.id,

@@ -16,10 +16,13 @@
  *   does, not the older point the core named. It is streamed, with its payload, on the transport's
  *   snapshot stream only, never on the ordinary peer stream, and the outcome is reported to the
  *   core (etcd's `ReportSnapshot`). The view costs one LevelDB snapshot while the transfer lasts.
- * - Receiving: the payload is written to a local snapshot file first. Only then does the message
- *   step into the core, which decides whether to install it. An `InstallSnapshot` that arrives
- *   without a payload this node holds is dropped (the leader retries): peer input never stops a
- *   node.
+ *   The payload is in the newest format the follower advertised on its peer stream (an older
+ *   version reads only older formats; see `payloadFormatFor`).
+ * - Receiving: the payload is written to a local snapshot file and decoded as it arrives. Only a
+ *   payload that decodes and holds the state the metadata names steps into the core, which
+ *   decides whether to install it; any other is refused (the transfer fails and the leader
+ *   retries). An `InstallSnapshot` that arrives without a payload this node holds is dropped:
+ *   peer input never stops a node.
  * - Installing: the state machine is replaced from the file and the log reset to end at the
  *   snapshot's index, in one atomic switch. A crash before it leaves the previous state and log.
  * - Restarting: the snapshot point is the state machine's applied index (see `RaftNode.start`).
@@ -28,8 +31,9 @@
 import type { Logger } from '../log.js';
 import { logIndex, type InstallSnapshot, type LogIndex, type NodeId, type RawNode, type Ready, type Snapshot, type SnapshotMetadata, type Term } from '../raft/index.js';
 import type { RegistryStateMachine } from '../registry/state-machine.js';
-import { decodeStatePairs, encodeStatePairBatches } from '../storage/snapshot-codec.js';
-import type { NodeStore, SnapshotMeta, SnapshotStore, StateMachineView } from '../storage/types.js';
+import { SnapshotStateCheck } from '../registry/state-machine.js';
+import { decodeStatePairs, encodeStatePairBatches, STATE_PAYLOAD_FORMAT, STATE_PAYLOAD_FORMATS, StatePairDecoder, type StatePayloadFormat } from '../storage/snapshot-codec.js';
+import { CorruptionError, type NodeStore, type SnapshotMeta, type SnapshotStore, type StateMachineView } from '../storage/types.js';
 import type { SnapshotTransport } from '../transport/types.js';
 import type { Clock, RaftNodeObserver } from './ports.js';
 import { UnavailableError } from './proposals.js';
@@ -72,6 +76,25 @@ export interface SnapshotContext {
   readonly syncWrites: boolean;
   /** Whether the node has stopped. */
   readonly stopped: () => boolean;
+  /** Whether a received payload is decoded and checked before it steps (false only for a deliberate test bug). */
+  readonly checkPayloads: boolean;
+}
+
+/**
+ * The payload format sent to a follower that advertised none on its peer stream: a node of a
+ * version from before the advertisement, all of which read format 2 (format 3 came after it).
+ */
+export const UNADVERTISED_PEER_PAYLOAD_FORMAT: StatePayloadFormat = 2;
+
+/**
+ * The payload format to send a follower that advertised `formats` (undefined: none): the newest
+ * one both sides know; {@link UNADVERTISED_PEER_PAYLOAD_FORMAT} when it advertised nothing; the
+ * newest of ours when it knows none of them (it will refuse the payload, and the core retries).
+ */
+export function payloadFormatFor(formats: readonly number[] | undefined): StatePayloadFormat {
+  if (formats === undefined) return UNADVERTISED_PEER_PAYLOAD_FORMAT;
+  const common = STATE_PAYLOAD_FORMATS.filter((f) => formats.includes(f));
+  return common[common.length - 1] ?? STATE_PAYLOAD_FORMAT;
 }
 
 /** A view of the state machine and the point of the log it holds: what an InstallSnapshot carries. */
@@ -178,9 +201,11 @@ export class SnapshotManager {
         return;
       }
       const { metadata, view } = source;
+      // A format the follower reads: an older version may not read the newest.
+      const format = payloadFormatFor(this.ctx.transport.snapshotFormatsOf(to));
       let sizeBytes = 0;
       const chunks = (async function* (chunkBytes: number) {
-        for await (const chunk of encodeStatePairBatches(view.entryBatches(), chunkBytes)) {
+        for await (const chunk of encodeStatePairBatches(view.entryBatches(), chunkBytes, format)) {
           sizeBytes += chunk.byteLength;
           yield chunk;
         }
@@ -189,7 +214,7 @@ export class SnapshotManager {
       try {
         await this.ctx.transport.sendSnapshot({ ...m, snapshot: { metadata, data: new Uint8Array(0) } }, chunks);
         ok = true;
-        this.ctx.log.info({ to, index: metadata.index, term: metadata.term, sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot sent');
+        this.ctx.log.info({ to, index: metadata.index, term: metadata.term, format, sizeBytes, ms: Math.round(this.ctx.clock.now() - started) }, 'snapshot sent');
       } catch (err) {
         this.ctx.log.warn({ to, index: metadata.index, err }, 'snapshot send failed; will retry');
       } finally {
@@ -223,20 +248,38 @@ export class SnapshotManager {
   }
 
   /**
-   * A snapshot's payload arrives from the leader: written to a local snapshot file, after which
-   * `step` hands the InstallSnapshot to the core. Rejects (failing the transfer on the sender's
-   * side) when the node is stopping or the payload cannot be stored.
+   * A snapshot's payload arrives from the leader: decoded and checked as it is written to a local
+   * snapshot file, after which `step` hands the InstallSnapshot to the core. Rejects (failing the
+   * transfer on the sender's side) when the node is stopping or the payload cannot be stored, and
+   * with `CorruptionError` when it does not decode or does not hold the state its metadata names
+   * (see `SnapshotStateCheck`): such a payload is never stepped.
    */
   async receive(m: InstallSnapshot, chunks: AsyncIterable<Uint8Array>, step: (m: InstallSnapshot) => void): Promise<void> {
     if (this.ctx.stopped()) throw new UnavailableError('node is stopping');
-    this.ctx.log.info({ from: m.from, index: m.snapshot.metadata.index, term: m.snapshot.metadata.term }, 'receiving snapshot');
+    const { index, term } = m.snapshot.metadata;
+    this.ctx.log.info({ from: m.from, index, term }, 'receiving snapshot');
     const sink = this.ctx.snapshots.create(m.snapshot.metadata);
+    // The payload is decoded as it arrives, so one this node could not install (a format it does
+    // not read, a damaged frame, another applied index) is refused here, before the core steps it.
+    const decoder = this.ctx.checkPayloads ? new StatePairDecoder() : undefined;
+    const check = new SnapshotStateCheck(index);
     try {
-      for await (const chunk of chunks) await sink.write(chunk);
+      for await (const chunk of chunks) {
+        if (decoder) for (const [key, value] of decoder.push(chunk)) check.pair(key, value);
+        await sink.write(chunk);
+      }
+      if (decoder) {
+        decoder.end();
+        check.end();
+      }
       const file = await sink.finish();
       this.files.set(file.index, file);
     } catch (err) {
       await sink.abort().catch(() => undefined);
+      if (err instanceof CorruptionError) {
+        this.ctx.log.warn({ from: m.from, index, term, err: err.message }, 'refusing a snapshot payload this node cannot install');
+        this.ctx.observer.onSnapshotRefused?.(this.ctx.id, m.from, m.snapshot.metadata, err.message);
+      }
       throw err;
     }
     if (this.ctx.stopped()) throw new UnavailableError('node is stopping');

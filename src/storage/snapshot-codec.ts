@@ -16,7 +16,9 @@
  * cost. Format 3 lays the pairs out with length prefixes; formats 1 and 2 held them as one msgpack
  * array per frame (format 1 not compressed), which cost more than half of a leader's time in
  * streaming a snapshot (msgpackr's `pack`, for pairs that are only strings and bytes). Both are
- * still decoded, so backups written before read back.
+ * still decoded, so backups written before read back, and still written, for a peer of an
+ * earlier version that reads no newer format (a leader sends each follower a format it
+ * advertised, see `SnapshotManager.send`).
  *
  * A frame holds pairs until it reaches about `chunkBytes` (before compression); one pair larger
  * than that gets a frame of its own. The end marker makes a stream cut at a frame boundary
@@ -37,6 +39,15 @@ export const STATE_STREAM_MAGIC = Uint8Array.from([0x52, 0x53, 0x50, 0x33]);
 export const STATE_STREAM_MAGIC_V2 = Uint8Array.from([0x52, 0x53, 0x50, 0x32]);
 /** The magic of format 1 (msgpack frames, not compressed): still read. */
 export const STATE_STREAM_MAGIC_V1 = Uint8Array.from([0x52, 0x53, 0x50, 0x31]);
+/**
+ * A payload format, by the digit of its magic: 3 (length-prefixed pairs, deflated), 2 (msgpack
+ * frames, deflated), 1 (msgpack frames).
+ */
+export type StatePayloadFormat = 1 | 2 | 3;
+/** The format written unless a reader needs another: the newest. */
+export const STATE_PAYLOAD_FORMAT: StatePayloadFormat = 3;
+/** Every format this version reads (and writes), oldest first. */
+export const STATE_PAYLOAD_FORMATS: readonly StatePayloadFormat[] = [1, 2, 3];
 /** zlib level of frame compression: 1, fast; snapshots are written while the node serves. */
 export const FRAME_DEFLATE_LEVEL = 1;
 /** Bytes of a frame's length prefix (u32, big-endian). */
@@ -59,17 +70,24 @@ const PAIR_COUNT_MODULUS = 2 ** 32;
 /** Formats 1 and 2: values come back as `bin` (Node `Buffer`s), plain maps, no shared record structures. */
 const packr = new Packr({ useRecords: false });
 
-/** How a stream's frames are laid out, by its magic. */
-type FrameFormat = 'pairs' | 'msgpack-deflated' | 'msgpack';
+/** The magic of each format. */
+const MAGIC_OF: Readonly<Record<StatePayloadFormat, Uint8Array>> = { 1: STATE_STREAM_MAGIC_V1, 2: STATE_STREAM_MAGIC_V2, 3: STATE_STREAM_MAGIC };
+
+/** The format whose magic `bytes` (4 bytes) is, or undefined. */
+function formatOfMagic(bytes: Uint8Array): StatePayloadFormat | undefined {
+  for (const f of STATE_PAYLOAD_FORMATS) if (MAGIC_OF[f].every((b, i) => b === bytes[i])) return f;
+  return undefined;
+}
 
 /**
- * Encodes `pairs` as a state pair stream (see the module documentation), yielding the magic,
- * then one chunk per frame (about `chunkBytes` each), then the end marker. Throws `RangeError`
- * when `chunkBytes` is not a positive safe integer or one pair exceeds
+ * Encodes `pairs` as a state pair stream (see the module documentation) in `format` (default
+ * {@link STATE_PAYLOAD_FORMAT}), yielding the magic, then one chunk per frame (about `chunkBytes`
+ * each), then the end marker. Throws `RangeError` when `chunkBytes` is not a positive safe
+ * integer, `format` is not one of {@link STATE_PAYLOAD_FORMATS} or one pair exceeds
  * {@link MAX_STATE_FRAME_BYTES}, `TypeError` on a pair that is not `[string, Uint8Array]`.
  */
-export async function* encodeStatePairs(pairs: AsyncIterable<[string, Uint8Array]>, chunkBytes: number): AsyncIterable<Uint8Array> {
-  yield* encodeStatePairBatches(singletons(pairs), chunkBytes);
+export async function* encodeStatePairs(pairs: AsyncIterable<[string, Uint8Array]>, chunkBytes: number, format: StatePayloadFormat = STATE_PAYLOAD_FORMAT): AsyncIterable<Uint8Array> {
+  yield* encodeStatePairBatches(singletons(pairs), chunkBytes, format);
 }
 
 /** Each pair of `pairs` as a batch of one. */
@@ -81,11 +99,16 @@ async function* singletons(pairs: AsyncIterable<[string, Uint8Array]>): AsyncIte
  * {@link encodeStatePairs} for pairs that come in batches (a view's `entryBatches()`): the same
  * stream, with one await per batch instead of one per pair. Same errors.
  */
-export async function* encodeStatePairBatches(batches: AsyncIterable<readonly [string, Uint8Array][]>, chunkBytes: number): AsyncIterable<Uint8Array> {
+export async function* encodeStatePairBatches(
+  batches: AsyncIterable<readonly [string, Uint8Array][]>,
+  chunkBytes: number,
+  format: StatePayloadFormat = STATE_PAYLOAD_FORMAT,
+): AsyncIterable<Uint8Array> {
   if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1) {
     throw new RangeError(`chunkBytes must be a positive integer, got ${String(chunkBytes)}`);
   }
-  yield STATE_STREAM_MAGIC.slice();
+  if (!STATE_PAYLOAD_FORMATS.includes(format)) throw new RangeError(`format must be one of ${STATE_PAYLOAD_FORMATS.join(', ')}, got ${String(format)}`);
+  yield MAGIC_OF[format].slice();
   let frame: [string, Uint8Array][] = [];
   let frameBytes = 0;
   let count = 0;
@@ -96,7 +119,7 @@ export async function* encodeStatePairBatches(batches: AsyncIterable<readonly [s
       if (!(value instanceof Uint8Array)) throw new TypeError(`value of ${JSON.stringify(key)} must be a Uint8Array`);
       const bytes = Buffer.byteLength(key, 'utf8') + value.byteLength + PAIR_OVERHEAD_BYTES;
       if (frame.length > 0 && frameBytes + bytes > chunkBytes) {
-        yield encodeFrame(frame, frameBytes);
+        yield encodeFrame(frame, frameBytes, format);
         frame = [];
         frameBytes = 0;
       }
@@ -105,7 +128,7 @@ export async function* encodeStatePairBatches(batches: AsyncIterable<readonly [s
       count++;
     }
   }
-  if (frame.length > 0) yield encodeFrame(frame, frameBytes);
+  if (frame.length > 0) yield encodeFrame(frame, frameBytes, format);
   const end = new Uint8Array(FRAME_LENGTH_BYTES + PAIR_COUNT_BYTES);
   new DataView(end.buffer).setUint32(FRAME_LENGTH_BYTES, count % PAIR_COUNT_MODULUS, false);
   yield end;
@@ -151,11 +174,22 @@ function readKey(buf: Buffer, from: number, to: number): string {
   return buf.toString('utf8', from, to);
 }
 
-/** `u32 length ‖ deflate(pair ‖ …)`, in a buffer of its own; `bytes` is the pairs' laid-out size. */
-function encodeFrame(pairs: [string, Uint8Array][], bytes: number): Uint8Array {
+/**
+ * One frame in a buffer of its own, `u32 length ‖ body`: the body is `deflate(pair ‖ …)` in
+ * format 3, the pairs as one msgpack array in format 1, deflated in format 2. `bytes` is the
+ * pairs' laid-out size (format 3's, an estimate of the others').
+ */
+function encodeFrame(pairs: [string, Uint8Array][], bytes: number, format: StatePayloadFormat): Uint8Array {
   if (bytes > MAX_STATE_FRAME_BYTES) {
     throw new RangeError(`a state pair of ${bytes} bytes exceeds the frame limit of ${MAX_STATE_FRAME_BYTES} bytes`);
   }
+  if (format === 3) return framed(deflateRawSync(layPairs(pairs, bytes), { level: FRAME_DEFLATE_LEVEL }));
+  const packed = packr.pack(pairs);
+  return framed(format === 2 ? deflateRawSync(packed, { level: FRAME_DEFLATE_LEVEL }) : packed);
+}
+
+/** Format 3's frame body before compression: `u32 keyBytes ‖ key ‖ u32 valueBytes ‖ value`, pair after pair. */
+function layPairs(pairs: [string, Uint8Array][], bytes: number): Buffer {
   const laid = Buffer.allocUnsafe(bytes);
   let at = 0;
   for (const [key, value] of pairs) {
@@ -168,7 +202,11 @@ function encodeFrame(pairs: [string, Uint8Array][], bytes: number): Uint8Array {
     laid.set(value, at);
     at += value.byteLength;
   }
-  const body = deflateRawSync(laid.subarray(0, at), { level: FRAME_DEFLATE_LEVEL });
+  return laid.subarray(0, at);
+}
+
+/** `u32 length ‖ body`. Throws `RangeError` when the body exceeds {@link MAX_STATE_FRAME_BYTES}. */
+function framed(body: Uint8Array): Uint8Array {
   if (body.byteLength > MAX_STATE_FRAME_BYTES) {
     throw new RangeError(`a state pair of ${body.byteLength} bytes exceeds the frame limit of ${MAX_STATE_FRAME_BYTES} bytes`);
   }
@@ -228,14 +266,14 @@ function readU32(bytes: Uint8Array, at = 0): number {
 }
 
 /** Decodes one frame body into pairs; throws {@link CorruptionError} when it is malformed. */
-function decodeFrame(body: Uint8Array, frameNumber: number, format: FrameFormat): [string, Uint8Array][] {
+function decodeFrame(body: Uint8Array, frameNumber: number, format: StatePayloadFormat): [string, Uint8Array][] {
   let inflated: Buffer;
   try {
-    inflated = format === 'msgpack' ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : inflateRawSync(body, { maxOutputLength: MAX_STATE_FRAME_BYTES });
+    inflated = format === 1 ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : inflateRawSync(body, { maxOutputLength: MAX_STATE_FRAME_BYTES });
   } catch (err) {
     throw new CorruptionError(`state pair frame ${frameNumber} does not decode: ${(err as Error).message}`);
   }
-  return format === 'pairs' ? decodePairs(inflated, frameNumber) : decodeMsgpackPairs(inflated, frameNumber);
+  return format === 3 ? decodePairs(inflated, frameNumber) : decodeMsgpackPairs(inflated, frameNumber);
 }
 
 /** The length-prefixed pairs of a format 3 frame (values copied out of it). */
@@ -281,58 +319,89 @@ function decodeMsgpackPairs(packed: Buffer, frameNumber: number): [string, Uint8
 }
 
 /**
+ * The decoder of a state pair stream, fed chunk by chunk: {@link decodeStatePairs} pulls through
+ * one, and a node checks a snapshot payload with one as it arrives, before it believes it.
+ */
+export class StatePairDecoder {
+  private readonly queue = new ByteQueue();
+  /** The stream's format, once its magic is read. */
+  private streamFormat: StatePayloadFormat | undefined;
+  /** Length of the frame being read, `undefined` between frames. */
+  private frameLength: number | undefined;
+  private ended = false;
+  private frames = 0;
+  private count = 0;
+
+  /** The format named by the stream's magic; undefined until the first four bytes are in. */
+  get format(): StatePayloadFormat | undefined {
+    return this.streamFormat;
+  }
+
+  /** Pairs decoded so far. */
+  get pairs(): number {
+    return this.count;
+  }
+
+  /**
+   * Takes the next chunk (of any size) and returns the pairs its frames completed, in order
+   * (values are copies). Throws {@link CorruptionError} on a bad magic, a malformed or oversized
+   * frame, a wrong pair count or bytes after the end; `TypeError` when `chunk` is not bytes.
+   */
+  push(chunk: Uint8Array): [string, Uint8Array][] {
+    if (!(chunk instanceof Uint8Array)) throw new TypeError('chunks must be Uint8Arrays');
+    const queue = this.queue;
+    queue.push(chunk);
+    const out: [string, Uint8Array][] = [];
+    for (;;) {
+      if (this.streamFormat === undefined) {
+        if (queue.length < STATE_STREAM_MAGIC.length) break;
+        this.streamFormat = formatOfMagic(queue.take(STATE_STREAM_MAGIC.length));
+        if (this.streamFormat === undefined) throw new CorruptionError('not a state pair stream (bad magic)');
+      } else if (this.ended) {
+        if (queue.length > 0) throw new CorruptionError('state pair stream has bytes after its end');
+        break;
+      } else if (this.frameLength === undefined) {
+        if (queue.length < FRAME_LENGTH_BYTES) break;
+        this.frameLength = readU32(queue.take(FRAME_LENGTH_BYTES));
+        if (this.frameLength > MAX_STATE_FRAME_BYTES) {
+          throw new CorruptionError(`state pair frame ${this.frames} claims ${this.frameLength} bytes, over the limit of ${MAX_STATE_FRAME_BYTES}`);
+        }
+      } else if (this.frameLength === 0) {
+        if (queue.length < PAIR_COUNT_BYTES) break;
+        const expected = readU32(queue.take(PAIR_COUNT_BYTES));
+        if (expected !== this.count % PAIR_COUNT_MODULUS) {
+          throw new CorruptionError(`state pair stream ends after ${this.count} pairs but says ${expected}`);
+        }
+        this.ended = true;
+      } else {
+        if (queue.length < this.frameLength) break;
+        const pairs = decodeFrame(queue.take(this.frameLength), this.frames, this.streamFormat);
+        this.frames++;
+        this.frameLength = undefined;
+        this.count += pairs.length;
+        for (const pair of pairs) out.push(pair);
+      }
+    }
+    return out;
+  }
+
+  /** Checks that the stream is complete. Throws {@link CorruptionError} when it has no magic or no end marker. */
+  end(): void {
+    if (this.streamFormat === undefined) throw new CorruptionError('state pair stream is empty or truncated (no magic)');
+    if (!this.ended) throw new CorruptionError(`state pair stream is truncated after ${this.count} pairs (no end marker)`);
+  }
+}
+
+/**
  * Decodes a stream written by {@link encodeStatePairs}, cut into chunks of any sizes, yielding
  * the pairs in order (values are copies, plain `Uint8Array`s). Throws {@link CorruptionError} on
  * a bad magic, a malformed or oversized frame, a missing end marker, a wrong pair count or bytes
  * after the end; pairs before the damage may have been yielded already.
  */
 export async function* decodeStatePairs(chunks: AsyncIterable<Uint8Array>): AsyncIterable<[string, Uint8Array]> {
-  const queue = new ByteQueue();
-  let magicChecked = false;
-  /** Length of the frame being read, `undefined` between frames. */
-  let frameLength: number | undefined;
-  let ended = false;
-  let frames = 0;
-  let count = 0;
-  let format: FrameFormat = 'pairs';
+  const decoder = new StatePairDecoder();
   for await (const chunk of chunks) {
-    if (!(chunk instanceof Uint8Array)) throw new TypeError('chunks must be Uint8Arrays');
-    queue.push(chunk);
-    for (;;) {
-      if (!magicChecked) {
-        if (queue.length < STATE_STREAM_MAGIC.length) break;
-        const magic = queue.take(STATE_STREAM_MAGIC.length);
-        if (magic.every((b, i) => b === STATE_STREAM_MAGIC[i])) format = 'pairs';
-        else if (magic.every((b, i) => b === STATE_STREAM_MAGIC_V2[i])) format = 'msgpack-deflated';
-        else if (magic.every((b, i) => b === STATE_STREAM_MAGIC_V1[i])) format = 'msgpack';
-        else throw new CorruptionError('not a state pair stream (bad magic)');
-        magicChecked = true;
-      } else if (ended) {
-        if (queue.length > 0) throw new CorruptionError('state pair stream has bytes after its end');
-        break;
-      } else if (frameLength === undefined) {
-        if (queue.length < FRAME_LENGTH_BYTES) break;
-        frameLength = readU32(queue.take(FRAME_LENGTH_BYTES));
-        if (frameLength > MAX_STATE_FRAME_BYTES) {
-          throw new CorruptionError(`state pair frame ${frames} claims ${frameLength} bytes, over the limit of ${MAX_STATE_FRAME_BYTES}`);
-        }
-      } else if (frameLength === 0) {
-        if (queue.length < PAIR_COUNT_BYTES) break;
-        const expected = readU32(queue.take(PAIR_COUNT_BYTES));
-        if (expected !== count % PAIR_COUNT_MODULUS) {
-          throw new CorruptionError(`state pair stream ends after ${count} pairs but says ${expected}`);
-        }
-        ended = true;
-      } else {
-        if (queue.length < frameLength) break;
-        const pairs = decodeFrame(queue.take(frameLength), frames, format);
-        frames++;
-        frameLength = undefined;
-        count += pairs.length;
-        for (const pair of pairs) yield pair;
-      }
-    }
+    for (const pair of decoder.push(chunk)) yield pair;
   }
-  if (!magicChecked) throw new CorruptionError('state pair stream is empty or truncated (no magic)');
-  if (!ended) throw new CorruptionError(`state pair stream is truncated after ${count} pairs (no end marker)`);
+  decoder.end();
 }

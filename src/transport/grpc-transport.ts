@@ -160,6 +160,41 @@ export interface GrpcTransportOptions {
    * must then be bound with `grpcServerCredentials` (client certificates required).
    */
   readonly tls?: TlsMaterial;
+  /**
+   * The snapshot payload formats this node reads, advertised on every outbound stream
+   * (`raft-snapshot-formats`, see {@link encodeSnapshotFormats}) so that a leader sends it a
+   * payload it can install. Default: none advertised.
+   */
+  readonly snapshotFormats?: readonly number[];
+}
+
+/** Metadata key of the snapshot payload formats a node reads, on its outbound peer streams. */
+export const SNAPSHOT_FORMATS_METADATA_KEY = 'raft-snapshot-formats';
+/** Most formats a `raft-snapshot-formats` value may list; a longer one is ignored as malformed. */
+export const MAX_ADVERTISED_SNAPSHOT_FORMATS = 16;
+/** Largest format number a `raft-snapshot-formats` value may list. */
+const MAX_SNAPSHOT_FORMAT_NUMBER = 999;
+
+/** `formats` as the value of `raft-snapshot-formats`: decimal numbers joined by commas ("1,2,3"). */
+export function encodeSnapshotFormats(formats: readonly number[]): string {
+  return formats.join(',');
+}
+
+/**
+ * The formats a `raft-snapshot-formats` value lists, or undefined when it is malformed: not
+ * 1..{@link MAX_ADVERTISED_SNAPSHOT_FORMATS} comma-separated integers in 1..999.
+ */
+export function parseSnapshotFormats(value: string): readonly number[] | undefined {
+  const parts = value.split(',');
+  if (parts.length > MAX_ADVERTISED_SNAPSHOT_FORMATS) return undefined;
+  const out: number[] = [];
+  for (const p of parts) {
+    if (!/^[0-9]{1,3}$/.test(p)) return undefined;
+    const n = Number(p);
+    if (n < 1 || n > MAX_SNAPSHOT_FORMAT_NUMBER) return undefined;
+    out.push(n);
+  }
+  return out;
 }
 
 /** What {@link peerCallRefusal} reads of an inbound call: its metadata and its connection's certificate. */
@@ -237,6 +272,10 @@ export class GrpcTransport implements Transport, SnapshotTransport {
   readonly id: NodeId;
   private readonly log: Logger;
   private readonly advertiseAddress: string | undefined;
+  /** The snapshot formats this node advertises on its outbound streams. */
+  private readonly snapshotFormats: readonly number[];
+  /** The snapshot formats each known peer advertised on its latest stream to this node. */
+  private readonly peerSnapshotFormats = new Map<string, readonly number[]>();
   private readonly backoffMaxMs: number;
   private readonly channelOptions: grpc.ChannelOptions;
   private readonly tls: TlsMaterial | undefined;
@@ -269,6 +308,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     }
     this.id = options.id;
     this.advertiseAddress = options.advertiseAddress;
+    this.snapshotFormats = options.snapshotFormats ?? [];
     this.backoffMaxMs = options.reconnectBackoffMaxMs ?? RECONNECT_BACKOFF_MAX_MS;
     this.tls = options.tls;
     this.channelOptions = { ...PEER_CHANNEL_OPTIONS, 'grpc.max_reconnect_backoff_ms': this.backoffMaxMs };
@@ -478,6 +518,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     const peer = this.peers.get(id);
     if (peer === undefined) return;
     this.peers.delete(id);
+    this.peerSnapshotFormats.delete(id);
     this.cancelSnapshotSends(peer, 'peer removed');
     this.teardown(peer);
     peer.queue.clear();
@@ -556,6 +597,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
     const metadata = new grpc.Metadata({ waitForReady: true });
     metadata.set('raft-from', this.id);
     if (this.advertiseAddress) metadata.set('raft-from-address', this.advertiseAddress);
+    if (this.snapshotFormats.length > 0) metadata.set(SNAPSHOT_FORMATS_METADATA_KEY, encodeSnapshotFormats(this.snapshotFormats));
     const call = peer.client.makeClientStreamRequest<Buffer, unknown>(
       RAFT_STREAM_METHOD_PATH,
       identity,
@@ -757,6 +799,7 @@ export class GrpcTransport implements Transport, SnapshotTransport {
       this.setPeer(peerHint as NodeId, advertised);
     };
     learn();
+    if (typeof peerHint === 'string') this.noteSnapshotFormats(peerHint, call.metadata.get(SNAPSHOT_FORMATS_METADATA_KEY)[0]);
     // Response headers tell the peer the stream is accepted; it starts writing on them.
     call.sendMetadata(new grpc.Metadata());
     if (typeof peerHint === 'string') this.reconnectIfHeardFrom(peerHint);
@@ -787,6 +830,24 @@ export class GrpcTransport implements Transport, SnapshotTransport {
       log: this.log,
     });
     this.inboundSnapshots.add(transfer);
+  }
+
+  /**
+   * Records the snapshot formats a known peer advertised on the stream it just opened (the
+   * latest stream counts: a peer restarted at another version says so again). A peer that
+   * advertises none, or a malformed list (logged), is taken to advertise none.
+   */
+  private noteSnapshotFormats(peer: string, value: unknown): void {
+    if (!this.peers.has(peer as NodeId)) return;
+    const formats = typeof value === 'string' ? parseSnapshotFormats(value) : undefined;
+    if (typeof value === 'string' && formats === undefined) this.log.warn({ peer, value }, `ignoring a malformed ${SNAPSHOT_FORMATS_METADATA_KEY} value`);
+    if (formats === undefined) this.peerSnapshotFormats.delete(peer);
+    else this.peerSnapshotFormats.set(peer, formats);
+  }
+
+  /** {@inheritDoc SnapshotTransport.snapshotFormatsOf} */
+  snapshotFormatsOf(peer: NodeId): readonly number[] | undefined {
+    return this.peerSnapshotFormats.get(peer);
   }
 
   /** Ends an inbound stream once: `null` answers OK, an error object answers that status, `undefined` answers nothing (the call is already gone). */

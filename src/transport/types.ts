@@ -53,6 +53,12 @@ export interface SnapshotTransport {
    * installed them); its rejection fails the transfer on the sender's side.
    */
   onSnapshot(handler: (message: InstallSnapshot, chunks: AsyncIterable<Uint8Array>) => Promise<void>): void;
+  /**
+   * The snapshot payload formats `peer` says it reads, as it advertised them when it opened its
+   * peer stream to this node; undefined when it advertised none (a version from before the
+   * advertisement) or has not been heard from.
+   */
+  snapshotFormatsOf(peer: NodeId): readonly number[] | undefined;
 }
 
 /** Counters of one outbound peer, as returned by `GrpcTransport.stats()`. */

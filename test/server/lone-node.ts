@@ -26,6 +26,7 @@ export function loneTransport(): Transport & SnapshotTransport {
     close: async () => undefined,
     sendSnapshot: async () => undefined,
     onSnapshot: () => undefined,
+    snapshotFormatsOf: () => undefined,
   };
 }
 

@@ -12,6 +12,7 @@ import { ApiError, Code } from '../../src/api/status.js';
 import type { ForwardedCalls, ForwardedMethod, LeaderLink, RegistryApi } from '../../src/api/handlers.js';
 import type { InstallSnapshot, Message, NodeId } from '../../src/raft/index.js';
 import type { Member } from '../../src/registry/types.js';
+import { STATE_PAYLOAD_FORMATS } from '../../src/storage/snapshot-codec.js';
 import type { MessageHandler, SnapshotTransport, Transport } from '../../src/transport/types.js';
 import type { Owner, SimWorld } from './world.js';
 
@@ -25,10 +26,34 @@ export interface NetConditions {
   snapshotDelay: number;
   /** Probability that a snapshot transfer is cut part-way. */
   snapshotCut: number;
+  /**
+   * Probability that a snapshot transfer arrives as a payload no node can install: its magic
+   * names a format nobody reads, or its end marker the wrong pair count (one or the other, even
+   * odds). Damage a decoder always sees, unlike a flipped bit inside a deflated frame.
+   */
+  snapshotDamage: number;
 }
 
 /** A clean network: 10-50 ms per message, nothing lost. */
-export const CLEAN_NET: NetConditions = { drop: 0, duplicate: 0, minDelay: 10, maxDelay: 50, snapshotDelay: 100, snapshotCut: 0 };
+export const CLEAN_NET: NetConditions = { drop: 0, duplicate: 0, minDelay: 10, maxDelay: 50, snapshotDelay: 100, snapshotCut: 0, snapshotDamage: 0 };
+
+/** The magic of a payload format no version reads ("RSP9"), for damaged transfers. */
+const UNKNOWN_FORMAT_MAGIC = Uint8Array.from([0x52, 0x53, 0x50, 0x39]);
+/** The magics of the formats a node of an earlier version reads: 1 and 2. */
+const LEGACY_READABLE_MAGICS = [Uint8Array.from([0x52, 0x53, 0x50, 0x31]), Uint8Array.from([0x52, 0x53, 0x50, 0x32])];
+
+/** `payload` (chunks) damaged as {@link NetConditions.snapshotDamage} says, in new chunks. */
+function damaged(payload: readonly Uint8Array[], wrongCount: boolean): Uint8Array[] {
+  const whole = Uint8Array.from(Buffer.concat(payload));
+  if (wrongCount) {
+    // The pair count is the last u32; one more than it says is never what was encoded.
+    const view = new DataView(whole.buffer);
+    view.setUint32(whole.byteLength - 4, (view.getUint32(whole.byteLength - 4) + 1) >>> 0);
+  } else {
+    whole.set(UNKNOWN_FORMAT_MAGIC, 0);
+  }
+  return [whole];
+}
 
 /** What the network needs to know of a node's current incarnation. */
 export interface NetNode {
@@ -63,6 +88,16 @@ export class SimNetwork {
   snapshotCuts = 0;
   /** The first message sent twice, reported by the simulator's checks. */
   duplicateSend: string | undefined;
+  /** Snapshot transfers damaged on purpose ({@link NetConditions.snapshotDamage}), by `to/index/term`. */
+  readonly damagedTransfers = new Map<string, number>();
+  /**
+   * Nodes that play an earlier version on the wire: they advertise no snapshot formats, and a
+   * payload sent to one in a format it would not read (3 and later) is a violation — the node of
+   * that version would step it and stop at its install.
+   */
+  readonly legacyNodes = new Set<string>();
+  /** The first payload sent to a {@link legacyNodes} node in a format it does not read. */
+  legacyViolation: string | undefined;
   /** Calls and transfers in flight, by the node serving them: a crash of that node resets them. */
   private readonly connections = new Map<string, Set<(why: string) => void>>();
 
@@ -143,6 +178,7 @@ export class SimNetwork {
       onSnapshot(handler): void {
         self.snapshotHandler = handler;
       },
+      snapshotFormatsOf: (peer) => (net.legacyNodes.has(peer) ? undefined : STATE_PAYLOAD_FORMATS),
     };
   }
 
@@ -172,7 +208,7 @@ export class SimNetwork {
   private sendSnapshot(from: NetNode & { readonly id: string }, m: InstallSnapshot, chunks: AsyncIterable<Uint8Array>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       void (async () => {
-        const payload: Uint8Array[] = [];
+        let payload: Uint8Array[] = [];
         try {
           for await (const c of chunks) payload.push(c);
         } catch (err) {
@@ -185,6 +221,14 @@ export class SimNetwork {
         if (this.isBlocked(m.from, m.to) || this.world.rand() < this.net.drop) {
           fail('snapshot transfer: peer unreachable');
           return;
+        }
+        if (this.legacyNodes.has(m.to) && !LEGACY_READABLE_MAGICS.some((magic) => magic.every((b, i) => payload[0]?.[i] === b))) {
+          this.legacyViolation ??= `${m.from} sent ${m.to}, a node of an earlier version, a snapshot payload in a format it does not read (magic ${Buffer.from(payload[0] ?? []).subarray(0, 4).toString('latin1')})`;
+        }
+        if (this.world.rand() < this.net.snapshotDamage) {
+          payload = damaged(payload, this.world.rand() < 0.5);
+          const key = `${m.to}/${m.snapshot.metadata.index}/${m.snapshot.metadata.term}`;
+          this.damagedTransfers.set(key, (this.damagedTransfers.get(key) ?? 0) + 1);
         }
         const cutAfter = this.world.rand() < this.net.snapshotCut ? this.world.int(0, payload.length) : undefined;
         const arriveIn = this.delayMs() + this.world.int(0, this.net.snapshotDelay);

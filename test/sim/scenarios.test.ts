@@ -295,7 +295,74 @@ describe('§7 a follower that missed a snapshot\'s worth of writes', () => {
       }
     }
     expect(error).toBeInstanceOf(SafetyViolation);
+    // The follower decodes a payload as it arrives, finds the applied index it holds is not the
+    // one its metadata names, and refuses it; a correct leader never sends such a payload.
+    expect(String((error as Error).message)).toMatch(/refused a snapshot payload from n\d that the network did not damage: the snapshot payload is applied through \d+, not the \d+ its metadata names/);
+  });
+
+  it('with the payload\'s check skipped as well, the mid-apply view reaches the install and the follower stops by itself', { timeout: CATCH_UP_TEST_TIMEOUT_MS }, async () => {
+    let error: unknown;
+    for (const seed of CATCH_UP_SEEDS) {
+      try {
+        await catchUpUnderWrites(seed, { snapshotViewMidApply: true, installUncheckedSnapshots: true });
+      } catch (e) {
+        error = e;
+        break;
+      }
+    }
+    expect(error).toBeInstanceOf(SafetyViolation);
     expect(String((error as Error).message)).toMatch(/stopped by itself: installed snapshot \d+ but the state machine says applied \d+/);
+  });
+
+  /**
+   * The leader cut off a follower for more than threshold + tail writes, then every transfer to
+   * it arrives damaged (a format nobody reads, or a wrong pair count) for `damagedMs`, then clean.
+   */
+  async function damagedTransfers(bugs?: SimBugs): Promise<{ sim: Simulation; lagging: string }> {
+    const sim = await started(3, 8, bugs);
+    const leader = sim.leader() as string;
+    const lagging = others(sim, leader)[0] as string;
+    sim.partition([[lagging], others(sim, lagging)]);
+    await writeMany(sim, leader, 'k', 3 * (SIM_SNAPSHOT_EVERY_ENTRIES + SIM_SNAPSHOT_TAIL_ENTRIES));
+    sim.net = { ...sim.net, snapshotDamage: 1 };
+    sim.network.unblockAll();
+    await sim.run(5_000);
+    return { sim, lagging };
+  }
+
+  it('a payload the follower cannot install is refused as it arrives, never stepped, and a clean one installs later', async () => {
+    const { sim } = await damagedTransfers();
+    expect(sim.snapshotsRefused).toBeGreaterThan(1);
+    expect(sim.snapshotsInstalled).toBe(0);
+    sim.net = { ...sim.net, snapshotDamage: 0 };
+    await sim.runUntil(() => sim.snapshotsInstalled > 0, 10_000);
+    expect(sim.snapshotsInstalled).toBeGreaterThan(0);
+    await finish(sim, ['k']);
+  });
+
+  it('with payloads stepped unchecked (the bug), a damaged payload reaches the install and the follower stops by itself', async () => {
+    let error: unknown;
+    try {
+      await damagedTransfers({ installUncheckedSnapshots: true });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(SafetyViolation);
+    expect(String((error as Error).message)).toMatch(/stopped by itself: (not a state pair stream \(bad magic\)|state pair stream ends after \d+ pairs but says \d+)/);
+  });
+
+  it('a follower of an earlier version (it advertises no payload formats) is sent format 2, which it reads, and catches up', async () => {
+    const sim = await started(3, 6);
+    const leader = sim.leader() as string;
+    const lagging = others(sim, leader)[0] as string;
+    sim.network.legacyNodes.add(lagging);
+    sim.partition([[lagging], others(sim, lagging)]);
+    await writeMany(sim, leader, 'k', 3 * (SIM_SNAPSHOT_EVERY_ENTRIES + SIM_SNAPSHOT_TAIL_ENTRIES));
+    sim.network.unblockAll();
+    // The network fails the run if a payload to it is in a format it does not read.
+    await sim.runUntil(() => sim.snapshotsInstalled > 0, 10_000);
+    expect(sim.snapshotsInstalled).toBeGreaterThan(0);
+    await finish(sim, ['k']);
   });
 
   it('a transfer cut part-way, again and again, is retried until one gets through', async () => {

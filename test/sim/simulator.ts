@@ -242,6 +242,8 @@ export class Simulation {
   snapshotsInstalled = 0;
   /** Snapshots nodes took of their own state (coverage). */
   snapshotsTaken = 0;
+  /** Snapshot payloads refused as they arrived, each one damaged by the network on purpose. */
+  snapshotsRefused = 0;
   /** Log indexes of the membership changes applied (coverage of §4.1). */
   readonly confChangesApplied = new Set<number>();
   /** Messages sent before their Ready's write was durable, by leaders of a term above the first one (coverage of thesis §10.2.1). */
@@ -310,6 +312,7 @@ export class Simulation {
     if (this.fatal) this.fail(this.fatal);
     if (this.violation) this.fail(this.violation);
     if (this.network.duplicateSend) this.fail(this.network.duplicateSend);
+    if (this.network.legacyViolation) this.fail(this.network.legacyViolation);
     this.checker.check();
   }
 
@@ -379,6 +382,7 @@ export class Simulation {
           onApplied: (id, entries) => this.onApplied(id, entries),
           onSnapshotInstalled: (id, meta) => this.onSnapshotInstalled(id, meta),
           onSnapshotTaken: () => this.snapshotsTaken++,
+          onSnapshotRefused: (id, from, meta, reason) => this.onSnapshotRefused(id, from, meta, reason),
           onSent: (id, messages, early) => {
             if (early && (this.nodes.get(id)?.raft?.core.raft.currentTerm ?? 0) > 2) this.earlySendsAfterFirstTerm += messages.length;
           },
@@ -947,6 +951,22 @@ export class Simulation {
         this.expiriesApplied.push({ node: id, index: e.index, term: e.term, at: this.world.now, key: l.id, modRevision: l.modRevision, deleted: false });
       }
     }
+  }
+
+  /**
+   * A node refused a snapshot payload as it arrived. Expected of a payload the network damaged on
+   * purpose (counted); any other refusal means a correct leader sent a payload that does not hold
+   * the state it names, which is a violation.
+   */
+  private onSnapshotRefused(id: NodeId, from: NodeId, meta: SnapshotMetadata, reason: string): void {
+    const key = `${id}/${meta.index}/${meta.term}`;
+    const damaged = this.network.damagedTransfers.get(key) ?? 0;
+    if (damaged > 0) {
+      this.network.damagedTransfers.set(key, damaged - 1);
+      this.snapshotsRefused++;
+      return;
+    }
+    this.violation ??= `${id} refused a snapshot payload from ${from} that the network did not damage: ${reason}`;
   }
 
   private onSnapshotInstalled(id: NodeId, meta: SnapshotMetadata): void {

@@ -5,7 +5,16 @@
 import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MAX_STATE_FRAME_BYTES, STATE_STREAM_MAGIC_V1, STATE_STREAM_MAGIC_V2, decodeStatePairs, encodeStatePairs } from '../../src/storage/snapshot-codec.js';
+import {
+  MAX_STATE_FRAME_BYTES,
+  STATE_STREAM_MAGIC,
+  STATE_STREAM_MAGIC_V1,
+  STATE_STREAM_MAGIC_V2,
+  StatePairDecoder,
+  decodeStatePairs,
+  encodeStatePairs,
+  type StatePayloadFormat,
+} from '../../src/storage/snapshot-codec.js';
 import { Packr } from 'msgpackr';
 import { CorruptionError } from '../../src/storage/types.js';
 
@@ -127,6 +136,35 @@ describe('state pair codec', () => {
       const decoded = await toArray(decodeStatePairs(iterate([magic, frame, end])));
       expect(decoded.map(([k, v]) => [k, [...v]])).toEqual([['a', [1]], ['b', [2, 3]]]);
     }
+  });
+
+  it('writes formats 1 and 2 as well, for a reader of an earlier version, with their own magic', async () => {
+    const pairs: Pair[] = Array.from({ length: 300 }, (_, i) => [`agent/${i}`, Uint8Array.from(Buffer.from(`value ${i}`.repeat(i % 7)))]);
+    for (const [format, magic] of [
+      [1, STATE_STREAM_MAGIC_V1],
+      [2, STATE_STREAM_MAGIC_V2],
+      [3, STATE_STREAM_MAGIC],
+    ] as const) {
+      const encoded = Uint8Array.from(Buffer.concat(await toArray(encodeStatePairs(iterate(pairs), 512, format))));
+      expect([...encoded.subarray(0, 4)], `format ${format}`).toEqual([...magic]);
+      const decoder = new StatePairDecoder();
+      const decoded = decoder.push(encoded);
+      decoder.end();
+      expect(decoder.format).toBe(format);
+      expect(plain(decoded)).toEqual(plain(pairs));
+    }
+    await expect(toArray(encodeStatePairs(iterate(pairs), 512, 4 as StatePayloadFormat))).rejects.toThrow(RangeError);
+  });
+
+  it('decodes fed chunk by chunk, and refuses a stream that has not ended', () => {
+    const decoder = new StatePairDecoder();
+    expect(() => decoder.end()).toThrow(/no magic/);
+    expect(decoder.push(STATE_STREAM_MAGIC.subarray(0, 2))).toEqual([]);
+    expect(decoder.format).toBeUndefined();
+    decoder.push(STATE_STREAM_MAGIC.subarray(2));
+    expect(decoder.format).toBe(3);
+    expect(() => decoder.end()).toThrow(/no end marker/);
+    expect(() => new StatePairDecoder().push(Uint8Array.from([0x52, 0x53, 0x50, 0x39]))).toThrow(/bad magic/);
   });
 
   it('round-trips keys that are not ASCII, and keys longer than the ASCII path takes', async () => {

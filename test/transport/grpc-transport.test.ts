@@ -3,7 +3,15 @@ import fc from 'fast-check';
 import * as grpc from '@grpc/grpc-js';
 import { logIndex, MESSAGE_TYPES, nodeId, term, type Message, type NodeId } from '../../src/raft/types.js';
 import { encodeBatch, loadRaftProto, RAFT_STREAM_METHOD_PATH, toWire, type WireMessage } from '../../src/transport/codec.js';
-import { GrpcTransport, MAX_BATCH_SIZE_BYTES, MAX_MESSAGE_SIZE_BYTES, MAX_QUEUED_MESSAGES_WHILE_DOWN } from '../../src/transport/grpc-transport.js';
+import {
+  encodeSnapshotFormats,
+  GrpcTransport,
+  MAX_ADVERTISED_SNAPSHOT_FORMATS,
+  MAX_BATCH_SIZE_BYTES,
+  MAX_MESSAGE_SIZE_BYTES,
+  MAX_QUEUED_MESSAGES_WHILE_DOWN,
+  parseSnapshotFormats,
+} from '../../src/transport/grpc-transport.js';
 import { messageArbitraries } from './arbitraries.js';
 import { bind, connectAll, startNode, stopNode, waitConnected, waitFor, type TestNode } from './helpers.js';
 
@@ -225,6 +233,42 @@ describe('GrpcTransport: delivery', () => {
     await waitFor('new b receives', () => b2.received.length === 1);
     expect(b.received).toEqual([]);
     expect(a.transport.stats().peers['b']?.address).toBe(b2.address);
+  });
+});
+
+describe('GrpcTransport: snapshot formats a peer reads', () => {
+  it('learns the formats a peer advertises on its stream, and forgets them when it advertises none or a malformed list', async () => {
+    const a = await startNode('a');
+    const b = await startNode('b');
+    running.push(a, b);
+    a.transport.setPeer(b.id, b.address);
+    expect(a.transport.snapshotFormatsOf(b.id)).toBeUndefined();
+    // b's outbound side, one transport per version of b.
+    const speak = async (n: number, options: { snapshotFormats?: readonly number[] }): Promise<void> => {
+      const b2 = new GrpcTransport({ id: b.id, peers: { a: a.address }, ...options });
+      extraTransports.push(b2);
+      b2.send([heartbeat(b.id, a.id, n)]);
+      await waitFor(`a hears from b (${n})`, () => a.received.length === n);
+      await b2.close();
+    };
+    await speak(1, { snapshotFormats: [1, 2, 3] });
+    expect(a.transport.snapshotFormatsOf(b.id)).toEqual([1, 2, 3]);
+    await speak(2, {});
+    expect(a.transport.snapshotFormatsOf(b.id)).toBeUndefined();
+    await speak(3, { snapshotFormats: [2, 7] });
+    expect(a.transport.snapshotFormatsOf(b.id)).toEqual([2, 7]);
+    await speak(4, { snapshotFormats: [0] });
+    expect(a.transport.snapshotFormatsOf(b.id)).toBeUndefined();
+    a.transport.removePeer(b.id);
+    expect(a.transport.snapshotFormatsOf(b.id)).toBeUndefined();
+  });
+
+  it('reads a raft-snapshot-formats value only as 1-16 comma-separated integers in 1..999', () => {
+    expect(parseSnapshotFormats(encodeSnapshotFormats([1, 2, 3]))).toEqual([1, 2, 3]);
+    expect(parseSnapshotFormats('999')).toEqual([999]);
+    for (const bad of ['', '1,', ',1', '1,,2', '0', '1000', '-1', '1.5', ' 1', 'x', Array.from({ length: MAX_ADVERTISED_SNAPSHOT_FORMATS + 1 }, () => '1').join(',')]) {
+      expect(parseSnapshotFormats(bad), JSON.stringify(bad)).toBeUndefined();
+    }
   });
 });
 
