@@ -13,6 +13,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { crc32 } from 'node:zlib';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Entry__Output } from '../gen/raft/v1/Entry.js';
 import type { EntryType__Output } from '../gen/raft/v1/EntryType.js';
@@ -603,7 +604,8 @@ export type WireSnapshotAck = Sent<SnapshotAck__Output>;
 /**
  * One message of a chunked snapshot transfer, decoded. `header` is set on the first chunk only;
  * `offset` counts the payload bytes before `data`; `done` marks the last chunk, which carries
- * the payload size in `totalBytes` (0 on every other chunk).
+ * the payload size in `totalBytes` (0 on every other chunk) and the payload's CRC-32 in
+ * `payloadCrc32` (undefined on every other chunk, and from a sender of an earlier version).
  */
 export interface SnapshotChunk {
   readonly header: InstallSnapshot | undefined;
@@ -611,7 +613,11 @@ export interface SnapshotChunk {
   readonly data: Uint8Array;
   readonly done: boolean;
   readonly totalBytes: number;
+  readonly payloadCrc32?: number | undefined;
 }
+
+/** Largest value of a CRC-32. */
+const MAX_CRC32 = 0xffff_ffff;
 
 const EMPTY_BYTES = new Uint8Array(0);
 
@@ -632,6 +638,7 @@ export function encodeSnapshotChunk(chunk: SnapshotChunk): Buffer {
     data: chunk.data,
     done: chunk.done,
     total_bytes: chunk.totalBytes,
+    ...(chunk.payloadCrc32 !== undefined ? { payload_crc32: chunk.payloadCrc32 } : {}),
   });
 }
 
@@ -641,7 +648,8 @@ export function encodeSnapshotChunk(chunk: SnapshotChunk): Buffer {
  *
  * @throws {WireDecodeError} with field `'chunk'` when the bytes are not a `SnapshotChunk`;
  *   `header.*` when the header is not a valid InstallSnapshot message with empty snapshot data;
- *   `offset` / `total_bytes` when they are not non-negative safe integers.
+ *   `offset` / `total_bytes` when they are not non-negative safe integers; `payload_crc32` when
+ *   it is present and not a u32.
  */
 export function decodeSnapshotChunk(bytes: Uint8Array): SnapshotChunk {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -674,7 +682,15 @@ export function decodeSnapshotChunk(bytes: Uint8Array): SnapshotChunk {
     data: bytesAt(o, 'data', ''),
     done: boolAt(o, 'done', ''),
     totalBytes: natAt(o, 'total_bytes', ''),
+    payloadCrc32: o['payload_crc32'] === undefined ? undefined : crc32At(o, 'payload_crc32'),
   };
+}
+
+/** The u32 at `o[key]`. @throws {WireDecodeError} when it is not an integer in 0..2^32-1. */
+function crc32At(o: Obj, key: string): number {
+  const v = natAt(o, key, '');
+  if (v > MAX_CRC32) throw new WireDecodeError(key, `exceeds 2^32 - 1, got ${v}`);
+  return v;
 }
 
 /**
@@ -690,12 +706,15 @@ export function snapshotAckBytes(ack: unknown): number {
  * Checks that the chunks of one transfer form the sequence `raft.v1.SnapshotChunk` describes
  * (after Figure 13's offset / data / done): a header first and only first, offsets contiguous
  * from 0, no chunk larger than `maxChunkBytes`, nothing after `done`, and a `done` chunk whose
- * `totalBytes` equals the payload received. Feed it every chunk in arrival order.
+ * `totalBytes` equals the payload received and whose `payloadCrc32`, when the sender set it,
+ * equals the CRC-32 of the payload received. Feed it every chunk in arrival order.
  */
 export class SnapshotChunkSequence {
   private expectedOffset = 0;
   private started = false;
   private finished = false;
+  /** Running CRC-32 of the payload accepted so far. */
+  private crc = 0;
 
   constructor(
     /** Largest `data` of one chunk, in bytes. */
@@ -717,7 +736,8 @@ export class SnapshotChunkSequence {
    *
    * @throws {WireDecodeError} naming the bad field: `header` (missing on the first chunk, or
    *   repeated), `data` (above `maxChunkBytes`), `offset` (not contiguous), `total_bytes`
-   *   (different from the payload received, or set before `done`), `done` (a chunk after it).
+   *   (different from the payload received, or set before `done`), `payload_crc32` (different
+   *   from the CRC-32 of the payload received, or set before `done`), `done` (a chunk after it).
    */
   accept(chunk: SnapshotChunk): void {
     if (this.finished) throw new WireDecodeError('done', 'a chunk arrived after the done chunk');
@@ -731,11 +751,18 @@ export class SnapshotChunkSequence {
     }
     const end = this.expectedOffset + chunk.data.byteLength;
     if (!Number.isSafeInteger(end)) throw new WireDecodeError('offset', `payload exceeds 2^53 - 1 bytes`);
+    const crc = chunk.data.byteLength > 0 ? crc32(chunk.data, this.crc) >>> 0 : this.crc;
     if (chunk.done) {
       if (chunk.totalBytes !== end) throw new WireDecodeError('total_bytes', `expected ${end} (the bytes received), got ${chunk.totalBytes}`);
+      if (chunk.payloadCrc32 !== undefined && chunk.payloadCrc32 !== crc) {
+        throw new WireDecodeError('payload_crc32', `the payload received has CRC-32 ${crc.toString(16)}, the sender's says ${chunk.payloadCrc32.toString(16)} (damaged on the way)`);
+      }
     } else if (chunk.totalBytes !== 0) {
       throw new WireDecodeError('total_bytes', 'set on a chunk that is not done');
+    } else if (chunk.payloadCrc32 !== undefined) {
+      throw new WireDecodeError('payload_crc32', 'set on a chunk that is not done');
     }
+    this.crc = crc;
     this.started = true;
     this.expectedOffset = end;
     this.finished = chunk.done;

@@ -6,13 +6,17 @@
  * - {@link OutboundSnapshot}: the sender. It pulls the caller's chunks one at a time and hands
  *   at most {@link MAX_SNAPSHOT_WRITES_IN_FLIGHT} writes to gRPC before waiting for one to be
  *   flushed (and waits for `'drain'` whenever a write returns `false`), so its memory stays
- *   bounded by a couple of chunks plus HTTP/2's flow-control window.
- * - {@link InboundSnapshot}: the receiver. It checks every chunk ({@link SnapshotChunkSequence}),
- *   hands the payload to the snapshot handler through a {@link SnapshotChunkQueue}, pauses the
- *   call while the handler is behind, and answers `SnapshotAck` only after the handler resolved.
+ *   bounded by a couple of chunks plus HTTP/2's flow-control window. Its done chunk carries the
+ *   payload's CRC-32.
+ * - {@link InboundSnapshot}: the receiver. It checks every chunk ({@link SnapshotChunkSequence},
+ *   the payload's CRC-32 with the done chunk: a payload damaged on the way fails the handler's
+ *   iterator instead of ending it), hands the payload to the snapshot handler through a
+ *   {@link SnapshotChunkQueue}, pauses the call while the handler is behind, and answers
+ *   `SnapshotAck` only after the handler resolved.
  *
  * `GrpcTransport` (`./grpc-transport.ts`) creates both and cancels them on `close()`.
  */
+import { crc32 } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import type { InstallSnapshot, NodeId } from '../raft/types.js';
@@ -268,6 +272,8 @@ export class OutboundSnapshot {
       this.write(encodeSnapshotChunk({ header: message, offset: 0, data: EMPTY_BYTES, done: false, totalBytes: 0 }));
       iterator = chunks[Symbol.asyncIterator]();
       let offset = 0;
+      /** CRC-32 of the payload written so far, sent with the done chunk. */
+      let crc = 0;
       // Bounded by the caller's iterator; each pass waits for room before pulling a chunk, so
       // at most MAX_SNAPSHOT_WRITES_IN_FLIGHT chunks are held beyond the one being pulled.
       for (let index = 0; ; index++) {
@@ -297,11 +303,12 @@ export class OutboundSnapshot {
         }
         if (data.byteLength === 0) continue;
         this.write(encodeSnapshotChunk({ header: undefined, offset, data, done: false, totalBytes: 0 }));
+        crc = crc32(data, crc) >>> 0;
         offset += data.byteLength;
         this.sentBytes = offset;
       }
       if (this.stopped) return;
-      this.write(encodeSnapshotChunk({ header: undefined, offset, data: EMPTY_BYTES, done: true, totalBytes: offset }));
+      this.write(encodeSnapshotChunk({ header: undefined, offset, data: EMPTY_BYTES, done: true, totalBytes: offset, payloadCrc32: crc }));
       this.wroteAll = true;
       this.call.end();
     } catch (err) {

@@ -1,6 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import fc from 'fast-check';
 import * as grpc from '@grpc/grpc-js';
+import { crc32 } from 'node:zlib';
 import { logIndex, nodeId, term, type InstallSnapshot, type Message, type NodeId } from '../../src/raft/types.js';
 import {
   decodeSnapshotChunk,
@@ -14,6 +15,7 @@ import {
 } from '../../src/transport/codec.js';
 import {
   DEFAULT_SNAPSHOT_CHUNK_BYTES,
+  GrpcTransport,
   MAX_CONCURRENT_SNAPSHOT_SENDS_PER_PEER,
   MAX_SNAPSHOT_CHUNK_BYTES,
   SnapshotTransferError,
@@ -181,6 +183,25 @@ describe('§7 InstallSnapshot chunks (Figure 13 offset/data/done): codec', () =>
     expect(seq.receivedBytes).toBe(1000);
   });
 
+  it('carries the payload\'s CRC-32 on the done chunk and checks it, and accepts a done chunk without one (a sender of an earlier version)', () => {
+    const h = header(nodeId('a'), nodeId('b'));
+    const parts = [payloadOf(700), payloadOf(300)];
+    const crc = crc32(Buffer.concat(parts));
+    const done = decodeSnapshotChunk(chunk({ offset: 1000, done: true, totalBytes: 1000, payloadCrc32: crc }));
+    expect(done.payloadCrc32).toBe(crc);
+    expect(decodeSnapshotChunk(chunk({ offset: 1000, done: true, totalBytes: 1000 })).payloadCrc32).toBeUndefined();
+    for (const last of [done, { ...done, payloadCrc32: undefined }]) {
+      const seq = new SnapshotChunkSequence(MAX_SNAPSHOT_CHUNK_BYTES);
+      seq.accept({ header: h, offset: 0, data: new Uint8Array(0), done: false, totalBytes: 0 });
+      seq.accept({ header: undefined, offset: 0, data: parts[0] as Uint8Array, done: false, totalBytes: 0 });
+      seq.accept({ header: undefined, offset: 700, data: parts[1] as Uint8Array, done: false, totalBytes: 0 });
+      seq.accept(last);
+      expect(seq.done).toBe(true);
+    }
+    const bytes = loadRaftProto().serializeSnapshotChunk({ header: null, offset: 0, data: new Uint8Array(), done: true, total_bytes: 0, payload_crc32: 2 ** 32 - 1 });
+    expect(decodeSnapshotChunk(bytes).payloadCrc32).toBe(2 ** 32 - 1);
+  });
+
   it('never sends snapshot data in the header', () => {
     const h = { ...header(nodeId('a'), nodeId('b')), snapshot: { ...header(nodeId('a'), nodeId('b')).snapshot, data: new Uint8Array(5) } };
     expect(decodeSnapshotChunk(chunk({ header: h })).header?.snapshot.data.byteLength).toBe(0);
@@ -231,6 +252,16 @@ describe('§7 InstallSnapshot chunks (Figure 13 offset/data/done): codec', () =>
       'a wrong total',
       [{ header: header(nodeId('a'), nodeId('b')), offset: 0, data: new Uint8Array(3), done: true, totalBytes: 4 }],
       'total_bytes',
+    ],
+    [
+      'a payload whose CRC-32 is not the sender\'s',
+      [{ header: header(nodeId('a'), nodeId('b')), offset: 0, data: Uint8Array.of(1, 2, 3), done: true, totalBytes: 3, payloadCrc32: crc32(Uint8Array.of(1, 2, 4)) }],
+      'payload_crc32',
+    ],
+    [
+      'a CRC-32 before done',
+      [{ header: header(nodeId('a'), nodeId('b')), offset: 0, data: Uint8Array.of(1, 2, 3), done: false, totalBytes: 0, payloadCrc32: crc32(Uint8Array.of(1, 2, 3)) }],
+      'payload_crc32',
     ],
     [
       'a chunk after done',
@@ -314,6 +345,36 @@ describe('§7 InstallSnapshot over GrpcTransport: streaming', () => {
     // The slot is free again: a second transfer to the same peer runs.
     await a.transport.sendSnapshot(header(a.id, b.id, 1001), source(payloadOf(10), 3).chunks);
     expect(got.header?.snapshot.metadata.index).toBe(1001);
+  });
+
+  it('sends the payload\'s CRC-32 on the done chunk', async () => {
+    // A bare peer server that records the chunks it is sent.
+    const server = new grpc.Server();
+    const received: SnapshotChunk[] = [];
+    const service = loadRaftProto().service;
+    // The chunks as bytes: the service's own deserializer would hand the handler objects.
+    const raw = { ...service, InstallSnapshot: { ...(service['InstallSnapshot'] as grpc.MethodDefinition<Buffer, object>), requestDeserialize: (b: Buffer) => b } };
+    server.addService(raw as grpc.ServiceDefinition, {
+      Stream: (_call: unknown, callback: grpc.sendUnaryData<object>) => callback(null, {}),
+      InstallSnapshot: (call: grpc.ServerReadableStream<Buffer, object>, callback: grpc.sendUnaryData<object>) => {
+        call.sendMetadata(new grpc.Metadata());
+        call.on('data', (bytes: Buffer) => received.push(decodeSnapshotChunk(bytes)));
+        call.on('end', () => callback(null, { received_bytes: received.at(-1)?.totalBytes ?? 0 }));
+      },
+    });
+    const port = await bind(server);
+    const a = new GrpcTransport({ id: nodeId('a'), peers: { b: `127.0.0.1:${port}` } });
+    try {
+      const payload = payloadOf(3 * 1000 + 7);
+      await a.sendSnapshot(header(nodeId('a'), nodeId('b')), source(payload, 1000).chunks);
+      const done = received.at(-1);
+      expect(done?.done).toBe(true);
+      expect(done?.payloadCrc32).toBe(crc32(payload));
+      expect(received.slice(0, -1).every((c) => c.payloadCrc32 === undefined)).toBe(true);
+    } finally {
+      await a.close();
+      server.forceShutdown();
+    }
   });
 
   it('delivers an empty payload', async () => {
@@ -527,6 +588,7 @@ describe('§7 InstallSnapshot over GrpcTransport: failures', () => {
       ['misaddressed', [chunk({ header: header(nodeId('a'), nodeId('c')) })], /addressed to c/, false],
       ['a gap', [chunk({ header: h }), chunk({ data: new Uint8Array(3) }), chunk({ offset: 4, data: new Uint8Array(3) })], /offset/, true],
       ['a wrong total', [chunk({ header: h }), chunk({ data: new Uint8Array(3) }), chunk({ offset: 3, done: true, totalBytes: 9 })], /total_bytes/, true],
+      ['damaged on the way', [chunk({ header: h }), chunk({ data: Uint8Array.of(1, 2, 3) }), chunk({ offset: 3, done: true, totalBytes: 3, payloadCrc32: crc32(Uint8Array.of(1, 2, 4)) })], /payload_crc32.*damaged on the way/, true],
       ['truncated', [chunk({ header: h }), chunk({ data: new Uint8Array(3) })], /without its done chunk/, true],
       ['empty', [], /without its done chunk/, false],
     ];

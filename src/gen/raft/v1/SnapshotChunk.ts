@@ -37,6 +37,12 @@ export interface SnapshotChunk {
    * Last chunk only: the size of the whole payload in bytes.
    */
   'total_bytes'?: (number | string | Long);
+  /**
+   * Last chunk only: the CRC-32 (IEEE, as zlib's) of the whole payload, so the receiver refuses
+   * a payload damaged on the way before it believes it. Absent from senders of earlier versions.
+   */
+  'payload_crc32'?: (number);
+  '_payload_crc32'?: "payload_crc32";
 }
 
 /**
@@ -72,4 +78,10 @@ export interface SnapshotChunk__Output {
    * Last chunk only: the size of the whole payload in bytes.
    */
   'total_bytes': (number);
+  /**
+   * Last chunk only: the CRC-32 (IEEE, as zlib's) of the whole payload, so the receiver refuses
+   * a payload damaged on the way before it believes it. Absent from senders of earlier versions.
+   */
+  'payload_crc32'?: (number);
+  '_payload_crc32'?: "payload_crc32";
 }
