@@ -218,3 +218,57 @@ describe('state pair codec', () => {
     await expect(toArray(encodeStatePairs(iterate([]), 0))).rejects.toThrow(RangeError);
   });
 });
+
+describe('state pair decoder on bytes from a peer', () => {
+  /** Feeds `bytes` to a decoder in chunks cut at `cuts`; returns what it threw, or undefined when the stream decoded whole. */
+  function feed(bytes: Uint8Array, cuts: readonly number[]): unknown {
+    const decoder = new StatePairDecoder();
+    try {
+      let at = 0;
+      for (const cut of [...cuts.map((c) => Math.floor(c * bytes.byteLength)), bytes.byteLength].sort((a, b) => a - b)) {
+        decoder.push(bytes.subarray(at, cut));
+        at = cut;
+      }
+      decoder.end();
+      return undefined;
+    } catch (err) {
+      return err;
+    }
+  }
+
+  it('throws nothing but CorruptionError on any damage to a valid stream of any format, however it is chunked', async () => {
+    const pairs: Pair[] = Array.from({ length: 40 }, (_, i) => [`agent/${i}`, Uint8Array.from(Buffer.from(`record ${i} `.repeat(1 + (i % 5))))]);
+    const streams = await Promise.all(([1, 2, 3] as const).map(async (f) => Uint8Array.from(Buffer.concat(await toArray(encodeStatePairs(iterate(pairs), 256, f))))));
+    const damage = fc.oneof(
+      fc.record({ kind: fc.constant('flip' as const), at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), xor: fc.integer({ min: 1, max: 255 }) }),
+      fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }) }),
+      fc.record({ kind: fc.constant('insert' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
+    );
+    fc.assert(
+      fc.property(fc.constantFrom(0, 1, 2), fc.array(damage, { minLength: 1, maxLength: 3 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }), (which, damages, cuts) => {
+        let bytes = streams[which] as Uint8Array;
+        for (const d of damages) {
+          const at = Math.floor(d.at * bytes.byteLength);
+          if (d.kind === 'flip') {
+            bytes = Uint8Array.from(bytes);
+            bytes[at] = (bytes[at] as number) ^ d.xor;
+          } else if (d.kind === 'truncate') bytes = bytes.subarray(0, at);
+          else bytes = Uint8Array.from(Buffer.concat([bytes.subarray(0, at), d.bytes, bytes.subarray(at)]));
+        }
+        const err = feed(bytes, cuts);
+        if (err !== undefined) expect(err).toBeInstanceOf(CorruptionError);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('throws nothing but CorruptionError on arbitrary bytes after a valid magic', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(STATE_STREAM_MAGIC, STATE_STREAM_MAGIC_V1, STATE_STREAM_MAGIC_V2), fc.uint8Array({ maxLength: 300 }), (magic, rest) => {
+        const err = feed(Uint8Array.from(Buffer.concat([magic, rest])), []);
+        if (err !== undefined) expect(err).toBeInstanceOf(CorruptionError);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
