@@ -819,6 +819,13 @@ function formatResult(r: CellResult | undefined): string {
   return `${r.opsPerS.toFixed(0)} ops/s (p50 ${ms(r.latencyUs.getValueAtPercentile(50))} ms, p99 ${ms(r.latencyUs.getValueAtPercentile(99))} ms)`;
 }
 
+/** The servers' CPU time per successful request, in ms to 3 decimals (`-` when none succeeded). */
+function serverCpuMsPerOp(r: CellResult): string {
+  if (r.opsPerS <= 0) return '-';
+  const cores = r.serverCores.reduce((a, b) => a + b, 0);
+  return ((cores * MS_PER_S) / r.opsPerS).toFixed(3);
+}
+
 /** Prints the comparison table, the CPU table and any errors. */
 function printReport(
   cells: readonly Cell[],
@@ -838,17 +845,18 @@ function printReport(
     console.log(`| ${cell.label} | ${formatResult(e)} | ${formatResult(o)} | ${ratio} |`);
   }
   console.log('');
-  console.log('CPU in the measured window, in cores (1.00 = one core busy); * marks the leader.');
+  console.log('CPU in the measured window, in cores (1.00 = one core busy); * marks the leader. "Server CPU per op" is the');
+  console.log('servers\' CPU time (all members) per successful request, in ms: on a shared machine it moves less than ops/s.');
   console.log('');
-  console.log('| cell | system | errors | client process | server processes |');
-  console.log('| --- | --- | --- | --- | --- |');
+  console.log('| cell | system | errors | client process | server processes | server CPU per op, ms |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
   const notes: string[] = [];
   for (const cell of cells) {
     for (const kind of ['etcd', 'ours'] as const) {
       const r = results[kind]?.get(cell.name);
       if (!r) continue;
       const servers = (members[kind] ?? []).map((m, i) => `${m.name}${i === 0 ? '*' : ''} ${(r.serverCores[i] ?? 0).toFixed(2)}`).join(', ');
-      console.log(`| ${cell.label} | ${label[kind]} | ${r.errors} | ${r.clientCores.toFixed(2)} | ${servers} |`);
+      console.log(`| ${cell.label} | ${label[kind]} | ${r.errors} | ${r.clientCores.toFixed(2)} | ${servers} | ${serverCpuMsPerOp(r)} |`);
       if (r.firstError !== undefined) notes.push(`${label[kind]}, ${cell.label}: first error: ${r.firstError}`);
     }
   }
