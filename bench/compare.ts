@@ -846,7 +846,7 @@ function printReport(
   }
   console.log('');
   console.log('CPU in the measured window, in cores (1.00 = one core busy); * marks the leader. "Server CPU per op" is the');
-  console.log('servers\' CPU time (all members) per successful request, in ms: on a shared machine it moves less than ops/s.');
+  console.log('servers\' CPU time (all members) per successful request, in ms: the work one request costs each system.');
   console.log('');
   console.log('| cell | system | errors | client process | server processes | server CPU per op, ms |');
   console.log('| --- | --- | --- | --- | --- | --- |');
