@@ -282,7 +282,7 @@ describe('§7 a follower that missed a snapshot\'s worth of writes', () => {
     }
   });
 
-  it('with the snapshot\'s view opened while an apply is in flight, the view and its index disagree and the follower stops by itself', { timeout: CATCH_UP_TEST_TIMEOUT_MS }, async () => {
+  it('with the snapshot\'s view opened while an apply is in flight, the view and its index disagree and the follower refuses the payload', { timeout: CATCH_UP_TEST_TIMEOUT_MS }, async () => {
     // Whether an apply is in flight when the view opens depends on the schedule: any of the seeds
     // the test above passes with must find it (at this writing seeds 2 and 3 do, seed 1 does not).
     let error: unknown;
