@@ -30,8 +30,7 @@
  */
 import type { Logger } from '../log.js';
 import { logIndex, type InstallSnapshot, type LogIndex, type NodeId, type RawNode, type Ready, type Snapshot, type SnapshotMetadata, type Term } from '../raft/index.js';
-import type { RegistryStateMachine } from '../registry/state-machine.js';
-import { SnapshotStateCheck } from '../registry/state-machine.js';
+import { SnapshotStateCheck, type RegistryStateMachine } from '../registry/state-machine.js';
 import { decodeStatePairs, encodeStatePairBatches, STATE_PAYLOAD_FORMAT, STATE_PAYLOAD_FORMATS, StatePairDecoder, type StatePayloadFormat } from '../storage/snapshot-codec.js';
 import { CorruptionError, type NodeStore, type SnapshotMeta, type SnapshotStore, type StateMachineView } from '../storage/types.js';
 import type { SnapshotTransport } from '../transport/types.js';
