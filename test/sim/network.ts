@@ -225,7 +225,8 @@ export class SimNetwork {
         if (this.legacyNodes.has(m.to) && !LEGACY_READABLE_MAGICS.some((magic) => magic.every((b, i) => payload[0]?.[i] === b))) {
           this.legacyViolation ??= `${m.from} sent ${m.to}, a node of an earlier version, a snapshot payload in a format it does not read (magic ${Buffer.from(payload[0] ?? []).subarray(0, 4).toString('latin1')})`;
         }
-        if (this.world.rand() < this.net.snapshotDamage) {
+        // No draw without damage, so the schedules of earlier seeds replay exactly as they did.
+        if (this.net.snapshotDamage > 0 && this.world.rand() < this.net.snapshotDamage) {
           payload = damaged(payload, this.world.rand() < 0.5);
           const key = `${m.to}/${m.snapshot.metadata.index}/${m.snapshot.metadata.term}`;
           this.damagedTransfers.set(key, (this.damagedTransfers.get(key) ?? 0) + 1);
