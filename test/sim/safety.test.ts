@@ -27,31 +27,47 @@ const PATH = process.env.SIM_PATH;
 type Coverage = { -readonly [K in keyof RunStats]: number } & { runs: number };
 
 function emptyCoverage(): Coverage {
-  return { runs: 0, snapshotsInstalled: 0, confChanges: 0, powerCrashes: 0, pauses: 0, snapshotCuts: 0, earlySendsAfterFirstTerm: 0, readsTimedOut: 0, events: 0, snapshotsTaken: 0, writesOk: 0, readsOk: 0 };
+  return { runs: 0, snapshotsInstalled: 0, confChanges: 0, powerCrashes: 0, pauses: 0, snapshotCuts: 0, snapshotsRefused: 0, earlySendsAfterFirstTerm: 0, readsTimedOut: 0, events: 0, snapshotsTaken: 0, writesOk: 0, readsOk: 0 };
+}
+
+/** Schedules of the damaged-snapshot test: a third of {@link RUNS}, on 3 nodes. */
+const DAMAGED_RUNS = Math.max(1, Math.floor(RUNS / 3));
+/** Probability that a snapshot transfer arrives damaged in that test, for the whole run. */
+const DAMAGED_SNAPSHOT_RATE = 0.3;
+
+/**
+ * Checks `numRuns` schedules of `nodes` nodes and `profile` with `damagedSnapshots` (the rate of
+ * damaged snapshot transfers), failing the test with the shrunk counterexample's seed, path and
+ * trace. Returns the coverage summed over the runs, or undefined when replaying one `SIM_PATH`.
+ */
+async function checkSchedules(nodes: 3 | 5, profile: SimProfile, numRuns: number, damagedSnapshots = 0): Promise<Coverage | undefined> {
+  const coverage = emptyCoverage();
+  const result = await fc.check(
+    fc.asyncProperty(arbRun(nodes, profile), async (run) => {
+      const r = await runSchedule(run, undefined, false, damagedSnapshots);
+      if (r.stats) {
+        coverage.runs++;
+        for (const k of Object.keys(r.stats) as (keyof RunStats)[]) coverage[k] += r.stats[k];
+      }
+      return r.ok;
+    }),
+    { numRuns, seed: SEED, ...(PATH !== undefined ? { path: PATH } : {}) },
+  );
+  if (result.failed) {
+    const run = result.counterexample?.[0] as SimRun;
+    expect.fail(`seed ${result.seed}, path ${result.counterexamplePath ?? ''}\n${await explain(run, undefined, undefined, damagedSnapshots)}`);
+  }
+  if (PATH !== undefined) return undefined;
+  expect(result.numRuns).toBe(numRuns);
+  return coverage;
 }
 
 describe('safety of the shipped node loop under generated fault schedules', () => {
   for (const nodes of [3, 5] as const) {
     for (const profile of ['mixed', 'churn'] as const satisfies readonly SimProfile[]) {
       it(`${nodes} nodes, ${profile} faults: every invariant holds, every acknowledged write survives, histories are linearizable`, async () => {
-        const coverage = emptyCoverage();
-        const result = await fc.check(
-          fc.asyncProperty(arbRun(nodes, profile), async (run) => {
-            const r = await runSchedule(run);
-            if (r.stats) {
-              coverage.runs++;
-              for (const k of Object.keys(r.stats) as (keyof RunStats)[]) coverage[k] += r.stats[k];
-            }
-            return r.ok;
-          }),
-          { numRuns: RUNS, seed: SEED, ...(PATH !== undefined ? { path: PATH } : {}) },
-        );
-        if (result.failed) {
-          const run = result.counterexample?.[0] as SimRun;
-          expect.fail(`seed ${result.seed}, path ${result.counterexamplePath ?? ''}\n${await explain(run)}`);
-        }
-        if (PATH !== undefined) return;
-        expect(result.numRuns).toBe(RUNS);
+        const coverage = await checkSchedules(nodes, profile, RUNS);
+        if (coverage === undefined) return;
         console.log(`${nodes} nodes, ${profile}: ${JSON.stringify(coverage)}`);
         // Coverage of this test's own schedules: they reach what they are meant to test.
         expect(coverage.writesOk, 'acknowledged writes').toBeGreaterThan(profile === 'mixed' ? 2 * RUNS : RUNS / 2);
@@ -67,4 +83,12 @@ describe('safety of the shipped node loop under generated fault schedules', () =
       }, 1_800_000);
     }
   }
+
+  it(`3 nodes, mixed faults, ${DAMAGED_SNAPSHOT_RATE * 100}% of snapshot transfers damaged: every damaged payload is refused before it steps, no node stops, and the followers still catch up`, async () => {
+    const coverage = await checkSchedules(3, 'mixed', DAMAGED_RUNS, DAMAGED_SNAPSHOT_RATE);
+    if (coverage === undefined) return;
+    console.log(`3 nodes, mixed, damaged snapshots: ${JSON.stringify(coverage)}`);
+    expect(coverage.snapshotsRefused, 'damaged payloads refused').toBeGreaterThan(0);
+    expect(coverage.snapshotsInstalled, 'InstallSnapshot (§7) despite the damage').toBeGreaterThan(0);
+  }, 1_800_000);
 });

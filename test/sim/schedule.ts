@@ -255,6 +255,7 @@ export interface RunStats {
   readonly powerCrashes: number;
   readonly pauses: number;
   readonly snapshotCuts: number;
+  readonly snapshotsRefused: number;
   readonly earlySendsAfterFirstTerm: number;
   readonly readsTimedOut: number;
   readonly events: number;
@@ -266,12 +267,13 @@ export interface RunStats {
 /**
  * Runs a schedule: every event, then the liveness check (heal, converge, compare the nodes and
  * their watches, read every key through every member), then the linearizability check of the
- * client history. Returns the first failure found.
+ * client history. Returns the first failure found. `damagedSnapshots`: the probability that a
+ * snapshot transfer arrives damaged, throughout the run (see `SimOptions.damagedSnapshots`).
  */
-export async function runSchedule(run: SimRun, bugs?: SimBugs, trace = false): Promise<RunResult> {
+export async function runSchedule(run: SimRun, bugs?: SimBugs, trace = false, damagedSnapshots = 0): Promise<RunResult> {
   let sim: Simulation | undefined;
   try {
-    sim = await Simulation.create({ nodes: run.nodes, seed: run.seed, flakySnapshots: SCHEDULE_FLAKY_SNAPSHOTS, ...(bugs ? { bugs } : {}), trace });
+    sim = await Simulation.create({ nodes: run.nodes, seed: run.seed, flakySnapshots: SCHEDULE_FLAKY_SNAPSHOTS, damagedSnapshots, ...(bugs ? { bugs } : {}), trace });
     await sim.run(WARMUP_MS);
     for (const e of run.events) await apply(sim, e);
     await sim.checkLiveness(SIM_KEY_NAMES);
@@ -288,6 +290,7 @@ export async function runSchedule(run: SimRun, bugs?: SimBugs, trace = false): P
         powerCrashes: sim.crashes.power,
         pauses: sim.crashes.pauses,
         snapshotCuts: sim.network.snapshotCuts,
+        snapshotsRefused: sim.snapshotsRefused,
         earlySendsAfterFirstTerm: sim.earlySendsAfterFirstTerm,
         readsTimedOut: sim.readsTimedOut,
         events: sim.world.events,
@@ -303,7 +306,7 @@ export async function runSchedule(run: SimRun, bugs?: SimBugs, trace = false): P
 }
 
 /** Renders a failing run for a report: the violation and the tail of the event trace. */
-export async function explain(run: SimRun, bugs?: SimBugs, lines = 80): Promise<string> {
-  const again = await runSchedule(run, bugs, true);
+export async function explain(run: SimRun, bugs?: SimBugs, lines = 80, damagedSnapshots = 0): Promise<string> {
+  const again = await runSchedule(run, bugs, true, damagedSnapshots);
   return [`seed=${run.seed} nodes=${run.nodes}`, `events=${JSON.stringify(run.events)}`, `violation: ${again.error ?? '(none on replay)'}`, ...(again.trace ?? []).slice(-lines)].join('\n');
 }

@@ -81,6 +81,11 @@ export interface SimOptions {
    * long transfers on their own connections break more often than the peer stream.
    */
   readonly flakySnapshots?: number;
+  /**
+   * Probability that a snapshot transfer arrives damaged, so that its follower must refuse it
+   * (`NetConditions.snapshotDamage`), on a healed network too (default 0).
+   */
+  readonly damagedSnapshots?: number;
 }
 
 /** What a client saw of one call. */
@@ -279,7 +284,7 @@ export class Simulation {
     this.bugs = opts.bugs ?? {};
     this.traceOn = opts.trace ?? false;
     this.snapshotEvery = opts.snapshotEvery ?? SIM_SNAPSHOT_EVERY_ENTRIES;
-    this.healedNet = { ...CLEAN_NET, snapshotCut: opts.flakySnapshots ?? 0 };
+    this.healedNet = { ...CLEAN_NET, snapshotCut: opts.flakySnapshots ?? 0, snapshotDamage: opts.damagedSnapshots ?? 0 };
     this.world = new SimWorld(
       opts.seed,
       (o) => this.isAlive(o),
