@@ -337,11 +337,6 @@ export class StatePairDecoder {
     return this.streamFormat;
   }
 
-  /** Pairs decoded so far. */
-  get pairs(): number {
-    return this.count;
-  }
-
   /**
    * Takes the next chunk (of any size) and returns the pairs its frames completed, in order
    * (values are copies). Throws {@link CorruptionError} on a bad magic, a malformed or oversized

@@ -12,7 +12,7 @@ import { ApiError, Code } from '../../src/api/status.js';
 import type { ForwardedCalls, ForwardedMethod, LeaderLink, RegistryApi } from '../../src/api/handlers.js';
 import type { InstallSnapshot, Message, NodeId } from '../../src/raft/index.js';
 import type { Member } from '../../src/registry/types.js';
-import { STATE_PAYLOAD_FORMATS } from '../../src/storage/snapshot-codec.js';
+import { STATE_PAYLOAD_FORMATS, STATE_STREAM_MAGIC_V1, STATE_STREAM_MAGIC_V2 } from '../../src/storage/snapshot-codec.js';
 import type { MessageHandler, SnapshotTransport, Transport } from '../../src/transport/types.js';
 import type { Owner, SimWorld } from './world.js';
 
@@ -40,7 +40,7 @@ export const CLEAN_NET: NetConditions = { drop: 0, duplicate: 0, minDelay: 10, m
 /** The magic of a payload format no version reads ("RSP9"), for damaged transfers. */
 const UNKNOWN_FORMAT_MAGIC = Uint8Array.from([0x52, 0x53, 0x50, 0x39]);
 /** The magics of the formats a node of an earlier version reads: 1 and 2. */
-const LEGACY_READABLE_MAGICS = [Uint8Array.from([0x52, 0x53, 0x50, 0x31]), Uint8Array.from([0x52, 0x53, 0x50, 0x32])];
+const LEGACY_READABLE_MAGICS = [STATE_STREAM_MAGIC_V1, STATE_STREAM_MAGIC_V2];
 
 /** `payload` (chunks) damaged as {@link NetConditions.snapshotDamage} says, in new chunks. */
 function damaged(payload: readonly Uint8Array[], wrongCount: boolean): Uint8Array[] {
