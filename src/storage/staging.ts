@@ -276,11 +276,31 @@ function checkKey(key: string): void {
   if (typeof key !== 'string' || key.length === 0) throw new TypeError('key must be a non-empty string');
 }
 
+/** The first UTF-16 code unit of a surrogate (U+D800–U+DFFF); every unit below it is a whole code point. */
+const FIRST_SURROGATE = 0xd800;
+
 /**
- * Compares two strings by their UTF-8 bytes, the order LevelDB keeps keys in (JavaScript's `<`
- * compares UTF-16 code units, which differs for characters above U+FFFF).
+ * Compares two strings by their UTF-8 bytes (as `Buffer.from(s, 'utf8')` encodes them, a lone
+ * surrogate as U+FFFD), the order LevelDB keeps keys in; JavaScript's `<` compares UTF-16 code
+ * units, which differs for characters above U+FFFF. Negative, zero or positive, like
+ * `Buffer.compare`.
+ *
+ * Without allocating in the usual case: where the strings first differ in two code units below
+ * the surrogates, the common prefix encodes alike (a surrogate it ends with pairs with neither
+ * unit, so it is lone, U+FFFD, in both) and UTF-8 keeps the order of code points, so the units
+ * decide. One string a prefix of the other sorts first in both encodings (a leading
+ * surrogate it ends with encodes as U+FFFD, `EF BF BD`, a byte prefix of what the longer one
+ * holds there, or below the `F0`-`F4` of the pair it makes there). A difference in a surrogate
+ * is settled on the encoded bytes.
  */
 export function compareUtf8(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  if (i === n) return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
+  const x = a.charCodeAt(i);
+  const y = b.charCodeAt(i);
+  if (x < FIRST_SURROGATE && y < FIRST_SURROGATE) return x < y ? -1 : 1;
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
