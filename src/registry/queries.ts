@@ -312,7 +312,7 @@ export class IndexCursor {
     if (this.kv.cursor !== undefined) {
       if (this.cursor === undefined) this.cursor = this.kv.cursor(gte, this.end);
       else if (seek) this.cursor.seek(gte);
-      for (const [key] of await this.cursor.next(limit)) this.ids.push(key.slice(this.prefix.length));
+      for (const key of await this.cursor.next(limit)) this.ids.push(key.slice(this.prefix.length));
     } else {
       for await (const [key] of this.kv.range(gte, this.end, limit)) this.ids.push(key.slice(this.prefix.length));
     }

@@ -531,9 +531,12 @@ export class LevelStore implements NodeStore {
     return value === undefined ? { index: 0 as LogIndex, term: 0 as Term } : decodeCompactionPoint(value, this.dir);
   }
 
-  /** A {@link KeyCursor} over one abstract-level iterator (its implicit snapshot is the view). */
+  /**
+   * A {@link KeyCursor} over one abstract-level key iterator (its implicit snapshot is the view):
+   * keys only, so LevelDB hands over no values and no buffer is made for them.
+   */
   private cursor(gte: string, lt: string): KeyCursor {
-    const it = this.live.db.iterator(boundedRead(RANGE_READ_BYTES, { gte, lt }));
+    const it = this.live.db.keys(boundedRead(RANGE_READ_BYTES, { gte, lt }));
     let closed = false;
     return {
       seek: (key) => it.seek(key),

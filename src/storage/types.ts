@@ -120,8 +120,8 @@ export interface KeyValueReader {
 export interface KeyCursor {
   /** Moves to the first key `>= key` (within the cursor's bounds): the next `next` reads from there. */
   seek(key: string): void;
-  /** The next keys and values, at most `n` (fewer only at the end; none past it). */
-  next(n: number): Promise<[string, Uint8Array][]>;
+  /** The next keys, at most `n` (fewer only at the end; none past it); values are not read. */
+  next(n: number): Promise<string[]>;
   /** Releases the cursor and its view (idempotent). */
   close(): Promise<void>;
 }
