@@ -32,9 +32,12 @@ export const Code = {
 /** One of the {@link Code} values. */
 export type Code = (typeof Code)[keyof typeof Code];
 
-/** The name of a code, e.g. `UNAVAILABLE`. */
+/** The name of each {@link Code} value, built once (every answered request asks for one). */
+const CODE_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(Code).map(([name, value]) => [value, name]));
+
+/** The name of a code, e.g. `UNAVAILABLE`; `CODE_<n>` for a number that is not a {@link Code}. */
 export function codeName(code: number): string {
-  return (Object.entries(Code).find(([, v]) => v === code)?.[0]) ?? `CODE_${code}`;
+  return CODE_NAMES.get(code) ?? `CODE_${code}`;
 }
 
 /** A request failed with a status `code` and a message for the caller. */
