@@ -126,6 +126,7 @@ const CELLS: readonly Cell[] = [
   { name: 'w256', label: 'writes/s, 256 clients', kind: 'write', serializable: false, clients: 256 },
   { name: 'lr1', label: 'linearizable gets/s, 1 client', kind: 'read', serializable: false, clients: 1 },
   { name: 'lr64', label: 'linearizable gets/s, 64 clients', kind: 'read', serializable: false, clients: 64 },
+  { name: 'sr1', label: 'serializable gets/s, 1 client', kind: 'read', serializable: true, clients: 1 },
   { name: 'sr64', label: 'serializable gets/s, 64 clients', kind: 'read', serializable: true, clients: 64 },
   { name: 'sr256', label: 'serializable gets/s, 256 clients', kind: 'read', serializable: true, clients: 256 },
 ];
