@@ -128,8 +128,9 @@ async function run(shape: string, make: (i: number) => AgentSpec, agents: number
         index++;
         entries.push({ index: logIndex(index), term: 1 as Term, type: 'normal', data: encodeCommand({ type: 'register', requestId: `bench-apply-${i}`, agent: make(i) }) });
       }
-      const batch = store.batch();
-      await sm.applyEntries(entries, counting(batch, ops));
+      // The counting batch throughout: the state machine knows its batches by identity.
+      const batch = counting(store.batch(), ops);
+      await sm.applyEntries(entries, batch);
       await batch.write({ sync: false });
       sm.commitApplied(batch);
     }
