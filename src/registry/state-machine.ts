@@ -72,6 +72,14 @@ export const RECORD_INDEXES: readonly RecordIndex[] = [secondaryIndexes, version
  */
 export const MAX_UNTAKEN_EVENTS = 100_000;
 
+/**
+ * Decoded records kept in memory for {@link RegistryStateMachine.get}, the most recently read
+ * first to stay (a `Get` of a hot agent then skips the store read, the msgpack decode and the
+ * record's shape check). Only durable records are kept, and a committed change of an agent drops
+ * its entry; records of about 1-2 KiB each, so a few MiB.
+ */
+export const RECORD_CACHE_ENTRIES = 4096;
+
 /** Options of a {@link RegistryStateMachine}. */
 export interface StateMachineOptions {
   /** Revisions of watch events kept; {@link EVENT_HISTORY_REVISIONS} by default (tests use fewer). */
@@ -126,6 +134,13 @@ export class RegistryStateMachine {
   private pending: PendingApply[] = [];
   /** Records read ahead for the `applyEntries` call in progress. */
   private prefetched: Map<string, Agent | undefined> | undefined;
+  /** Durable records by id, least recently read first (see {@link RECORD_CACHE_ENTRIES}). */
+  private readonly recordCache = new Map<string, Agent>();
+  /**
+   * Bumped by every commit of a batch and every open: a record read from the store before a bump
+   * may be stale after it, and is not cached.
+   */
+  private storeEpoch = 0;
   /** The membership as staged by the newest applied config entry (undefined: read the store). */
   private stagedMembers: Member[] | undefined;
   /** The auth state of the durable applied index (loaded by {@link open}). */
@@ -183,6 +198,8 @@ export class RegistryStateMachine {
     this.pending = [];
     this.stagedMembers = undefined;
     this.counterCache.clear();
+    this.recordCache.clear();
+    this.storeEpoch++;
     const auth = await this.store.kv.get(AUTH_KEY);
     this.committedAuth = auth === undefined ? EMPTY_AUTH_STATE : decodeAuthState(auth);
     this.stagedAuth = undefined;
@@ -405,7 +422,9 @@ export class RegistryStateMachine {
     if (at < 0) return;
     if (batch !== undefined) this.durableApplied = (this.pending[at] as PendingApply).appliedIndex;
     let authChanged = false;
+    this.storeEpoch++;
     for (const p of this.pending.splice(0, at + 1)) {
+      for (const id of p.changes.keys()) this.recordCache.delete(id);
       for (const e of p.events) this.committedEvents.push(e);
       for (const [key, value] of p.counters) this.counterCache.set(key, value);
       if (!p.tally.empty) (this.agentTally ?? this.tallySinceCount)?.addAll(p.tally);
@@ -497,9 +516,22 @@ export class RegistryStateMachine {
    */
   async get(id: string): Promise<Agent | undefined> {
     if (typeof id !== 'string') throw new QueryError('id', 'must be a string');
+    const cached = this.recordCache.get(id);
+    if (cached !== undefined) {
+      this.recordCache.delete(id);
+      this.recordCache.set(id, cached);
+      return cached;
+    }
+    const epoch = this.storeEpoch;
     const key = agentKey(id);
     const value = await this.store.kv.get(key);
-    return value === undefined ? undefined : decodeAgentRecord(value, key);
+    if (value === undefined) return undefined;
+    const agent = decodeAgentRecord(value, key);
+    if (epoch === this.storeEpoch) {
+      this.recordCache.set(id, agent);
+      if (this.recordCache.size > RECORD_CACHE_ENTRIES) this.recordCache.delete(this.recordCache.keys().next().value as string);
+    }
+    return agent;
   }
 
   /**

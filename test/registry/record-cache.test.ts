@@ -1,0 +1,117 @@
+/**
+ * `RegistryStateMachine.get` answers hot agents from a cache of decoded records. It must never
+ * answer with a record a committed batch replaced: checked against a model over random writes
+ * and reads, and for a read that was in flight while a batch committed.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/log.js';
+import { logIndex, term, type Entry } from '../../src/raft/index.js';
+import { encodeCommand } from '../../src/registry/commands.js';
+import { RECORD_CACHE_ENTRIES, RegistryStateMachine } from '../../src/registry/state-machine.js';
+import type { AgentSpec, Command } from '../../src/registry/types.js';
+import { MemoryStore } from '../../src/storage/memory-store.js';
+import type { KeyValueReader } from '../../src/storage/types.js';
+
+const spec = (id: string, version: string): AgentSpec => ({ id, name: id, kind: 'service', version, description: `v${version}`, capabilities: [], endpoints: {}, labels: {} });
+
+async function setup() {
+  const store = new MemoryStore();
+  // Point reads take the value at the call, as LevelDB's do, and hand it over when `held` is
+  // released (a read in flight while a batch commits).
+  let held: Promise<void> | undefined;
+  const kv: KeyValueReader = { ...store.kv, get: (key) => {
+    const read = store.kv.get(key);
+    const wait = held;
+    return wait === undefined ? read : read.then(async (v) => (await wait, v));
+  } };
+  const view = new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'kv') return kv;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const sm = new RegistryStateMachine(view, silentLogger);
+  await sm.open();
+  let index = 0;
+  /** Stages `commands` in one batch; `commit` writes it and tells the state machine. */
+  const stage = async (commands: Command[]) => {
+    const entries: Entry[] = commands.map((c) => ({ index: logIndex(++index), term: term(1), type: 'normal', data: encodeCommand(c) }));
+    const batch = store.batch();
+    await sm.applyEntries(entries, batch);
+    return async () => {
+      await batch.write();
+      sm.commitApplied(batch);
+    };
+  };
+  const apply = async (commands: Command[]) => (await stage(commands))();
+  /** Holds every point read started from now until the returned function is called. */
+  const holdReads = () => {
+    let release = (): void => undefined;
+    held = new Promise<void>((r) => (release = r));
+    return () => {
+      held = undefined;
+      release();
+    };
+  };
+  return { sm, stage, apply, holdReads };
+}
+
+const register = (id: string, version: string): Command => ({ type: 'register', requestId: `r-${id}-${version}`, agent: spec(id, version) });
+const deregister = (id: string, n: number): Command => ({ type: 'deregister', requestId: `d-${id}-${n}`, id });
+
+describe('the record cache of RegistryStateMachine.get', () => {
+  it('answers every read with the last committed write of that agent, over random writes and reads', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.constantFrom('write', 'delete', 'read'), fc.integer({ min: 0, max: 5 })), { minLength: 1, maxLength: 60 }),
+        async (steps) => {
+          const { sm, apply } = await setup();
+          const model = new Map<string, string>();
+          let n = 0;
+          for (const [op, k] of steps) {
+            const id = `a${k}`;
+            n++;
+            if (op === 'write') {
+              await apply([register(id, `1.0.${n}`)]);
+              model.set(id, `1.0.${n}`);
+            } else if (op === 'delete') {
+              await apply([deregister(id, n)]);
+              model.delete(id);
+            } else {
+              expect((await sm.get(id))?.version).toBe(model.get(id));
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('does not keep a record read before a batch that replaced it committed', async () => {
+    const { sm, stage, apply, holdReads } = await setup();
+    await apply([register('a', '1.0.0')]);
+    const commit = await stage([register('a', '2.0.0')]);
+    const release = holdReads();
+    const inFlight = sm.get('a');
+    await commit();
+    release();
+    expect((await inFlight)?.version).toBe('1.0.0');
+    expect((await sm.get('a'))?.version).toBe('2.0.0');
+  });
+
+  it('drops an agent a committed batch changed, and keeps at most RECORD_CACHE_ENTRIES', async () => {
+    const { sm, apply } = await setup();
+    await apply([register('a', '1.0.0')]);
+    expect((await sm.get('a'))?.version).toBe('1.0.0');
+    await apply([register('a', '1.0.1')]);
+    expect((await sm.get('a'))?.version).toBe('1.0.1');
+    await apply([deregister('a', 1)]);
+    expect(await sm.get('a')).toBeUndefined();
+    const ids = Array.from({ length: RECORD_CACHE_ENTRIES + 10 }, (_, i) => `many-${i}`);
+    await apply(ids.map((id) => register(id, '1.0.0')));
+    for (const id of ids) expect((await sm.get(id))?.id).toBe(id);
+    expect((await sm.get(ids[0] as string))?.version).toBe('1.0.0');
+  });
+});
