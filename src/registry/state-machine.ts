@@ -45,6 +45,7 @@ import { applyAuthChange, AUTH_KEY, decodeAuthState, EMPTY_AUTH_STATE, encodeAut
 import { capabilityCounts, listCapabilities } from './capabilities.js';
 import { COUNTER_CACHE_ENTRIES, CounterCache, CounterDeltaMap, flushCounters } from './counters.js';
 import { findAgents, QueryError } from './queries.js';
+import { RecordCache } from './record-cache.js';
 import { textIndex } from './text-index.js';
 import { searchAgents } from './text-search.js';
 import { agentOf, decodeAgentRecord, withOptionalFields, readLeases, secondaryIndexes, stageRecord, type RecordIndex } from './records.js';
@@ -72,13 +73,6 @@ export const RECORD_INDEXES: readonly RecordIndex[] = [secondaryIndexes, version
  */
 export const MAX_UNTAKEN_EVENTS = 100_000;
 
-/**
- * Decoded records kept in memory for {@link RegistryStateMachine.get}, the most recently read
- * first to stay (a `Get` of a hot agent then skips the store read, the msgpack decode and the
- * record's shape check). Only durable records are kept, and a committed change of an agent drops
- * its entry; records of about 1-2 KiB each, so a few MiB.
- */
-export const RECORD_CACHE_ENTRIES = 4096;
 
 /** Options of a {@link RegistryStateMachine}. */
 export interface StateMachineOptions {
@@ -134,8 +128,8 @@ export class RegistryStateMachine {
   private pending: PendingApply[] = [];
   /** Records read ahead for the `applyEntries` call in progress. */
   private prefetched: Map<string, Agent | undefined> | undefined;
-  /** Durable records by id, least recently read first (see {@link RECORD_CACHE_ENTRIES}). */
-  private readonly recordCache = new Map<string, Agent>();
+  /** Durable records by id, for {@link get} (see `record-cache.ts`). */
+  private readonly recordCache = new RecordCache();
   /**
    * Bumped by every commit of a batch and every open: a record read from the store before a bump
    * may be stale after it, and is not cached.
@@ -517,20 +511,13 @@ export class RegistryStateMachine {
   async get(id: string): Promise<Agent | undefined> {
     if (typeof id !== 'string') throw new QueryError('id', 'must be a string');
     const cached = this.recordCache.get(id);
-    if (cached !== undefined) {
-      this.recordCache.delete(id);
-      this.recordCache.set(id, cached);
-      return cached;
-    }
+    if (cached !== undefined) return cached;
     const epoch = this.storeEpoch;
     const key = agentKey(id);
     const value = await this.store.kv.get(key);
     if (value === undefined) return undefined;
     const agent = decodeAgentRecord(value, key);
-    if (epoch === this.storeEpoch) {
-      this.recordCache.set(id, agent);
-      if (this.recordCache.size > RECORD_CACHE_ENTRIES) this.recordCache.delete(this.recordCache.keys().next().value as string);
-    }
+    if (epoch === this.storeEpoch) this.recordCache.set(id, agent, value.byteLength);
     return agent;
   }
 

@@ -8,8 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
 import { logIndex, term, type Entry } from '../../src/raft/index.js';
 import { encodeCommand } from '../../src/registry/commands.js';
-import { RECORD_CACHE_ENTRIES, RegistryStateMachine } from '../../src/registry/state-machine.js';
-import type { AgentSpec, Command } from '../../src/registry/types.js';
+import { RECORD_CACHE_ENTRIES, RecordCache } from '../../src/registry/record-cache.js';
+import { RegistryStateMachine } from '../../src/registry/state-machine.js';
+import type { Agent, AgentSpec, Command } from '../../src/registry/types.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
 import type { KeyValueReader } from '../../src/storage/types.js';
 
@@ -113,5 +114,41 @@ describe('the record cache of RegistryStateMachine.get', () => {
     await apply(ids.map((id) => register(id, '1.0.0')));
     for (const id of ids) expect((await sm.get(id))?.id).toBe(id);
     expect((await sm.get(ids[0] as string))?.version).toBe('1.0.0');
+  });
+
+  it('holds at most its count and its bytes, the least recently read dropped first', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 6 }),
+        fc.integer({ min: 0, max: 300 }),
+        fc.array(fc.tuple(fc.constantFrom('set', 'get', 'delete'), fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 120 })), { maxLength: 200 }),
+        (maxEntries, maxBytes, ops) => {
+          const cache = new RecordCache(maxEntries, maxBytes);
+          const agentOf = (id: string): Agent => ({ ...spec(id, '1.0.0'), createRevision: 1, modRevision: 1, ttlSeconds: 0, health: 'unspecified' });
+          /** The model: ids from least to most recently touched, with their sizes. */
+          let order: [string, number][] = [];
+          for (const [op, k, bytes] of ops) {
+            const id = `a${k}`;
+            if (op === 'set') {
+              cache.set(id, agentOf(id), bytes);
+              order = order.filter(([x]) => x !== id);
+              if (bytes <= maxBytes && maxEntries > 0) order.push([id, bytes]);
+              while (order.length > maxEntries || order.reduce((n, [, b]) => n + b, 0) > maxBytes) order.shift();
+            } else if (op === 'get') {
+              const hit = order.find(([x]) => x === id);
+              expect(cache.get(id)?.id).toBe(hit?.[0]);
+              if (hit) order = [...order.filter(([x]) => x !== id), hit];
+            } else {
+              cache.delete(id);
+              order = order.filter(([x]) => x !== id);
+            }
+            expect(cache.size).toBe(order.length);
+            expect(cache.bytes).toBe(order.reduce((n, [, b]) => n + b, 0));
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+    expect(() => new RecordCache(-1)).toThrow(RangeError);
   });
 });
