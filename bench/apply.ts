@@ -13,7 +13,7 @@
  *
  *   npm run bench:apply -- [--agents 20000] [--batch 64]
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
@@ -24,6 +24,7 @@ import type { AgentSpec } from '../src/registry/types.js';
 import { openLevelStore } from '../src/storage/level-store.js';
 import type { WriteBatch } from '../src/storage/types.js';
 import { AgentFactory, CAPABILITY_NAMES, loadSeedMaterial, ZIPF_EXPONENT, zipfCdf } from './mcp-agents.js';
+import { BENCH_DESCRIPTION_BYTES, CLOCK_TICKS_PER_S, cpuTicks } from './support.js';
 
 /** Default agents applied per shape. */
 const DEFAULT_AGENTS = 20_000;
@@ -33,12 +34,6 @@ const DEFAULT_BATCH = 64;
 const WARMUP_AGENTS = 2_000;
 /** Seed of the MCP-shaped agents (`bench:scale`'s default, so the same agents). */
 const MCP_SEED = 20250516;
-/** Bytes of the `compare` shape's description (`bench:compare`'s value size). */
-const COMPARE_DESCRIPTION_BYTES = 512;
-/** Kernel clock ticks per second, the unit of utime and stime in /proc/<pid>/stat. */
-const CLOCK_TICKS_PER_S = 100;
-/** Index of utime among the fields of /proc/<pid>/stat that follow the command name (field 14 of proc(5)). */
-const STAT_UTIME_INDEX = 11;
 /** Microseconds per second. */
 const US_PER_S = 1_000_000;
 /** Microseconds per millisecond. */
@@ -64,13 +59,8 @@ function positiveInt(v: string): number {
 
 /** CPU time of this process's main thread and of the whole process so far, in µs (utime + stime). */
 function cpuUs(): { main: number; process: number } {
-  const read = (path: string): number => {
-    const stat = readFileSync(path, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[STAT_UTIME_INDEX]) + Number(fields[STAT_UTIME_INDEX + 1]);
-    return (ticks / CLOCK_TICKS_PER_S) * US_PER_S;
-  };
-  return { main: read(`/proc/self/task/${process.pid}/stat`), process: read('/proc/self/stat') };
+  const us = (ticks: number): number => (ticks / CLOCK_TICKS_PER_S) * US_PER_S;
+  return { main: us(cpuTicks(process.pid, process.pid)), process: us(cpuTicks(process.pid)) };
 }
 
 /** The family of state machine key `key`. */
@@ -153,7 +143,7 @@ async function main(): Promise<void> {
   program.parse();
   const opts = program.opts<{ agents: number; batch: number }>();
 
-  const description = 'd'.repeat(COMPARE_DESCRIPTION_BYTES);
+  const description = 'd'.repeat(BENCH_DESCRIPTION_BYTES);
   const compare = (i: number): AgentSpec => ({ id: `w-0-${i}`, name: `w-0-${i}`, kind: 'service', version: '1.0.0', description, capabilities: [], endpoints: {}, labels: {} });
   const factory = new AgentFactory(MCP_SEED, loadSeedMaterial(), zipfCdf(CAPABILITY_NAMES, ZIPF_EXPONENT), []);
   const mcp = (i: number): AgentSpec => factory.make(i);

@@ -19,7 +19,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -30,6 +30,7 @@ import * as hdr from 'hdr-histogram-js';
 import protobuf from 'protobufjs';
 import { freePorts, ProcessCluster, waitFor } from '../cluster/process-cluster.js';
 import { REGISTRY_PROTO_PATH } from '../src/api/registry-proto.js';
+import { CLOCK_TICKS_PER_S, cpuTicks } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Limits and defaults.
@@ -74,12 +75,6 @@ const HISTOGRAM_MAX_US = 60_000_000;
 const HISTOGRAM_DIGITS = 3;
 /** Log lines kept per etcd member, for failure messages. */
 const LOG_LINES_KEPT = 200;
-/** Kernel clock ticks per second, the unit of utime and stime in /proc/<pid>/stat. */
-const CLOCK_TICKS_PER_S = 100;
-/** Index of utime among the fields of /proc/<pid>/stat that follow the command name (field 14 of proc(5)). */
-const STAT_UTIME_INDEX = 11;
-/** Index of stime, likewise (field 15 of proc(5)). */
-const STAT_STIME_INDEX = 12;
 /** Microseconds per second. */
 const US_PER_S = 1_000_000;
 /** Microseconds per millisecond. */
@@ -699,18 +694,10 @@ interface CpuSample {
   readonly serverTicks: readonly number[];
 }
 
-/** utime + stime of process `pid`, in clock ticks. */
-function processTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // The command name (field 2) is in parentheses and may hold spaces: split after it.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[STAT_UTIME_INDEX]) + Number(fields[STAT_STIME_INDEX]);
-}
-
 /** Takes a {@link CpuSample} of this process and of `members`. */
 function sampleCpu(members: readonly Member[]): CpuSample {
   const cpu = process.cpuUsage();
-  return { atUs: nowUs(), clientUs: cpu.user + cpu.system, serverTicks: members.map((m) => processTicks(m.pid)) };
+  return { atUs: nowUs(), clientUs: cpu.user + cpu.system, serverTicks: members.map((m) => cpuTicks(m.pid)) };
 }
 
 /** The outcome of one cell on one system. */

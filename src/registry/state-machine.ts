@@ -73,7 +73,6 @@ export const RECORD_INDEXES: readonly RecordIndex[] = [secondaryIndexes, version
  */
 export const MAX_UNTAKEN_EVENTS = 100_000;
 
-
 /** Options of a {@link RegistryStateMachine}. */
 export interface StateMachineOptions {
   /** Revisions of watch events kept; {@link EVENT_HISTORY_REVISIONS} by default (tests use fewer). */

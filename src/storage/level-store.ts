@@ -547,7 +547,7 @@ export class LevelStore implements NodeStore {
         while (out.length < n) {
           const more = await it.nextv(n - out.length);
           if (more.length === 0) break;
-          for (const e of more) out.push(e);
+          for (const key of more) out.push(key);
         }
         return out;
       },
