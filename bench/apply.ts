@@ -107,14 +107,16 @@ async function run(shape: string, make: (i: number) => AgentSpec, agents: number
     let index = 0;
     let cpu0 = cpuUs();
     let wall0 = performance.now();
-    for (let first = 0; first < total; first += batchSize) {
+    // Batches of the warm-up end at WARMUP_AGENTS exactly, so the measured ones hold `agents`.
+    for (let first = 0; first < total; ) {
       if (first === WARMUP_AGENTS) {
         ops.clear();
         cpu0 = cpuUs();
         wall0 = performance.now();
       }
+      const end = Math.min(first + batchSize, first < WARMUP_AGENTS ? WARMUP_AGENTS : total);
       const entries: Entry[] = [];
-      for (let i = first; i < Math.min(first + batchSize, total); i++) {
+      for (let i = first; i < end; i++) {
         index++;
         entries.push({ index: logIndex(index), term: 1 as Term, type: 'normal', data: encodeCommand({ type: 'register', requestId: `bench-apply-${i}`, agent: make(i) }) });
       }
@@ -123,6 +125,7 @@ async function run(shape: string, make: (i: number) => AgentSpec, agents: number
       await sm.applyEntries(entries, batch);
       await batch.write({ sync: false });
       sm.commitApplied(batch);
+      first = end;
     }
     const cpu = cpuUs();
     const wallUs = (performance.now() - wall0) * US_PER_MS;
