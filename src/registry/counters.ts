@@ -10,6 +10,7 @@
  * counters always agree with the records of the same batch, are deterministic, and travel in
  * snapshots like every other key; the cache only saves the read of a counter written recently.
  */
+import { LRUCache } from 'lru-cache';
 import type { KeyValueReader, WriteBatch } from '../storage/types.js';
 import { registryPackr } from './commands.js';
 
@@ -43,45 +44,39 @@ export const COUNTER_CACHE_ENTRIES = 16_384;
 
 /**
  * The durable values of recently written or read counters, least recently used dropped first
- * beyond `capacity` entries. It must only ever hold values that are in the store (or that a
- * written batch put there): the state machine fills it after a batch is written, and with values
- * it has just read from the store while no unwritten batch staged that key.
+ * beyond `capacity` entries (`lru-cache`: O(1) per operation, which an LRU that finds its oldest
+ * entry by iterating a `Map` is not). It must only ever hold values that are in the store (or
+ * that a written batch put there): the state machine fills it after a batch is written, and with
+ * values it has just read from the store while no unwritten batch staged that key.
  */
 export class CounterCache {
-  private readonly values = new Map<string, number>();
+  /** Undefined when the capacity is 0: nothing is kept. */
+  private readonly values: LRUCache<string, number> | undefined;
 
   /** Throws `RangeError` when `capacity` is not a non-negative safe integer (0 keeps nothing). */
-  constructor(private readonly capacity = COUNTER_CACHE_ENTRIES) {
+  constructor(capacity = COUNTER_CACHE_ENTRIES) {
     if (!Number.isSafeInteger(capacity) || capacity < 0) throw new RangeError(`counter cache capacity must be a non-negative integer, got ${String(capacity)}`);
+    this.values = capacity === 0 ? undefined : new LRUCache<string, number>({ max: capacity });
   }
 
   /** The cached value of `key` (0 for a counter known to be absent), or `undefined`. */
   get(key: string): number | undefined {
-    const v = this.values.get(key);
-    if (v === undefined) return undefined;
-    this.values.delete(key);
-    this.values.set(key, v);
-    return v;
+    return this.values?.get(key);
   }
 
   /** Remembers `value` as the durable value of `key`. */
   set(key: string, value: number): void {
-    this.values.delete(key);
-    this.values.set(key, value);
-    for (const oldest of this.values.keys()) {
-      if (this.values.size <= this.capacity) break;
-      this.values.delete(oldest);
-    }
+    this.values?.set(key, value);
   }
 
   /** Forgets every value (the store was replaced). */
   clear(): void {
-    this.values.clear();
+    this.values?.clear();
   }
 
   /** Entries held. */
   get size(): number {
-    return this.values.size;
+    return this.values?.size ?? 0;
   }
 }
 
