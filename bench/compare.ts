@@ -12,7 +12,7 @@
  * the client process and of every server process during each measured window, so a reader can
  * see whether the client was the bottleneck.
  *
- *   npm run bench:compare -- [--cells w1,w64,lr64] [--warmup 2] [--seconds 8] [--workers 2]
+ *   npm run bench:compare -- [--cells w1,w64,lr64] [--system-warmup 20] [--warmup 2] [--seconds 8] [--workers 2]
  *                            [--skip-etcd] [--skip-ours]
  *
  * Needs `etcd` on the PATH (`apt-get install -y etcd-server`) unless `--skip-etcd`.
@@ -39,6 +39,16 @@ import { CLOCK_TICKS_PER_S, cpuTicks } from './support.js';
 const WARMUP_S = 2;
 /** Default measured time per cell, in seconds. */
 const MEASURE_S = 8;
+/**
+ * Default warm-up of each system before its first cell, not measured, in seconds: half writes
+ * and half linearizable reads, at 64 clients. A server that has run for a while has compiled its
+ * hot paths; Node's JIT needs some thousands of calls of a function for that, which the 2 s
+ * warm-up of a 1-client cell does not give (our 1-client writes cost about twice the CPU per
+ * write on a fresh cluster). etcd gets the same warm-up. `--system-warmup 0` measures cold.
+ */
+const SYSTEM_WARMUP_S = 20;
+/** Closed-loop clients of the system warm-up. */
+const SYSTEM_WARMUP_CLIENTS = 64;
 /** Bytes of every written value (etcd value, our agent's description). */
 const VALUE_BYTES = 512;
 /** Keys (etcd) or agents (ours) written once before the first read cell and read round-robin. */
@@ -716,6 +726,8 @@ interface CellResult {
 
 /** Options of a run. */
 interface RunOptions {
+  /** Unmeasured load before the first cell, in seconds ({@link SYSTEM_WARMUP_S}). */
+  readonly systemWarmupS: number;
   readonly warmupS: number;
   readonly seconds: number;
   readonly workers: number;
@@ -781,10 +793,23 @@ async function runCell(sut: SystemUnderTest, cell: Cell, opts: RunOptions): Prom
   }
 }
 
-/** Runs `cells` in order on `sut`, preloading the read keys before the first read cell. */
+/**
+ * Runs `cells` in order on `sut`, after the system warm-up (writes, then linearizable reads, at
+ * {@link SYSTEM_WARMUP_CLIENTS} clients, nothing recorded), preloading the read keys before the
+ * first read.
+ */
 async function runCells(sut: SystemUnderTest, cells: readonly Cell[], opts: RunOptions): Promise<Map<string, CellResult>> {
   const out = new Map<string, CellResult>();
   let preloaded = false;
+  if (opts.systemWarmupS > 0) {
+    const half: RunOptions = { ...opts, warmupS: 0, seconds: opts.systemWarmupS / 2 };
+    const warmCell = { label: 'system warm-up', serializable: false, clients: SYSTEM_WARMUP_CLIENTS } as const;
+    await runCell(sut, { ...warmCell, name: 'warm-writes', kind: 'write' }, half);
+    await preload(sut);
+    preloaded = true;
+    await runCell(sut, { ...warmCell, name: 'warm-reads', kind: 'read' }, half);
+    console.error(`${sut.kind}: warmed up for ${opts.systemWarmupS} s`);
+  }
   for (const cell of cells) {
     if (cell.kind === 'read' && !preloaded) {
       await preload(sut);
@@ -888,6 +913,7 @@ async function main(): Promise<void> {
   const program = new Command()
     .description('Side-by-side benchmark of this project against etcd 3.4 (3 members each, on loopback).')
     .option('--cells <list>', 'comma list of cells to run, by the names below (default: all)', parseCells)
+    .option('--system-warmup <s>', 'warm-up of each system before its first cell (half writes, half reads, 64 clients), not measured, in seconds; 0 measures cold', parseSeconds, SYSTEM_WARMUP_S)
     .option('--warmup <s>', 'warm-up per cell, not measured, in seconds', parseSeconds, WARMUP_S)
     .option('--seconds <s>', 'measured time per cell, in seconds', parseSeconds, MEASURE_S)
     .option('--workers <n>', 'worker threads running the clients', parsePositiveInt, WORKER_THREADS)
@@ -896,10 +922,10 @@ async function main(): Promise<void> {
     .option('--node-args <args>', 'extra registry-node arguments for our nodes, space separated (e.g. "--snapshot-threshold 1000000")', (v: string) => v.split(' ').filter((a) => a !== ''), [] as string[])
     .addHelpText('after', `\nCells:\n${CELLS.map((c) => `  ${c.name.padEnd(6)} ${c.label}`).join('\n')}\n\nExample: --cells w1,lr64`);
   program.parse();
-  const opts = program.opts<{ cells?: Cell[]; warmup: number; seconds: number; workers: number; skipEtcd?: boolean; skipOurs?: boolean; nodeArgs: string[] }>();
+  const opts = program.opts<{ cells?: Cell[]; systemWarmup: number; warmup: number; seconds: number; workers: number; skipEtcd?: boolean; skipOurs?: boolean; nodeArgs: string[] }>();
   if (opts.seconds <= 0) program.error('--seconds must be > 0');
   const cells = opts.cells ?? CELLS;
-  const run: RunOptions = { warmupS: opts.warmup, seconds: opts.seconds, workers: opts.workers };
+  const run: RunOptions = { systemWarmupS: opts.systemWarmup, warmupS: opts.warmup, seconds: opts.seconds, workers: opts.workers };
 
   const version = etcdVersion();
   if (!opts.skipEtcd && version === undefined) {
@@ -918,7 +944,7 @@ async function main(): Promise<void> {
     '',
     `\`etcd --version\`: ${version ?? 'not installed'}${opts.skipEtcd ? ' (skipped)' : ''}; this project: 3 nodes${opts.skipOurs ? ' (skipped)' : ''}; both with ${ETCD_HEARTBEAT_MS} ms heartbeats and a ${ETCD_ELECTION_TIMEOUT_MS} ms election timeout.`,
     `Node ${process.version}, ${availableParallelism()} cores shared by the client and the servers, load average ${(loadavg()[0] ?? 0).toFixed(2)} at start.`,
-    `Per cell: ${opts.warmup} s warm-up, ${opts.seconds} s measured; closed-loop clients (one request in flight each) in up to ${opts.workers} worker threads, one HTTP/2 session per ${CLIENTS_PER_SESSION} clients per member; ${VALUE_BYTES}-byte values; writes to the leader, read client i to member i % ${CLUSTER_SIZE} (leader first).`,
+    `Each system first runs ${opts.systemWarmup} s of unmeasured load (half writes, half linearizable reads, ${SYSTEM_WARMUP_CLIENTS} clients); then per cell: ${opts.warmup} s warm-up, ${opts.seconds} s measured; closed-loop clients (one request in flight each) in up to ${opts.workers} worker threads, one HTTP/2 session per ${CLIENTS_PER_SESSION} clients per member; ${VALUE_BYTES}-byte values; writes to the leader, read client i to member i % ${CLUSTER_SIZE} (leader first).`,
   ];
   const results: Record<SystemKind, Map<string, CellResult> | undefined> = { etcd: undefined, ours: undefined };
   const members: Record<SystemKind, readonly Member[] | undefined> = { etcd: undefined, ours: undefined };
