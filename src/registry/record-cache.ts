@@ -45,9 +45,8 @@ export class RecordCache {
    * record of `id` is forgotten).
    */
   set(id: string, agent: Agent, bytes: number): void {
-    if (this.entries === undefined) return;
-    this.entries.delete(id);
-    this.entries.set(id, agent, { size: Math.max(1, bytes) });
+    // lru-cache replaces an older record of `id` in place, and forgets it when `bytes` is too large.
+    this.entries?.set(id, agent, { size: Math.max(1, bytes) });
   }
 
   /** Forgets the record of `id`. */
