@@ -178,24 +178,50 @@ export function stem(token: string): string {
  * repeats). Deterministic: no locale, no regex Unicode classes.
  */
 export function tokenize(text: string, maxTokens = MAX_TOKENS_PER_FIELD): string[] {
+  // One pass over UTF-16 units: a token is cut out of `text` with one slice (not built a code
+  // point at a time), and folded with `toLowerCase` when it is ASCII (which then changes `A-Z`
+  // only) or code point by code point with `fold` when it is not.
   const out: string[] = [];
-  let token = '';
-  let points = 0;
-  for (const ch of text) {
-    const c = ch.codePointAt(0) as number;
-    if (isSeparator(c)) {
+  const n = text.length;
+  let start = 0; // UTF-16 index of the current token's first unit
+  let cut = 0; // UTF-16 index just past its MAX_TOKEN_CODE_POINTS-th code point
+  let points = 0; // its code points so far (0: no token)
+  let ascii = true;
+  let upper = false;
+  for (let i = 0; i < n; ) {
+    const c = text.codePointAt(i) as number;
+    const width = c > 0xffff ? 2 : 1;
+    if (c < 0x80 ? ASCII_SEPARATOR[c] === 1 : isSeparator(c)) {
       if (points > 0) {
-        out.push(stem(token));
+        out.push(stem(foldToken(text.slice(start, cut), ascii, upper)));
         if (out.length >= maxTokens) return out;
-        token = '';
         points = 0;
       }
-      continue;
+    } else {
+      if (points === 0) {
+        start = i;
+        ascii = true;
+        upper = false;
+      }
+      if (c >= 0x80) ascii = false;
+      else if (c <= 0x5a && c >= 0x41) upper = true;
+      if (points < MAX_TOKEN_CODE_POINTS) cut = i + width;
+      points++;
     }
-    if (points < MAX_TOKEN_CODE_POINTS) token += fold(ch, c);
-    points++;
+    i += width;
   }
-  if (points > 0 && out.length < maxTokens) out.push(stem(token));
+  if (points > 0 && out.length < maxTokens) out.push(stem(foldToken(text.slice(start, cut), ascii, upper)));
+  return out;
+}
+
+/** `1` for each ASCII code point that separates tokens ({@link isSeparator} below 0x80). */
+const ASCII_SEPARATOR = Uint8Array.from({ length: 0x80 }, (_, c) => (isSeparator(c) ? 1 : 0));
+
+/** Case-folds one token ({@link fold} per code point); `ascii`/`upper` say what it holds. */
+function foldToken(raw: string, ascii: boolean, upper: boolean): string {
+  if (ascii) return upper ? raw.toLowerCase() : raw;
+  let out = '';
+  for (const ch of raw) out += fold(ch, ch.codePointAt(0) as number);
   return out;
 }
 

@@ -4,6 +4,7 @@
  * capability counts, on a state machine over an in-memory store.
  */
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { logIndex, term, type Entry } from '../../src/raft/types.js';
 import { encodeCommand } from '../../src/registry/commands.js';
 import { QueryError, RegistryStateMachine } from '../../src/registry/state-machine.js';
@@ -14,6 +15,7 @@ import {
   MAX_TOKEN_CODE_POINTS,
   postingImpact,
   queryTerms,
+  stem,
   tokenize,
 } from '../../src/registry/text-index.js';
 import type { AgentSpec, Command } from '../../src/registry/types.js';
@@ -71,6 +73,36 @@ describe('tokenize', () => {
     const long = 'a'.repeat(MAX_TOKEN_CODE_POINTS + 10);
     expect(tokenize(long)).toEqual(['a'.repeat(MAX_TOKEN_CODE_POINTS)]);
     expect(tokenize('a b c d e', 3)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('equals the documented rule, code point by code point, on any text (long runs, surrogates, Latin and CJK letters)', () => {
+    // The rule as the docstring states it, one code point at a time: a separator ends a token;
+    // A-Z and U+00C0–U+024F fold to lower case; a token keeps its first MAX_TOKEN_CODE_POINTS.
+    const separator = (c: number): boolean =>
+      c < 0x80
+        ? !/[0-9A-Za-z]/.test(String.fromCharCode(c))
+        : (c >= 0x80 && c <= 0xbf) || c === 0xd7 || c === 0xf7 || (c >= 0x2000 && c <= 0x206f) || (c >= 0x2e00 && c <= 0x2e7f) || (c >= 0x3000 && c <= 0x303f) || c === 0xfeff || (c >= 0xff01 && c <= 0xff0f);
+    const model = (text: string, max: number): string[] => {
+      const tokens: string[][] = [];
+      let current: string[] | undefined;
+      for (const ch of text) {
+        const c = ch.codePointAt(0) as number;
+        if (separator(c)) current = undefined;
+        else {
+          if (current === undefined) tokens.push((current = []));
+          current.push((c >= 0x41 && c <= 0x5a) || (c >= 0xc0 && c <= 0x24f) ? ch.toLowerCase() : ch);
+        }
+      }
+      return tokens.slice(0, max).map((t) => stem(t.slice(0, MAX_TOKEN_CODE_POINTS).join('')));
+    };
+    const pieces = ['a', 'Z', 'db', 'DBS', 'queries', '7', ' ', '-', '.', '_', '/', '\u00a0', '\u00d7', 'É', 'ß', 'Ǆ', 'ɏ', 'Ω', '数', '😀', '\ud800', '\udc00', '\u2003', '\u3001', '\ufeff', '\uff01', 'x'.repeat(MAX_TOKEN_CODE_POINTS - 1), 'Y'.repeat(MAX_TOKEN_CODE_POINTS + 3), '😀'.repeat(MAX_TOKEN_CODE_POINTS)];
+    const text = fc.oneof(fc.array(fc.constantFrom(...pieces), { maxLength: 40 }).map((p) => p.join('')), fc.string({ unit: 'binary', maxLength: 200 }));
+    fc.assert(
+      fc.property(text, fc.integer({ min: 1, max: 12 }), (t, max) => {
+        expect(tokenize(t, max)).toEqual(model(t, max));
+      }),
+      { numRuns: 3000 },
+    );
   });
 
   it('query terms are distinct, and empty or oversized queries are refused', () => {
