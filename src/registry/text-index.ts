@@ -139,6 +139,9 @@ function isSeparator(c: number): boolean {
   );
 }
 
+/** `1` for each ASCII code point that separates tokens ({@link isSeparator} below 0x80). */
+const ASCII_SEPARATOR = Uint8Array.from({ length: 0x80 }, (_, c) => (isSeparator(c) ? 1 : 0));
+
 /**
  * Folds the case of one code point: ASCII `A-Z` and the Latin-1 Supplement / Latin Extended-A
  * and -B letters (U+00C0–U+024F, whose lower-case mappings have not changed since Unicode 1.1);
@@ -187,13 +190,12 @@ export function tokenize(text: string, maxTokens = MAX_TOKENS_PER_FIELD): string
   let cut = 0; // UTF-16 index just past its MAX_TOKEN_CODE_POINTS-th code point
   let points = 0; // its code points so far (0: no token)
   let ascii = true;
-  let upper = false;
   for (let i = 0; i < n; ) {
     const c = text.codePointAt(i) as number;
     const width = c > 0xffff ? 2 : 1;
     if (c < 0x80 ? ASCII_SEPARATOR[c] === 1 : isSeparator(c)) {
       if (points > 0) {
-        out.push(stem(foldToken(text.slice(start, cut), ascii, upper)));
+        out.push(stem(foldToken(text.slice(start, cut), ascii)));
         if (out.length >= maxTokens) return out;
         points = 0;
       }
@@ -201,25 +203,20 @@ export function tokenize(text: string, maxTokens = MAX_TOKENS_PER_FIELD): string
       if (points === 0) {
         start = i;
         ascii = true;
-        upper = false;
       }
       if (c >= 0x80) ascii = false;
-      else if (c <= 0x5a && c >= 0x41) upper = true;
       if (points < MAX_TOKEN_CODE_POINTS) cut = i + width;
       points++;
     }
     i += width;
   }
-  if (points > 0 && out.length < maxTokens) out.push(stem(foldToken(text.slice(start, cut), ascii, upper)));
+  if (points > 0 && out.length < maxTokens) out.push(stem(foldToken(text.slice(start, cut), ascii)));
   return out;
 }
 
-/** `1` for each ASCII code point that separates tokens ({@link isSeparator} below 0x80). */
-const ASCII_SEPARATOR = Uint8Array.from({ length: 0x80 }, (_, c) => (isSeparator(c) ? 1 : 0));
-
-/** Case-folds one token ({@link fold} per code point); `ascii`/`upper` say what it holds. */
-function foldToken(raw: string, ascii: boolean, upper: boolean): string {
-  if (ascii) return upper ? raw.toLowerCase() : raw;
+/** Case-folds one token ({@link fold} per code point); `ascii` says it holds ASCII only. */
+function foldToken(raw: string, ascii: boolean): string {
+  if (ascii) return raw.toLowerCase();
   let out = '';
   for (const ch of raw) out += fold(ch, ch.codePointAt(0) as number);
   return out;
