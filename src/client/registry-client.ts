@@ -56,6 +56,15 @@ export const RETRY_MAX_DELAY_MS = 1_000;
 export const CHANNEL_INITIAL_RECONNECT_BACKOFF_MS = 100;
 /** gRPC channel: longest reconnect back-off, in milliseconds. */
 export const CHANNEL_MAX_RECONNECT_BACKOFF_MS = 2_000;
+/**
+ * gRPC channel: the HTTP/2 flow-control window this client grants each stream and its connection
+ * (grpc-js's `grpc-node.flow_control_window`), in bytes. HTTP/2 starts both at 65,535 bytes
+ * (RFC 9113 §6.9.2), so a larger answer (a `Find` page of 100 MCP-shaped agents is ~86 KB) stalls
+ * halfway until the client's WINDOW_UPDATE reaches the server. 1 MiB covers a page of
+ * `MAX_PAGE_SIZE` agents of typical size in one flight; grpc-go grows its window to the same
+ * end by probing the bandwidth-delay product.
+ */
+export const CHANNEL_FLOW_CONTROL_WINDOW_BYTES = 1024 * 1024;
 
 /** Options of a {@link RegistryClient}. */
 export interface RegistryClientOptions {
@@ -626,6 +635,7 @@ export class RegistryClient {
       channel = new grpc.Client(endpoint, this.credentials, {
         'grpc.initial_reconnect_backoff_ms': CHANNEL_INITIAL_RECONNECT_BACKOFF_MS,
         'grpc.max_reconnect_backoff_ms': CHANNEL_MAX_RECONNECT_BACKOFF_MS,
+        'grpc-node.flow_control_window': CHANNEL_FLOW_CONTROL_WINDOW_BYTES,
       });
       this.channels.set(endpoint, channel);
     }
