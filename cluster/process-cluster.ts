@@ -215,6 +215,14 @@ export class ProcessCluster {
     }
   }
 
+  /**
+   * Waits until node `id` answers a status request (it has started and opened its store), for
+   * at most `timeoutMs` ms; returns that status. Throws when it does not answer in time.
+   */
+  async waitServing(id: string, timeoutMs = 30_000): Promise<ClusterStatus> {
+    return waitFor(`${id} to serve`, timeoutMs, async () => (await this.statuses([id]))[0]);
+  }
+
   /** Waits until one of `ids` is leader and every one of them agrees on it; returns its id. */
   async waitForLeader(ids: string[] = this.ids, timeoutMs = 20_000): Promise<string> {
     return waitFor('a leader', timeoutMs, async () => {

@@ -132,7 +132,7 @@ describe('leases, heartbeats, watch and compare-and-set', () => {
     cluster.startNode(follower);
     // The resume is what is tested, not how long the client retries a node that is still
     // starting (on a loaded machine a start outlasts the watch's retry rounds).
-    await waitFor('the restarted follower to answer', 30_000, async () => (await cluster.statuses([follower]))[0]);
+    await cluster.waitServing(follower);
     const resumed = await collect(onFollower, { idPrefix: 'w-' }, (revisions[revisions.length - 1] as number) + 1, 10, 30_000);
     expect(resumed.map((e) => e.agent.id)).toEqual(Array.from({ length: 10 }, (_, i) => `w-${20 + i}`));
     writer.close();

@@ -136,7 +136,7 @@ describe('snapshots, compaction and InstallSnapshot on a 3-node cluster', () => 
     const before = (await cluster.statuses([node]))[0];
     await cluster.kill(node, 'SIGTERM');
     cluster.startNode(node);
-    const after = await waitFor('the node to serve again', 30_000, async () => (await cluster.statuses([node]))[0]);
+    const after = await cluster.waitServing(node);
     expect(after.snapshotIndex).toBeGreaterThan(0);
     expect(after.appliedIndex).toBeGreaterThanOrEqual(before?.appliedIndex ?? 0);
     const client = cluster.client([node]);
