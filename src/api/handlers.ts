@@ -97,6 +97,7 @@ import {
   type WireAgent,
   type WireWatchEvent,
 } from './registry-proto.js';
+import { wireAgentOf } from './agent-encoding.js';
 import { ApiError, Code, toApiError } from './status.js';
 
 /** Longest a request waits for commit, apply or a read barrier when the client set no deadline, in ms. */
@@ -934,17 +935,18 @@ export class RegistryApi {
   // -------------------------------------------------------------------------------------------
   // Shared steps
 
-  /** An agent for the wire, with its lease deadline as this node sees it (the leader's view; 0 elsewhere). */
   /**
-   * An agent as answered. Lists (Find, Search, ListVersions, Watch) leave the card out
-   * (`withCard` false: `card` empty, `card_format` still says one is stored), so a page of 64 KiB
-   * cards never exceeds a client's message limit; Get and `GET /v1/agents/{id}/card` carry it.
+   * An agent as answered, with its lease deadline as this node sees it (the leader's view; 0
+   * elsewhere): the wire form kept for this `Agent` object (`agent-encoding.ts`), read-only, so
+   * the gRPC serializers copy its kept encoding. Lists (Find, Search, ListVersions, Watch) leave the card
+   * out (`withCard` false: `card` empty, `card_format` still says one is stored), so a page of
+   * 64 KiB cards never exceeds a client's message limit; Get and `GET /v1/agents/{id}/card` carry it.
    */
   private toWire(agent: Agent, withCard = true): WireAgent {
-    const w = withCard ? agentToWire(agent) : { ...agentToWire(agent), card: '' };
     const deadline = agent.ttlSeconds > 0 ? this.ctx.raft.leases.deadlineOf(agent.id) : undefined;
     const clock = this.ctx.clock;
-    return { ...w, lease_expires_unix_ms: deadline === undefined ? 0 : Math.round(clock.wallNow() + (deadline - clock.now())) };
+    const leaseExpires = deadline === undefined ? 0 : Math.round(clock.wallNow() + (deadline - clock.now()));
+    return wireAgentOf(agent, withCard, leaseExpires, () => agentToWire(agent));
   }
 
   /** Proposes one membership change on the leader and answers with the membership after it. */

@@ -19,7 +19,7 @@ import {
   prefixEnd,
   prefixEndAny,
 } from './keys.js';
-import { decodeAgentRecord } from './records.js';
+import { decodeAgentRecord, type RecordDecoder } from './records.js';
 import type { Agent, FindPage, FindQuery, Health } from './types.js';
 
 /** Results per page of a find when the query gives 0 or nothing. */
@@ -70,6 +70,14 @@ export interface Filters {
   readonly verifiedOnly: boolean;
 }
 
+/** What every scan of one find shares: the store view, the record decoder, the filters, the page size. */
+interface Scan {
+  readonly kv: KeyValueReader;
+  readonly decode: RecordDecoder;
+  readonly filters: Filters;
+  readonly pageSize: number;
+}
+
 /**
  * One page of the agents matching every filter of `query`, ordered by id (UTF-8 byte order).
  * All filters must hold (AND); empty strings, empty maps and health `unspecified` mean "any".
@@ -88,11 +96,14 @@ export interface Filters {
  * strictly after that id, at any later revision. Each record is read when scanned, so a page
  * reflects every write before it started and possibly some after.
  *
+ * Records are turned into agents by `decode` ({@link decodeAgentRecord} unless the caller
+ * keeps a cache in front of it).
+ *
  * Throws {@link QueryError} with `field` `page_size` (not an integer in
  * `[0, MAX_PAGE_SIZE]`), `page_token` (not a token this method returned), `capability`, `capability_prefix`,
  * `kind`, `labels`, `name_prefix` (not strings) or `health` (not a {@link Health}).
  */
-export async function findAgents(kv: KeyValueReader, query: FindQuery): Promise<FindPage> {
+export async function findAgents(kv: KeyValueReader, query: FindQuery, decode: RecordDecoder = decodeAgentRecord): Promise<FindPage> {
   const filters = parseFilters(query);
   const pageSize = parsePageSize(query.pageSize);
   const after = parsePageToken(query.pageToken);
@@ -106,11 +117,12 @@ export async function findAgents(kv: KeyValueReader, query: FindQuery): Promise<
   if (filters.health !== undefined) prefixes.push(healthIndexPrefix(filters.health));
   const [only] = prefixes;
   let found: Agent[];
-  if (prefixes.length > 1) found = await scanIntersection(kv, prefixes, filters, pageSize, after);
-  else if (only !== undefined) found = await scanIndex(kv, only, filters, pageSize, after);
-  else if (filters.capabilityPrefix !== undefined) found = await scanSortedIds(kv, CAP_INDEX_PREFIX + filters.capabilityPrefix, filters, pageSize, after);
-  else if (filters.namePrefix !== undefined) found = await scanSortedIds(kv, NAME_INDEX_PREFIX + filters.namePrefix, filters, pageSize, after);
-  else found = await scanRecords(kv, filters, pageSize, after);
+  const scan: Scan = { kv, decode, filters, pageSize };
+  if (prefixes.length > 1) found = await scanIntersection(scan, prefixes, after);
+  else if (only !== undefined) found = await scanIndex(scan, only, after);
+  else if (filters.capabilityPrefix !== undefined) found = await scanSortedIds(scan, CAP_INDEX_PREFIX + filters.capabilityPrefix, after);
+  else if (filters.namePrefix !== undefined) found = await scanSortedIds(scan, NAME_INDEX_PREFIX + filters.namePrefix, after);
+  else found = await scanRecords(scan, after);
   if (found.length <= pageSize) return { agents: found, nextPageToken: '' };
   const agents = found.slice(0, pageSize);
   return { agents, nextPageToken: encodePageToken((agents[agents.length - 1] as Agent).id) };
@@ -124,20 +136,20 @@ export async function findAgents(kv: KeyValueReader, query: FindQuery): Promise<
  * ones, with one seek per other range where they disagree, and only common ids are read as
  * records (a chunk at a time); up to `pageSize + 1` matches.
  */
-async function scanIntersection(kv: KeyValueReader, prefixes: readonly string[], filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
-  const cursors = prefixes.map((p) => new IndexCursor(kv, p));
+async function scanIntersection(scan: Scan, prefixes: readonly string[], after: string | undefined): Promise<Agent[]> {
+  const cursors = prefixes.map((p) => new IndexCursor(scan.kv, p));
   try {
-    return await leapfrog(kv, cursors, resumeKey(prefixes[0] as string, after), filters, pageSize);
+    return await leapfrog(scan, cursors, resumeKey(prefixes[0] as string, after));
   } finally {
     await Promise.all(cursors.map((c) => c.close()));
   }
 }
 
 /** The join of {@link scanIntersection} over `cursors`, the first read in order from `start`. */
-async function leapfrog(kv: KeyValueReader, cursors: readonly IndexCursor[], start: string, filters: Filters, pageSize: number): Promise<Agent[]> {
+async function leapfrog(scan: Scan, cursors: readonly IndexCursor[], start: string): Promise<Agent[]> {
   const first = cursors[0] as IndexCursor;
   await first.load(start);
-  const page = new PageCollector(kv, filters, pageSize);
+  const page = new PageCollector(scan);
   let target = first.id;
   let agree = 1;
   for (let turn = 1; target !== undefined; turn++) {
@@ -161,10 +173,11 @@ async function leapfrog(kv: KeyValueReader, cursors: readonly IndexCursor[], sta
 }
 
 /** Scans every record after `after`; up to `pageSize + 1` matches. */
-async function scanRecords(kv: KeyValueReader, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
+async function scanRecords(scan: Scan, after: string | undefined): Promise<Agent[]> {
+  const { kv, decode, filters, pageSize } = scan;
   const found: Agent[] = [];
   for await (const [key, value] of kv.range(resumeKey(AGENT_PREFIX, after), prefixEnd(AGENT_PREFIX))) {
-    const agent = decodeAgentRecord(value, key);
+    const agent = decode(value, key);
     if (agent.id === key.slice(AGENT_PREFIX.length) && matches(agent, filters)) found.push(agent);
     if (found.length > pageSize) break;
   }
@@ -175,9 +188,9 @@ async function scanRecords(kv: KeyValueReader, filters: Filters, pageSize: numbe
  * Scans the id-ordered index range `prefix` after `after`, resolving hits to records a chunk at
  * a time (one getMany per chunk); up to `pageSize + 1` matches.
  */
-async function scanIndex(kv: KeyValueReader, prefix: string, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
-  const page = new PageCollector(kv, filters, pageSize);
-  for await (const [key] of kv.range(resumeKey(prefix, after), prefixEnd(prefix))) {
+async function scanIndex(scan: Scan, prefix: string, after: string | undefined): Promise<Agent[]> {
+  const page = new PageCollector(scan);
+  for await (const [key] of scan.kv.range(resumeKey(prefix, after), prefixEnd(prefix))) {
     // An index key may outlive its record between two reads, and a separator inside a value
     // can make a key look like another prefix's: the record itself decides.
     if (await page.add(key.slice(prefix.length))) break;
@@ -191,15 +204,15 @@ async function scanIndex(kv: KeyValueReader, prefix: string, filters: Filters, p
  * ids after `after`, sorts them by id (an id under several capabilities once) and resolves them
  * in order; up to `pageSize + 1` matches. The cost grows with the keys under `base`.
  */
-async function scanSortedIds(kv: KeyValueReader, base: string, filters: Filters, pageSize: number, after: string | undefined): Promise<Agent[]> {
+async function scanSortedIds(scan: Scan, base: string, after: string | undefined): Promise<Agent[]> {
   const ids: string[] = [];
-  for await (const [key] of kv.range(base, prefixEndAny(base))) {
+  for await (const [key] of scan.kv.range(base, prefixEndAny(base))) {
     // Ids never contain the separator; a name might (if written around validation).
     const id = key.slice(key.lastIndexOf(KEY_SEPARATOR) + 1);
     if (after === undefined || compareUtf8(id, after) > 0) ids.push(id);
   }
   ids.sort(compareUtf8);
-  const page = new PageCollector(kv, filters, pageSize);
+  const page = new PageCollector(scan);
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i] as string;
     if (i > 0 && ids[i - 1] === id) continue;
@@ -217,18 +230,14 @@ class PageCollector {
   private readonly found: Agent[] = [];
   private chunk: string[] = [];
 
-  constructor(
-    private readonly kv: KeyValueReader,
-    private readonly filters: Filters,
-    private readonly pageSize: number,
-  ) {}
+  constructor(private readonly scan: Scan) {}
 
   /** Adds a candidate; resolves `true` once the page (plus one) is full and no more are needed. */
   async add(id: string): Promise<boolean> {
     this.chunk.push(id);
-    if (this.chunk.length < this.pageSize + 1 - this.found.length) return false;
+    if (this.chunk.length < this.scan.pageSize + 1 - this.found.length) return false;
     await this.flush();
-    return this.found.length > this.pageSize;
+    return this.found.length > this.scan.pageSize;
   }
 
   /** Resolves the candidates still held and returns the matches. */
@@ -240,18 +249,19 @@ class PageCollector {
   private async flush(): Promise<void> {
     const ids = this.chunk;
     this.chunk = [];
-    await resolve(this.kv, ids, this.filters, this.pageSize, this.found);
+    await resolve(this.scan, ids, this.found);
   }
 }
 
 /** Reads the records of `ids` (one getMany) and appends those matching `filters` to `found`, up to `pageSize + 1`. */
-async function resolve(kv: KeyValueReader, ids: readonly string[], filters: Filters, pageSize: number, found: Agent[]): Promise<void> {
+async function resolve(scan: Scan, ids: readonly string[], found: Agent[]): Promise<void> {
+  const { kv, decode, filters, pageSize } = scan;
   const keys = ids.map(agentKey);
   const values = await kv.getMany(keys);
   ids.forEach((id, i) => {
     const v = values[i];
     if (v === undefined || found.length > pageSize) return;
-    const agent = decodeAgentRecord(v, keys[i] as string);
+    const agent = decode(v, keys[i] as string);
     if (agent.id === id && matches(agent, filters) && found[found.length - 1]?.id !== id) found.push(agent);
   });
 }

@@ -69,3 +69,61 @@ export class RecordCache {
     return this.entries?.calculatedSize ?? 0;
   }
 }
+
+/** Most records a {@link DecodedRecords} keeps. */
+export const DECODED_RECORDS_ENTRIES = 4096;
+/** Most bytes of records, by their stored size, a {@link DecodedRecords} keeps: 8 MiB. */
+export const DECODED_RECORDS_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The decoder of the records a scan reads (`Find`, `Search`): keeps the last decoded record of
+ * each key with the exact bytes it was decoded from, and answers a read of the same bytes with
+ * the same `Agent` object, skipping the msgpack decode and the shape check. Unlike
+ * {@link RecordCache}, which answers `Get` without reading the store and so must hold only the
+ * current record, an entry here is used only when the bytes just read equal the kept ones, so a
+ * scan of any view (an older snapshot's or the newest) may fill it, and nothing drops entries
+ * when records change: a changed record simply no longer matches. Bounded by count and by stored
+ * bytes ({@link DECODED_RECORDS_ENTRIES}, {@link DECODED_RECORDS_BYTES}), least recently read
+ * dropped first. Keeping one object per record also lets the gRPC layer keep its encoding
+ * (`src/api/agent-encoding.ts`); callers must treat the returned agents as read-only.
+ */
+export class DecodedRecords {
+  /** Undefined when a bound is 0: every read decodes. */
+  private readonly entries: LRUCache<string, { readonly stored: Buffer; readonly agent: Agent }> | undefined;
+
+  /** Throws `RangeError` when a bound is not a non-negative safe integer. */
+  constructor(
+    private readonly decodeRecord: (value: Uint8Array, key: string) => Agent,
+    maxEntries = DECODED_RECORDS_ENTRIES,
+    maxBytes = DECODED_RECORDS_BYTES,
+  ) {
+    for (const [name, v] of [['maxEntries', maxEntries], ['maxBytes', maxBytes]] as const) {
+      if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`decoded records ${name} must be a non-negative integer, got ${String(v)}`);
+    }
+    this.entries = maxEntries === 0 || maxBytes === 0 ? undefined : new LRUCache({ max: maxEntries, maxSize: maxBytes });
+  }
+
+  /**
+   * The record stored under `key` as `value`: the kept `Agent` when `value` equals the bytes it
+   * was decoded from, else a fresh decode (kept from now on). Throws what the decoder throws
+   * (`CorruptionError` for a damaged record), keeping nothing.
+   */
+  decode(value: Uint8Array, key: string): Agent {
+    const kept = this.entries?.get(key);
+    if (kept !== undefined && Buffer.compare(kept.stored, value) === 0) return kept.agent;
+    const agent = this.decodeRecord(value, key);
+    // A copy: the value read may be a view into a larger buffer the kept entry would hold alive.
+    this.entries?.set(key, { stored: Buffer.from(value), agent }, { size: Math.max(1, value.byteLength) });
+    return agent;
+  }
+
+  /** Records held. */
+  get size(): number {
+    return this.entries?.size ?? 0;
+  }
+
+  /** Forgets every record. */
+  clear(): void {
+    this.entries?.clear();
+  }
+}

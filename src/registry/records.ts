@@ -51,6 +51,12 @@ export function decodeAgentRecord(value: Uint8Array, key: string): Agent {
   return parseAgentRecord(decoded, `record ${JSON.stringify(key)}`);
 }
 
+/**
+ * Turns the stored bytes of the record under `key` into its `Agent`: {@link decodeAgentRecord},
+ * or a cache in front of it (`DecodedRecords`, `record-cache.ts`). Throws `CorruptionError`.
+ */
+export type RecordDecoder = (value: Uint8Array, key: string) => Agent;
+
 /** Checks the shape of a decoded record; `what` names it in the {@link CorruptionError}. */
 export function parseAgentRecord(decoded: unknown, what: string): Agent {
   let spec: AgentSpec;

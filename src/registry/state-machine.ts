@@ -45,7 +45,7 @@ import { applyAuthChange, AUTH_KEY, decodeAuthState, EMPTY_AUTH_STATE, encodeAut
 import { capabilityCounts, listCapabilities } from './capabilities.js';
 import { COUNTER_CACHE_ENTRIES, CounterCache, CounterDeltaMap, flushCounters } from './counters.js';
 import { findAgents, QueryError } from './queries.js';
-import { RecordCache } from './record-cache.js';
+import { DecodedRecords, RecordCache } from './record-cache.js';
 import { textIndex } from './text-index.js';
 import { searchAgents } from './text-search.js';
 import { agentOf, decodeAgentRecord, withOptionalFields, readLeases, secondaryIndexes, stageRecord, type RecordIndex } from './records.js';
@@ -129,6 +129,8 @@ export class RegistryStateMachine {
   private prefetched: Map<string, Agent | undefined> | undefined;
   /** Durable records by id, for {@link get} (see `record-cache.ts`). */
   private readonly recordCache = new RecordCache();
+  /** Decoded records of scans (Find, Search), reused while their stored bytes are unchanged. */
+  private readonly decodedRecords = new DecodedRecords(decodeAgentRecord);
   /**
    * Bumped by every commit of a batch and every open: a record read from the store before a bump
    * may be stale after it, and is not cached.
@@ -192,6 +194,7 @@ export class RegistryStateMachine {
     this.stagedMembers = undefined;
     this.counterCache.clear();
     this.recordCache.clear();
+    this.decodedRecords.clear();
     this.storeEpoch++;
     const auth = await this.store.kv.get(AUTH_KEY);
     this.committedAuth = auth === undefined ? EMPTY_AUTH_STATE : decodeAuthState(auth);
@@ -564,7 +567,7 @@ export class RegistryStateMachine {
    * naming the field at fault.
    */
   async find(query: FindQuery): Promise<FindPage> {
-    return findAgents(this.store.kv, query);
+    return findAgents(this.store.kv, query, (value, key) => this.decodedRecords.decode(value, key));
   }
 
   /**
@@ -573,7 +576,7 @@ export class RegistryStateMachine {
    * (`query`, `page_token`, or a filter as for {@link find}).
    */
   async search(query: SearchQuery): Promise<SearchPage> {
-    return searchAgents(this.store.kv, query);
+    return searchAgents(this.store.kv, query, (value, key) => this.decodedRecords.decode(value, key));
   }
 
   /**

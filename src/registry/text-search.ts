@@ -36,7 +36,7 @@ import {
   prefixEndAny,
 } from './keys.js';
 import { matches, parseFilters, parsePageSize, QueryError } from './queries.js';
-import { decodeAgentRecord } from './records.js';
+import { decodeAgentRecord, type RecordDecoder } from './records.js';
 import type { Agent, SearchPage, SearchQuery } from './types.js';
 import {
   bm25Idf,
@@ -207,9 +207,10 @@ async function filterFirst(
  * the score and id of the page's last result; empty on the last page.
  *
  * Throws {@link QueryError} with `field` `query` (see `queryTerms`), `page_token` (not a token a
- * search returned), `page_size` or a filter's field, as {@link findAgents} does.
+ * search returned), `page_size` or a filter's field, as {@link findAgents} does. Records are
+ * turned into agents by `decode`, as in {@link findAgents}.
  */
-export async function searchAgents(kv: KeyValueReader, query: SearchQuery): Promise<SearchPage> {
+export async function searchAgents(kv: KeyValueReader, query: SearchQuery, decode: RecordDecoder = decodeAgentRecord): Promise<SearchPage> {
   if (typeof query !== 'object' || query === null) throw new QueryError('query', 'must be an object');
   const filters = parseFilters(query);
   const pageSize = parsePageSize(query.pageSize);
@@ -254,7 +255,7 @@ export async function searchAgents(kv: KeyValueReader, query: SearchQuery): Prom
       const values = await kv.getMany(keys);
       return values.map((v, i) => {
         if (v === undefined) return undefined;
-        const agent = decodeAgentRecord(v, keys[i] as string);
+        const agent = decode(v, keys[i] as string);
         return agent.id === ids[i] ? agent : undefined;
       });
     },

@@ -6,6 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { withKeptAgentEncodings } from '../api/agent-encoding.js';
 import { authHandlers, clusterHandlers, GrpcLeaderLink, registryHandlers, safeService } from '../api/grpc-service.js';
 import { AUTH_BOOTSTRAP_RETRY_MS, RegistryApi } from '../api/handlers.js';
 import { AuthService, ClusterService, RegistryService as RegistryServiceDefinition } from '../api/registry-proto.js';
@@ -290,7 +291,7 @@ export class RegistryNode {
       const server = new grpc.Server(PEER_SERVER_OPTIONS);
       transport.addToServer(server);
       const observeRequest = (method: string, code: string, seconds: number): void => metrics.observeRequest('grpc', method, code, seconds);
-      server.addService(safeService(RegistryServiceDefinition), registryHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
+      server.addService(safeService(withKeptAgentEncodings(RegistryServiceDefinition)), registryHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
       server.addService(safeService(ClusterService), clusterHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
       server.addService(safeService(AuthService), authHandlers(api, apiLog, observeRequest) as unknown as grpc.UntypedServiceImplementation);
       const health = addHealthAndReflection(server, raft, log.child({ component: 'health' }));

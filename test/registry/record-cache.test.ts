@@ -1,14 +1,15 @@
 /**
  * `RegistryStateMachine.get` answers hot agents from a cache of decoded records. It must never
  * answer with a record a committed batch replaced: checked against a model over random writes
- * and reads, and for a read that was in flight while a batch committed.
+ * and reads, and for a read that was in flight while a batch committed. The decoded records of
+ * `Find` and `Search` must never answer with a replaced record either.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
 import { logIndex, term, type Entry } from '../../src/raft/index.js';
 import { encodeCommand } from '../../src/registry/commands.js';
-import { RECORD_CACHE_ENTRIES, RecordCache } from '../../src/registry/record-cache.js';
+import { DecodedRecords, RECORD_CACHE_ENTRIES, RecordCache } from '../../src/registry/record-cache.js';
 import { RegistryStateMachine } from '../../src/registry/state-machine.js';
 import type { Agent, AgentSpec, Command } from '../../src/registry/types.js';
 import { MemoryStore } from '../../src/storage/memory-store.js';
@@ -62,6 +63,28 @@ async function setup() {
 const register = (id: string, version: string): Command => ({ type: 'register', requestId: `r-${id}-${version}`, agent: spec(id, version) });
 const deregister = (id: string, n: number): Command => ({ type: 'deregister', requestId: `d-${id}-${n}`, id });
 
+/**
+ * Runs `steps` against the state machine and a model (agent id → version): a `write` registers
+ * `a<k>` with a new version, a `delete` deregisters it, any other step is a read `check` runs.
+ */
+async function replay<Op extends string>(steps: readonly [Op | 'write' | 'delete', number][], apply: (commands: Command[]) => Promise<void>, check: (op: Op, id: string, model: ReadonlyMap<string, string>) => Promise<void>): Promise<void> {
+  const model = new Map<string, string>();
+  let n = 0;
+  for (const [op, k] of steps) {
+    const id = `a${k}`;
+    n++;
+    if (op === 'write') {
+      await apply([register(id, `1.0.${n}`)]);
+      model.set(id, `1.0.${n}`);
+    } else if (op === 'delete') {
+      await apply([deregister(id, n)]);
+      model.delete(id);
+    } else {
+      await check(op as Op, id, model);
+    }
+  }
+}
+
 describe('the record cache of RegistryStateMachine.get', () => {
   it('answers every read with the last committed write of that agent, over random writes and reads', async () => {
     await fc.assert(
@@ -69,21 +92,7 @@ describe('the record cache of RegistryStateMachine.get', () => {
         fc.array(fc.tuple(fc.constantFrom('write', 'delete', 'read'), fc.integer({ min: 0, max: 5 })), { minLength: 1, maxLength: 60 }),
         async (steps) => {
           const { sm, apply } = await setup();
-          const model = new Map<string, string>();
-          let n = 0;
-          for (const [op, k] of steps) {
-            const id = `a${k}`;
-            n++;
-            if (op === 'write') {
-              await apply([register(id, `1.0.${n}`)]);
-              model.set(id, `1.0.${n}`);
-            } else if (op === 'delete') {
-              await apply([deregister(id, n)]);
-              model.delete(id);
-            } else {
-              expect((await sm.get(id))?.version).toBe(model.get(id));
-            }
-          }
+          await replay(steps, apply, async (_op, id, model) => expect((await sm.get(id))?.version).toBe(model.get(id)));
         },
       ),
       { numRuns: 200 },
@@ -151,5 +160,66 @@ describe('the record cache of RegistryStateMachine.get', () => {
       { numRuns: 300 },
     );
     expect(() => new RecordCache(-1)).toThrow(RangeError);
+  });
+});
+
+describe('the decoded records of Find and Search', () => {
+  it('answers every find and search with the last committed write of each agent, over random writes and reads', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.constantFrom('write', 'delete', 'find', 'search'), fc.integer({ min: 0, max: 5 })), { minLength: 1, maxLength: 60 }),
+        async (steps) => {
+          const { sm, apply } = await setup();
+          await replay(steps, apply, async (op, _id, model) => {
+            const want = [...model].sort(([a], [b]) => (a < b ? -1 : 1));
+            // A search by an id finds that agent only (its name is its id).
+            const got = op === 'find'
+              ? (await sm.find({})).agents
+              : (await Promise.all(Array.from({ length: 6 }, async (_, i) => (await sm.search({ query: `a${i}` })).results.map((r) => r.agent)))).flat();
+            expect(got.map((a) => [a.id, a.version])).toEqual(want);
+          });
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('hands out the same Agent object while a record is unchanged, a new one once it changed', async () => {
+    const { sm, apply } = await setup();
+    await apply([register('a', '1.0.0'), register('b', '1.0.0')]);
+    const [a1, b1] = (await sm.find({})).agents;
+    const [a2, b2] = (await sm.find({})).agents;
+    expect(a2).toBe(a1);
+    expect(b2).toBe(b1);
+    await apply([register('a', '1.0.1')]);
+    const [a3, b3] = (await sm.find({})).agents;
+    expect(a3).not.toBe(a1);
+    expect(a3?.version).toBe('1.0.1');
+    expect(b3).toBe(b1);
+  });
+
+  it('decodes again only bytes it does not hold, within its bounds', () => {
+    let decodes = 0;
+    const decode = (value: Uint8Array, key: string): Agent => (decodes++, { ...spec(key, Buffer.from(value).toString()), createRevision: 1, modRevision: 1, ttlSeconds: 0, health: 'unspecified' });
+    const records = new DecodedRecords(decode, 2, 1024);
+    const v1 = Buffer.from('1.0.0');
+    const first = records.decode(v1, 'k');
+    expect(records.decode(Buffer.from('1.0.0'), 'k')).toBe(first);
+    expect(decodes).toBe(1);
+    // The same key with other bytes is a changed record.
+    expect(records.decode(Buffer.from('1.0.1'), 'k').version).toBe('1.0.1');
+    expect(decodes).toBe(2);
+    // The kept bytes are a copy: changing the buffer read does not change what matches.
+    v1.write('9');
+    records.decode(Buffer.from('1.0.2'), 'j');
+    records.decode(Buffer.from('1.0.3'), 'i');
+    expect(records.size).toBe(2);
+    records.decode(Buffer.from('1.0.1'), 'k');
+    expect(decodes).toBe(5);
+    const none = new DecodedRecords(decode, 0, 1024);
+    none.decode(v1, 'k');
+    none.decode(v1, 'k');
+    expect(decodes).toBe(7);
+    expect(() => new DecodedRecords(decode, 1, -1)).toThrow(RangeError);
   });
 });
