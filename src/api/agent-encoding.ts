@@ -33,8 +33,6 @@ const SearchResultType = root.lookupType('registry.v1.SearchResult');
 
 /** Protobuf wire type of a length-delimited field (strings, bytes, embedded messages). */
 const WIRE_TYPE_LENGTH_DELIMITED = 2;
-/** Protobuf wire type of a 64-bit fixed field (`double`). */
-const WIRE_TYPE_FIXED64 = 1;
 
 /** The key of a field on the wire: `(field number << 3) | wire type`. */
 function fieldKey(type: protobuf.Type, name: string, wireType: number): number {
@@ -47,7 +45,6 @@ const GET_AGENT_KEY = fieldKey(GetResponseType, 'agent', WIRE_TYPE_LENGTH_DELIMI
 const FIND_AGENTS_KEY = fieldKey(FindResponseType, 'agents', WIRE_TYPE_LENGTH_DELIMITED);
 const SEARCH_RESULTS_KEY = fieldKey(SearchResponseType, 'results', WIRE_TYPE_LENGTH_DELIMITED);
 const RESULT_AGENT_KEY = fieldKey(SearchResultType, 'agent', WIRE_TYPE_LENGTH_DELIMITED);
-const RESULT_SCORE_KEY = fieldKey(SearchResultType, 'score', WIRE_TYPE_FIXED64);
 
 /** The field of a wire agent that is encoded per answer. */
 const PER_ANSWER_FIELD = 'lease_expires_unix_ms';
@@ -106,7 +103,7 @@ function agentBytes(wire: WireAgent): Uint8Array {
   let bytes = k.bytes[slot];
   if (bytes === undefined) {
     const { [PER_ANSWER_FIELD]: _perAnswer, ...rest } = k.wire[slot] as WireAgent;
-    bytes = encodeWhole(AgentType, rest);
+    bytes = new Uint8Array(encodeWhole(AgentType, rest));
     k.bytes[slot] = bytes;
   }
   const perAnswer = wire[PER_ANSWER_FIELD];
@@ -114,36 +111,68 @@ function agentBytes(wire: WireAgent): Uint8Array {
   return Buffer.concat([bytes, encodeWhole(AgentType, { [PER_ANSWER_FIELD]: perAnswer })]);
 }
 
-/** `head` (a message's other fields, encoded by protobufjs) after the fields in `writer`. */
-function joined(writer: protobuf.Writer, rest: Uint8Array): Buffer {
-  const head = writer.finish();
-  return Buffer.concat([head, rest]);
+/**
+ * Checks at load that every field of `type` but `carrier` (the one holding agents) is a singular
+ * scalar, the only kind {@link writeScalars} writes: a field of another kind added to the proto
+ * fails here, not silently on the wire.
+ */
+function scalarFieldsOf(type: protobuf.Type, carrier: string): readonly protobuf.Field[] {
+  const fields = type.fieldsArray.filter((f) => f.name !== carrier);
+  for (const f of fields) {
+    const writes = typeof (protobuf.Writer.prototype as unknown as Record<string, unknown>)[f.type] === 'function';
+    if (f.repeated || f.map || !(f.type in protobuf.types.basic) || !writes) throw new Error(`registry.proto: ${type.name}.${f.name} is not a singular scalar; agent-encoding.ts does not write it`);
+  }
+  return fields;
+}
+
+const GET_SCALARS = scalarFieldsOf(GetResponseType, 'agent');
+const FIND_SCALARS = scalarFieldsOf(FindResponseType, 'agents');
+const SEARCH_SCALARS = scalarFieldsOf(SearchResponseType, 'results');
+const RESULT_SCALARS = scalarFieldsOf(SearchResultType, 'agent');
+
+/**
+ * Writes the scalar `fields` of `value` that differ from their proto3 default (a field at its
+ * default is absent on the wire; a decoder fills it in). Values are wire-shaped: numbers for the
+ * 64-bit integers, strings, booleans.
+ */
+function writeScalars(writer: protobuf.Writer, fields: readonly protobuf.Field[], value: object): void {
+  for (const f of fields) {
+    const v = (value as Record<string, unknown>)[f.name];
+    if (v === undefined || v === null || v === 0 || v === '' || v === false) continue;
+    const wireType = (protobuf.types.basic as Record<string, number>)[f.type] as number;
+    (writer.uint32((f.id << 3) | wireType) as unknown as Record<string, (x: unknown) => protobuf.Writer>)[f.type]!(v);
+  }
 }
 
 /** Serializes a `GetResponse`: the agent from its kept bytes, then the other fields. */
 export function serializeGetResponse(res: { agent?: WireAgent | null }): Buffer {
   const writer = protobuf.Writer.create();
   if (res.agent !== undefined && res.agent !== null) writer.uint32(GET_AGENT_KEY).bytes(agentBytes(res.agent));
-  return joined(writer, encodeWhole(GetResponseType, { ...res, agent: null }));
+  writeScalars(writer, GET_SCALARS, res);
+  return writer.finish() as Buffer;
 }
 
 /** Serializes a `FindResponse`: each agent from its kept bytes, then the other fields. */
 export function serializeFindResponse(res: { agents?: readonly WireAgent[] | null }): Buffer {
   const writer = protobuf.Writer.create();
   for (const agent of res.agents ?? []) writer.uint32(FIND_AGENTS_KEY).bytes(agentBytes(agent));
-  return joined(writer, encodeWhole(FindResponseType, { ...res, agents: [] }));
+  writeScalars(writer, FIND_SCALARS, res);
+  return writer.finish() as Buffer;
 }
 
 /** Serializes a `SearchResponse`: each result's agent from its kept bytes, then the other fields. */
 export function serializeSearchResponse(res: { results?: readonly { agent?: WireAgent | null; score?: number }[] | null }): Buffer {
   const writer = protobuf.Writer.create();
   for (const result of res.results ?? []) {
-    const one = protobuf.Writer.create();
-    if (result.agent !== undefined && result.agent !== null) one.uint32(RESULT_AGENT_KEY).bytes(agentBytes(result.agent));
-    if (result.score !== undefined && result.score !== 0) one.uint32(RESULT_SCORE_KEY).double(result.score);
-    writer.uint32(SEARCH_RESULTS_KEY).bytes(one.finish());
+    // A sub-message of its own (length-delimited, so its length comes first): the agent's
+    // bytes, then the score.
+    writer.uint32(SEARCH_RESULTS_KEY).fork();
+    if (result.agent !== undefined && result.agent !== null) writer.uint32(RESULT_AGENT_KEY).bytes(agentBytes(result.agent));
+    writeScalars(writer, RESULT_SCALARS, result);
+    writer.ldelim();
   }
-  return joined(writer, encodeWhole(SearchResponseType, { ...res, results: [] }));
+  writeScalars(writer, SEARCH_SCALARS, res);
+  return writer.finish() as Buffer;
 }
 
 /** The methods whose answers {@link withKeptAgentEncodings} serializes, with their serializers. */

@@ -89,7 +89,7 @@ export const DECODED_RECORDS_BYTES = 8 * 1024 * 1024;
  */
 export class DecodedRecords {
   /** Undefined when a bound is 0: every read decodes. */
-  private readonly entries: LRUCache<string, { readonly stored: Buffer; readonly agent: Agent }> | undefined;
+  private readonly entries: LRUCache<string, { readonly stored: Uint8Array; readonly agent: Agent }> | undefined;
 
   /** Throws `RangeError` when a bound is not a non-negative safe integer. */
   constructor(
@@ -113,7 +113,7 @@ export class DecodedRecords {
     if (kept !== undefined && Buffer.compare(kept.stored, value) === 0) return kept.agent;
     const agent = this.decodeRecord(value, key);
     // A copy: the value read may be a view into a larger buffer the kept entry would hold alive.
-    this.entries?.set(key, { stored: Buffer.from(value), agent }, { size: Math.max(1, value.byteLength) });
+    this.entries?.set(key, { stored: new Uint8Array(value), agent }, { size: Math.max(1, value.byteLength) });
     return agent;
   }
 
