@@ -185,15 +185,22 @@ async function scanRecords(scan: Scan, after: string | undefined): Promise<Agent
 }
 
 /**
- * Scans the id-ordered index range `prefix` after `after`, resolving hits to records a chunk at
- * a time (one getMany per chunk); up to `pageSize + 1` matches.
+ * Scans the id-ordered index range `prefix` after `after` (keys only, through an
+ * {@link IndexCursor}), resolving hits to records a chunk at a time (one getMany per chunk); up
+ * to `pageSize + 1` matches.
  */
 async function scanIndex(scan: Scan, prefix: string, after: string | undefined): Promise<Agent[]> {
   const page = new PageCollector(scan);
-  for await (const [key] of scan.kv.range(resumeKey(prefix, after), prefixEnd(prefix))) {
+  // The first read asks for what a page needs when every id matches: the page plus one.
+  const cursor = new IndexCursor(scan.kv, prefix, scan.pageSize + 1);
+  try {
     // An index key may outlive its record between two reads, and a separator inside a value
     // can make a key look like another prefix's: the record itself decides.
-    if (await page.add(key.slice(prefix.length))) break;
+    for (await cursor.load(resumeKey(prefix, after)); cursor.id !== undefined; await cursor.next()) {
+      if (await page.add(cursor.id)) break;
+    }
+  } finally {
+    await cursor.close();
   }
   return page.finish();
 }
@@ -269,8 +276,8 @@ async function resolve(scan: Scan, ids: readonly string[], found: Agent[]): Prom
 /**
  * A position in an id-ordered index range (`<prefix><id>` keys), read a chunk at a time, through
  * the store's {@link KeyCursor} when it has one: a read that moves on in order (`load`, `next`)
- * asks for {@link FIND_INTERSECT_CHUNK_KEYS} keys at first and twice as many each time after, up
- * to {@link FIND_INTERSECT_MAX_CHUNK_KEYS}; a seek past the keys read asks for
+ * asks for {@link FIND_INTERSECT_CHUNK_KEYS} keys at first (or as many as the caller says) and
+ * twice as many each time after, up to {@link FIND_INTERSECT_MAX_CHUNK_KEYS}; a seek past the keys read asks for
  * {@link FIND_INTERSECT_CHUNK_KEYS} from the id sought, twice as many as last time when the join
  * had walked most of the chunk it leaves (the range is dense). A cursor
  * never loaded reads nothing until its first `load` or `seek`. `id` is `undefined` once the
@@ -291,11 +298,18 @@ export class IndexCursor {
   /** The store's open cursor over the range, when it offers one (else each read is a `range`). */
   private cursor: KeyCursor | undefined;
 
+  /**
+   * `firstChunkKeys`: the keys the first read in order asks for (then twice as many each time,
+   * up to {@link FIND_INTERSECT_MAX_CHUNK_KEYS}); a scan that knows how many ids it needs asks
+   * for that many.
+   */
   constructor(
     private readonly kv: KeyValueReader,
     private readonly prefix: string,
+    firstChunkKeys = FIND_INTERSECT_CHUNK_KEYS,
   ) {
     this.end = prefixEnd(prefix);
+    this.chunkKeys = Math.max(1, Math.min(firstChunkKeys, FIND_INTERSECT_MAX_CHUNK_KEYS));
   }
 
   /** The id at the cursor, or `undefined` past the end. */

@@ -218,6 +218,11 @@ export const RANGE_READ_BYTES = 256 * 1024;
  * Iterator options with classic-level's `highWaterMarkBytes`, which a sublevel passes on to the
  * root database's iterator although abstract-level's types do not name it.
  */
+/** The key of an iterator entry. */
+function keyOf(entry: [string, unknown]): string {
+  return entry[0];
+}
+
 function boundedRead<O extends object>(bytes: number, options: O): O & { readonly highWaterMarkBytes: number } {
   return { ...options, highWaterMarkBytes: bytes };
 }
@@ -558,22 +563,26 @@ export class LevelStore implements NodeStore {
   }
 
   /**
-   * A {@link KeyCursor} over one abstract-level key iterator (its implicit snapshot is the view):
-   * keys only, so LevelDB hands over no values and no buffer is made for them.
+   * A {@link KeyCursor} over one abstract-level iterator (its implicit snapshot is the view) that
+   * reads keys only: `values: false`, and values "decoded" as UTF-8. classic-level hands every
+   * entry over as a `[key, value]` pair whatever the iterator asks for (its `keys()` iterator is
+   * abstract-level's wrapper of a full one), so with the stores' binary value encoding each key
+   * read also made a `Buffer` for its (empty) value, an ArrayBuffer allocated, tracked and swept:
+   * 2.0-2.4 µs per key against 0.7-1.1 µs this way (50,000 index keys, one sublevel, this machine).
    */
   private cursor(gte: string, lt: string): KeyCursor {
-    const it = this.live.db.keys(boundedRead(RANGE_READ_BYTES, { gte, lt }));
+    const it = this.live.db.iterator(boundedRead(RANGE_READ_BYTES, { gte, lt, values: false, valueEncoding: 'utf8' }));
     let closed = false;
     return {
       seek: (key) => it.seek(key),
       // nextv may return fewer entries than asked before the end (a read is bounded in bytes):
       // read on until `n` or an empty answer, so fewer than `n` means the end.
       next: async (n) => {
-        const out = await it.nextv(n);
+        const out = (await it.nextv(n)).map(keyOf);
         while (out.length < n) {
           const more = await it.nextv(n - out.length);
           if (more.length === 0) break;
-          for (const key of more) out.push(key);
+          for (const [key] of more) out.push(key);
         }
         return out;
       },
