@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import type { ProcessCluster as ProcessClusterType } from '../cluster/process-cluster.js';
 import type { AgentSpec } from '../src/registry/types.js';
+import { REGISTRY_NODE_V8_FLAGS } from '../src/cli/node-flags.js';
 
 /** Applied entries between snapshots, and entries kept behind one: small, so a few writes need a snapshot. */
 const SNAPSHOT_ARGS = ['--snapshot-threshold', '200', '--snapshot-tail', '50'];
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
     const peers = [...cluster.addresses].map(([id, a]) => `${id}=${a}`).join(',');
     follower = spawn(
       process.execPath,
-      [join(followerRoot, 'dist', 'src', 'cli', 'registry-node.js'), '--id', lagging, '--listen', cluster.addresses.get(lagging) as string, '--peers', peers, '--data-dir', join(cluster.dir, lagging), '--http-listen', cluster.httpAddresses.get(lagging) as string, ...SNAPSHOT_ARGS],
+      [...REGISTRY_NODE_V8_FLAGS, join(followerRoot, 'dist', 'src', 'cli', 'registry-node.js'), '--id', lagging, '--listen', cluster.addresses.get(lagging) as string, '--peers', peers, '--data-dir', join(cluster.dir, lagging), '--http-listen', cluster.httpAddresses.get(lagging) as string, ...SNAPSHOT_ARGS],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } },
     );
     const lines: string[] = [];

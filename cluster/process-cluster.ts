@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { RegistryClient, type ClientTlsOptions, type ClusterStatus } from '../src/client/index.js';
 import { initCerts, type CertFiles } from '../src/auth/certs.js';
 import { ADMIN_TOKEN_FILE } from '../src/server/node.js';
+import { REGISTRY_NODE_V8_FLAGS } from '../src/cli/node-flags.js';
 
 /** The package root, from cluster/ in the sources or dist/cluster/ when built. */
 function packageRoot(): string {
@@ -179,7 +180,7 @@ export class ProcessCluster {
   startNode(id: string, join_ = false): ChildProcess {
     const p = spawn(
       process.execPath,
-      [...NODE_FLAGS, NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, ...(join_ ? ['--join'] : ['--peers', this.peers]), '--data-dir', join(this.dir, id), '--http-listen', this.httpAddresses.get(id) as string, ...this.tlsArgs(id), ...this.extraArgs],
+      [...REGISTRY_NODE_V8_FLAGS, ...NODE_FLAGS, NODE_BIN, '--id', id, '--listen', this.addresses.get(id) as string, ...(join_ ? ['--join'] : ['--peers', this.peers]), '--data-dir', join(this.dir, id), '--http-listen', this.httpAddresses.get(id) as string, ...this.tlsArgs(id), ...this.extraArgs],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } },
     );
     const buf = this.logs.get(id) ?? [];

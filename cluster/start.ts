@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { RegistryClient } from '../src/client/index.js';
+import { REGISTRY_NODE_V8_FLAGS } from '../src/cli/node-flags.js';
 
 /** How long to wait for the first leader before giving up, in ms. */
 export const LEADER_WAIT_MS = 30_000;
@@ -83,7 +84,7 @@ let stopping = false;
 for (const [i, id] of ids.entries()) {
   const child = spawn(
     process.execPath,
-    [nodeBin, '--id', id, '--listen', addresses[i] as string, '--peers', peers, '--data-dir', resolve(opts.dataDir, id), '--http-listen', httpAddresses[i] as string, '--log-level', opts.logLevel],
+    [...REGISTRY_NODE_V8_FLAGS, nodeBin, '--id', id, '--listen', addresses[i] as string, '--peers', peers, '--data-dir', resolve(opts.dataDir, id), '--http-listen', httpAddresses[i] as string, '--log-level', opts.logLevel],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.set(id, child);
