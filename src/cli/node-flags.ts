@@ -5,11 +5,11 @@
  * or by `npm start` runs the same heap; pass them yourself to `node dist/src/cli/registry-node.js`.
  *
  * `--initial-old-space-size=64` (MiB): with a small heap (a node holding ~10,000 agents has ~27
- * MiB live), V8 starts incremental marking as soon as the old generation's room under its first
- * limit is less than the young generation can promote, and then runs a full mark-compact every
- * ~100-130 ms in place of scavenges while the node serves reads (16-19 of them during 500
- * first-page finds of 100 agents on one follower, each a 2-10 ms pause). An old generation
- * allowed to start at 64 MiB gets 0-1 (the same run), the heap stays at 30-43 MiB used (about
- * 70 MiB committed, as before), and the finds' p99 went from 25-31 ms to 11-13 ms.
+ * MiB live), V8 started incremental marking by task well under its old-generation limit and ran
+ * a full mark-compact every 100-130 ms in place of scavenges while the node served reads: 15-19
+ * of them during 500 first-page finds of 100 agents on one follower, each a 2-10 ms pause, and
+ * the finds' p99 at 25-31 ms (p50 2.6-3.1). With the old generation allowed to start at 64 MiB
+ * the same run had 1 mark-compact and p99 13.4 ms (p50 2.1); the heap stayed at 30-43 MiB used,
+ * about 70 MiB committed, as before.
  */
 export const REGISTRY_NODE_V8_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
