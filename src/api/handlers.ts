@@ -480,7 +480,7 @@ export class RegistryApi {
       const revision = await this.readBarrier(consistencyFromWire(req.consistency), call);
       const agent = await this.ctx.stateMachine.getByRef(id);
       if (!agent) throw new ApiError(Code.NOT_FOUND, `agent ${JSON.stringify(id)} not found`);
-      return { agent: this.toWire(agent), revision: Math.max(revision, agent.modRevision) };
+      return { agent: this.readWire(agent), revision: Math.max(revision, agent.modRevision) };
     });
   }
 
@@ -535,7 +535,7 @@ export class RegistryApi {
       const { query, consistency } = findQueryFromWire(req);
       const revision = await this.readBarrier(consistency, call);
       const page = await this.ctx.stateMachine.find(query);
-      return { agents: page.agents.map((a) => this.toWire(a, false)), next_page_token: page.nextPageToken, revision };
+      return { agents: page.agents.map((a) => this.readWire(a, false)), next_page_token: page.nextPageToken, revision };
     });
   }
 
@@ -547,7 +547,7 @@ export class RegistryApi {
       const revision = await this.readBarrier(consistency, call);
       const page = await this.ctx.stateMachine.search(query);
       return {
-        results: page.results.map((r) => ({ agent: this.toWire(r.agent, false), score: r.score })),
+        results: page.results.map((r) => ({ agent: this.readWire(r.agent, false), score: r.score })),
         next_page_token: page.nextPageToken,
         revision,
       };
@@ -937,16 +937,30 @@ export class RegistryApi {
 
   /**
    * An agent as answered, with its lease deadline as this node sees it (the leader's view; 0
-   * elsewhere): the wire form kept for this `Agent` object (`agent-encoding.ts`), read-only, so
-   * the gRPC serializers copy its kept encoding. Lists (Find, Search, ListVersions, Watch) leave the card
-   * out (`withCard` false: `card` empty, `card_format` still says one is stored), so a page of
-   * 64 KiB cards never exceeds a client's message limit; Get and `GET /v1/agents/{id}/card` carry it.
+   * elsewhere). Lists (Find, Search, ListVersions, Watch) leave the card out (`withCard` false:
+   * `card` empty, `card_format` still says one is stored), so a page of 64 KiB cards never
+   * exceeds a client's message limit; Get and `GET /v1/agents/{id}/card` carry it.
    */
   private toWire(agent: Agent, withCard = true): WireAgent {
+    const w = withCard ? agentToWire(agent) : { ...agentToWire(agent), card: '' };
+    return { ...w, lease_expires_unix_ms: this.leaseExpiresUnixMs(agent) };
+  }
+
+  /**
+   * {@link toWire} for the answers of Get, Find and Search, whose agents are the state machine's
+   * kept records: the wire form kept for this `Agent` object (`agent-encoding.ts`), read-only,
+   * whose encoding the gRPC serializers of those methods copy. A write's answer or a watch event
+   * carries a record made for it, which nothing would read again: those take {@link toWire}.
+   */
+  private readWire(agent: Agent, withCard = true): WireAgent {
+    return wireAgentOf(agent, withCard, this.leaseExpiresUnixMs(agent), () => agentToWire(agent));
+  }
+
+  /** When `agent`'s lease expires as this node sees it, in Unix ms; 0 without a lease or a deadline. */
+  private leaseExpiresUnixMs(agent: Agent): number {
     const deadline = agent.ttlSeconds > 0 ? this.ctx.raft.leases.deadlineOf(agent.id) : undefined;
     const clock = this.ctx.clock;
-    const leaseExpires = deadline === undefined ? 0 : Math.round(clock.wallNow() + (deadline - clock.now()));
-    return wireAgentOf(agent, withCard, leaseExpires, () => agentToWire(agent));
+    return deadline === undefined ? 0 : Math.round(clock.wallNow() + (deadline - clock.now()));
   }
 
   /** Proposes one membership change on the leader and answers with the membership after it. */
