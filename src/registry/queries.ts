@@ -289,7 +289,7 @@ export class IndexCursor {
   /** Whether a read happened (a cursor is loaded lazily, by its first seek). */
   private loaded = false;
   /** Keys the next read in order asks for. */
-  private chunkKeys = FIND_INTERSECT_CHUNK_KEYS;
+  private chunkKeys: number;
   /** Keys the next read of a seek past the chunk asks for. */
   private seekChunkKeys = FIND_INTERSECT_CHUNK_KEYS;
   /** Whether the range holds nothing after the ids read. */

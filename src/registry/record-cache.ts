@@ -6,6 +6,7 @@
  * committed batch changes it; this class only keeps the bounds.
  */
 import { LRUCache } from 'lru-cache';
+import type { RecordDecoder } from './records.js';
 import type { Agent } from './types.js';
 
 /** Most records the cache keeps. */
@@ -15,6 +16,18 @@ export const RECORD_CACHE_ENTRIES = 4096;
  * of large AgentCards (up to `MAX_AGENT_BYTES` each) keeps fewer of them, not more memory.
  */
 export const RECORD_CACHE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * An LRU of at most `maxEntries` values and `maxBytes` bytes (each value's size given when set),
+ * or `undefined` when a bound is 0 (nothing is kept). Throws `RangeError`, naming `what`, when a
+ * bound is not a non-negative safe integer.
+ */
+function boundedLru<V extends object>(what: string, maxEntries: number, maxBytes: number): LRUCache<string, V> | undefined {
+  for (const [name, v] of [['maxEntries', maxEntries], ['maxBytes', maxBytes]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${what} ${name} must be a non-negative integer, got ${String(v)}`);
+  }
+  return maxEntries === 0 || maxBytes === 0 ? undefined : new LRUCache<string, V>({ max: maxEntries, maxSize: maxBytes });
+}
 
 /**
  * An LRU of decoded records by agent id, within {@link RECORD_CACHE_ENTRIES} and
@@ -28,10 +41,7 @@ export class RecordCache {
 
   /** Throws `RangeError` when a bound is not a non-negative safe integer. */
   constructor(maxEntries = RECORD_CACHE_ENTRIES, maxBytes = RECORD_CACHE_BYTES) {
-    for (const [name, v] of [['maxEntries', maxEntries], ['maxBytes', maxBytes]] as const) {
-      if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`record cache ${name} must be a non-negative integer, got ${String(v)}`);
-    }
-    this.entries = maxEntries === 0 || maxBytes === 0 ? undefined : new LRUCache<string, Agent>({ max: maxEntries, maxSize: maxBytes });
+    this.entries = boundedLru<Agent>('record cache', maxEntries, maxBytes);
   }
 
   /** The record of `id`, now the most recently read, or `undefined`. */
@@ -99,14 +109,11 @@ export class DecodedRecords {
 
   /** Throws `RangeError` when a bound is not a non-negative safe integer. */
   constructor(
-    private readonly decodeRecord: (value: Uint8Array, key: string) => Agent,
+    private readonly decodeRecord: RecordDecoder,
     maxEntries = DECODED_RECORDS_ENTRIES,
     maxBytes = DECODED_RECORDS_BYTES,
   ) {
-    for (const [name, v] of [['maxEntries', maxEntries], ['maxBytes', maxBytes]] as const) {
-      if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`decoded records ${name} must be a non-negative integer, got ${String(v)}`);
-    }
-    this.entries = maxEntries === 0 || maxBytes === 0 ? undefined : new LRUCache({ max: maxEntries, maxSize: maxBytes });
+    this.entries = boundedLru('decoded records', maxEntries, maxBytes);
   }
 
   /**

@@ -48,7 +48,7 @@ import { findAgents, QueryError } from './queries.js';
 import { DecodedRecords, RecordCache } from './record-cache.js';
 import { textIndex } from './text-index.js';
 import { searchAgents } from './text-search.js';
-import { agentOf, decodeAgentRecord, withOptionalFields, readLeases, secondaryIndexes, stageRecord, type RecordIndex } from './records.js';
+import { agentOf, decodeAgentRecord, withOptionalFields, readLeases, secondaryIndexes, stageRecord, type RecordDecoder, type RecordIndex } from './records.js';
 import { type CommandOutcome, decodeSessionResult, duplicateResult, type SessionResult, sessionOf, sessionResultOf, stageSessionResult } from './sessions.js';
 import type { Agent, CapabilityCount, Command, CommandResult, FindPage, FindQuery, Health, Member, MemberChange, SearchPage, SearchQuery, WatchEvent } from './types.js';
 import { pageVersions, readVersions, resolveAgentRef, versionsIndex, type VersionPageItem, type VersionPageQuery } from './versions.js';
@@ -131,6 +131,8 @@ export class RegistryStateMachine {
   private readonly recordCache = new RecordCache();
   /** Decoded records of scans (Find, Search), reused while their stored bytes are unchanged. */
   private readonly decodedRecords = new DecodedRecords(decodeAgentRecord);
+  /** The record decoder of Find and Search: {@link decodedRecords}. */
+  private readonly decodeScanned: RecordDecoder = (value, key) => this.decodedRecords.decode(value, key);
   /**
    * Bumped by every commit of a batch and every open: a record read from the store before a bump
    * may be stale after it, and is not cached.
@@ -567,7 +569,7 @@ export class RegistryStateMachine {
    * naming the field at fault.
    */
   async find(query: FindQuery): Promise<FindPage> {
-    return findAgents(this.store.kv, query, (value, key) => this.decodedRecords.decode(value, key));
+    return findAgents(this.store.kv, query, this.decodeScanned);
   }
 
   /**
@@ -576,7 +578,7 @@ export class RegistryStateMachine {
    * (`query`, `page_token`, or a filter as for {@link find}).
    */
   async search(query: SearchQuery): Promise<SearchPage> {
-    return searchAgents(this.store.kv, query, (value, key) => this.decodedRecords.decode(value, key));
+    return searchAgents(this.store.kv, query, this.decodeScanned);
   }
 
   /**
